@@ -1,0 +1,83 @@
+"""Input checks shared by every op family: each raises ValueError naming the argument,
+what it expected and what it was given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _shape_str(shape: Sequence[int | str | None]) -> str:
+    return "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+
+
+def check_tensor(
+    name: str,
+    value: object,
+    shape: Sequence[int | str | None] | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+) -> torch.Tensor:
+    """Checks that `value` is a tensor of the given shape (None = any size) and dtype."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if shape is not None:
+        fits = value.dim() == len(shape) and all(
+            not isinstance(s, int) or value.shape[i] == s for i, s in enumerate(shape)
+        )
+        if not fits:
+            raise ValueError(
+                f"{name} must have shape {_shape_str(shape)}, got {list(value.shape)}"
+            )
+    if dtypes is not None and value.dtype not in dtypes:
+        expected = " or ".join(str(d) for d in dtypes)
+        raise ValueError(f"{name} must have dtype {expected}, got {value.dtype}")
+    return value
+
+
+def check_same_device(names_and_tensors: dict[str, torch.Tensor]) -> torch.device:
+    """Checks that every tensor lives on the device of the first one; returns it."""
+    items = iter(names_and_tensors.items())
+    first_name, first = next(items)
+    for name, tensor in items:
+        if tensor.device != first.device:
+            raise ValueError(
+                f"{name} must be on the same device as {first_name} ({first.device}), "
+                f"got {tensor.device}"
+            )
+    return first.device
+
+
+def check_same_dtype(names_and_tensors: dict[str, torch.Tensor]) -> torch.dtype:
+    """Checks that every tensor has the dtype of the first one; returns it."""
+    items = iter(names_and_tensors.items())
+    first_name, first = next(items)
+    for name, tensor in items:
+        if tensor.dtype != first.dtype:
+            raise ValueError(
+                f"{name} must have the dtype of {first_name} ({first.dtype}), got {tensor.dtype}"
+            )
+    return first.dtype
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Rejects NaN and infinite entries."""
+    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
+
+
+def check_nonnegative(name: str, tensor: torch.Tensor) -> None:
+    """Rejects negative entries."""
+    if tensor.numel() and bool((tensor < 0).any()):
+        raise ValueError(f"{name} must be >= 0, got minimum {float(tensor.min()):g}")
+
+
+def check_length(name: str, tensor: torch.Tensor, expected: int, of: str) -> None:
+    """Checks the leading dimension against the length of another argument."""
+    if tensor.shape[0] != expected:
+        raise ValueError(
+            f"{name} must have {expected} entries (the length of {of}), got {tensor.shape[0]}"
+        )
