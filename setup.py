@@ -33,9 +33,12 @@ def with_cuda() -> bool:
 def extension():
     """The mp3d._C extension: the binding file plus every kernel family's sources."""
     sources = ["csrc/mp3d.cpp"] + sorted(glob.glob("csrc/*/*_cpu.cpp", root_dir=ROOT))
-    cxx = ["-O3", "-g0", "-std=c++17"]
+    # at::parallel_for is inlined into the extension: without OpenMP it runs serially.
+    cxx = ["-O3", "-g0", "-std=c++17", "-fopenmp"]
+    link = ["-fopenmp"]
     if not with_cuda():
-        return CppExtension("mp3d._C", sources, extra_compile_args={"cxx": cxx})
+        return CppExtension("mp3d._C", sources, extra_compile_args={"cxx": cxx},
+                            extra_link_args=link)
     sources += sorted(glob.glob("csrc/*/*_cuda.cu", root_dir=ROOT))
     nvcc = ["-O3", "--use_fast_math", "-std=c++17", "-lineinfo"]
     return CUDAExtension(
@@ -43,6 +46,7 @@ def extension():
         sources,
         define_macros=[("MP3D_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=link,
     )
 
 

@@ -24,17 +24,13 @@
 
 namespace mp3d {
 
-// exp and expm1 for float and double that pick the right function on host and device.
+// exp for float and double that picks the right function on host and device.
 #if defined(__CUDA_ARCH__)
 __device__ __forceinline__ float exp_(float x) { return ::expf(x); }
 __device__ __forceinline__ double exp_(double x) { return ::exp(x); }
-__device__ __forceinline__ float expm1_(float x) { return ::expm1f(x); }
-__device__ __forceinline__ double expm1_(double x) { return ::expm1(x); }
 #else
 inline float exp_(float x) { return std::exp(x); }
 inline double exp_(double x) { return std::exp(x); }
-inline float expm1_(float x) { return std::expm1(x); }
-inline double expm1_(double x) { return std::expm1(x); }
 #endif
 
 }  // namespace mp3d

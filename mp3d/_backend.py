@@ -39,7 +39,7 @@ def _jit_build() -> None:
     from torch.utils import cpp_extension
 
     sources = [str(CSRC / "mp3d.cpp")] + sorted(glob.glob(str(CSRC / "*" / "*_cpu.cpp")))
-    cflags = ["-O3", "-g0", "-std=c++17"]
+    cflags = ["-O3", "-g0", "-std=c++17", "-fopenmp"]  # OpenMP: see setup.py
     kwargs = {}
     if torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None \
             and os.environ.get("MP3D_FORCE_CPU", "0") != "1":
@@ -50,6 +50,7 @@ def _jit_build() -> None:
         name="mp3d_jit_C",
         sources=sources,
         extra_cflags=cflags,
+        extra_ldflags=["-fopenmp"],
         is_python_module=False,
         verbose=os.environ.get("MP3D_VERBOSE_BUILD", "0") == "1",
         **kwargs,

@@ -39,8 +39,10 @@ MP3D_HOST_DEVICE void render_ray_forward(const ForwardArgs<scalar_t>& a, int64_t
   scalar_t transmittance = 1, opacity = 0, depth = 0, r = 0, g = 0, b = 0;
   int64_t i = begin;
   for (; i < end && transmittance >= a.early_stop_eps; ++i) {
-    const scalar_t tau = a.sigmas[i] * (a.t_ends[i] - a.t_starts[i]);
-    const scalar_t w = transmittance * -expm1_(-tau);
+    // One exp per sample: alpha = 1 - exp(-tau) has absolute error ~ machine epsilon,
+    // and the backward pass recomputes exactly this T sequence.
+    const scalar_t survive = exp_(-a.sigmas[i] * (a.t_ends[i] - a.t_starts[i]));
+    const scalar_t w = transmittance * (scalar_t(1) - survive);
     a.weights[i] = w;
     opacity += w;
     depth += w * (a.t_starts[i] + a.t_ends[i]) * scalar_t(0.5);
@@ -49,7 +51,7 @@ MP3D_HOST_DEVICE void render_ray_forward(const ForwardArgs<scalar_t>& a, int64_t
       g += w * a.rgbs[3 * i + 1];
       b += w * a.rgbs[3 * i + 2];
     }
-    transmittance *= exp_(-tau);
+    transmittance *= survive;
   }
   for (; i < end; ++i) a.weights[i] = 0;
   a.opacity[ray] = opacity;
@@ -110,10 +112,9 @@ MP3D_HOST_DEVICE void render_ray_backward(const BackwardArgs<scalar_t>& a, int64
   // Pass 2: recompute T exactly as the forward did, so the same samples count as used.
   for (; i < end && transmittance >= a.early_stop_eps; ++i) {
     const scalar_t delta = a.t_ends[i] - a.t_starts[i];
-    const scalar_t tau = a.sigmas[i] * delta;
     const scalar_t w = a.weights[i];
     const scalar_t v = weight_grad(a, ray, i);
-    transmittance *= exp_(-tau);
+    transmittance *= exp_(-a.sigmas[i] * delta);
     remaining -= v * w;
     const scalar_t grad_tau = v * transmittance - remaining;
     a.grad_sigmas[i] = grad_tau * delta;

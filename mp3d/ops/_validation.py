@@ -3,6 +3,7 @@ what it expected and what it was given."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -62,17 +63,19 @@ def check_same_dtype(names_and_tensors: dict[str, torch.Tensor]) -> torch.dtype:
     return first.dtype
 
 
-def check_finite(name: str, tensor: torch.Tensor) -> None:
-    """Rejects NaN and infinite entries."""
-    if tensor.numel() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
+def check_finite(name: str, tensor: torch.Tensor, minimum: float | None = None) -> None:
+    """Rejects NaN and infinite entries, and entries below `minimum` if given.
+
+    One aminmax pass: min and max propagate NaN, so both are finite iff every entry is.
+    """
+    if tensor.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(tensor.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(tensor.detach())).sum())
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
-
-
-def check_nonnegative(name: str, tensor: torch.Tensor) -> None:
-    """Rejects negative entries."""
-    if tensor.numel() and bool((tensor < 0).any()):
-        raise ValueError(f"{name} must be >= 0, got minimum {float(tensor.min()):g}")
+    if minimum is not None and low < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got minimum {low:g}")
 
 
 def check_length(name: str, tensor: torch.Tensor, expected: int, of: str) -> None:

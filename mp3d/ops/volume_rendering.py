@@ -22,7 +22,6 @@ from mp3d.ops._validation import (
     FLOAT_DTYPES,
     check_finite,
     check_length,
-    check_nonnegative,
     check_same_device,
     check_same_dtype,
     check_tensor,
@@ -51,7 +50,7 @@ def _weights_reference(
     """Pure-torch weights [S]: rays are scattered into a padded [R, max_samples] grid,
     where the transmittance is an exclusive cumulative sum along each row."""
     if sigmas.numel() == 0:
-        return sigmas.new_zeros(0)
+        return sigmas * 0.0  # empty, but still attached to the autograd graph
     offsets = ray_offsets(ray_indices, n_rays)
     position = torch.arange(sigmas.numel(), device=sigmas.device) - offsets[ray_indices]
     max_samples = int((offsets[1:] - offsets[:-1]).max())
@@ -168,8 +167,7 @@ def _validate(
         return
     with torch.no_grad():
         for name, tensor in tensors.items():
-            check_finite(name, tensor)
-        check_nonnegative("sigmas", sigmas)
+            check_finite(name, tensor, minimum=0.0 if name == "sigmas" else None)
         if bool((t_ends < t_starts).any()):
             bad = int(torch.nonzero(t_ends < t_starts)[0, 0])
             raise ValueError(

@@ -1,0 +1,56 @@
+"""File output that never leaves a half-written file: write to a temporary name, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; renames it onto `path` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """Float image [...,C] in [0,1] -> uint8 array, rounded."""
+    return (image.detach().float().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Saves an image [H,W,3] or [H,W,4] (float in [0,1]) as PNG (or any format PIL knows)."""
+    if image.dim() != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image must have shape [H, W, 1|3|4], got {list(image.shape)}")
+    array = to_uint8(image)
+    if array.shape[-1] == 1:
+        array = array[..., 0]
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp)
+    return Path(path)
+
+
+def save_gif(frames: torch.Tensor, path: str | Path, fps: float = 12.0) -> Path:
+    """Saves frames [F,H,W,3] (float in [0,1]) as a looping GIF."""
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"frames must have shape [F>0, H, W, 3], got {list(frames.shape)}")
+    images = [Image.fromarray(frame) for frame in to_uint8(frames)]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(round(1000 / fps)), loop=0)
+    return Path(path)
