@@ -63,3 +63,12 @@ def packed_samples(
         "ray_indices": ray_indices.to(device),
         "n_rays": n_rays,
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_scene(tmp_path_factory) -> Path:
+    """The built-in demo scene at 24x24 with a few views per split."""
+    from mp3d.data.demo import write_demo_scene
+
+    return write_demo_scene(tmp_path_factory.mktemp("demo") / "scene", n_train=4, n_val=2,
+                            n_test=2, resolution=24, progress=False)

@@ -1,0 +1,111 @@
+"""Blender reader: generated scene, real lego views when present, and bad files."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mp3d.cameras import project
+from mp3d.data.blender import load_blender
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_reads_generated_scene(tiny_demo_scene, split):
+    scene = load_blender(tiny_demo_scene, split=split, progress=False)
+    n = {"train": 4, "val": 2, "test": 2}[split]
+    assert len(scene) == n and scene.images.shape == (n, 24, 24, 3)
+    assert scene.images.dtype == torch.float32
+    assert 0.0 <= float(scene.images.min()) and float(scene.images.max()) <= 1.0
+    assert scene.alphas.shape == (n, 24, 24) and float(scene.alphas.max()) > 0.99
+    assert (scene.near, scene.far) == (2.0, 6.0)
+    meta = json.loads((tiny_demo_scene / f"transforms_{split}.json").read_text())
+    for i in range(n):
+        camera = scene.camera(i)
+        # Camera centre as written (OpenGL c2w translation) and the origin in view centre.
+        gl = torch.tensor(meta["frames"][i]["transform_matrix"])
+        torch.testing.assert_close(scene.c2ws[i, :3, 3], gl[:3, 3])
+        uv, depth = project(torch.zeros(1, 3), camera.viewmat, camera.K)
+        torch.testing.assert_close(uv, torch.tensor([[12.0, 12.0]]), atol=1e-4, rtol=0)
+        assert float(depth) == pytest.approx(4.0, rel=1e-5)
+
+
+def test_background_and_downscale(tiny_demo_scene):
+    white = load_blender(tiny_demo_scene, background="white", progress=False)
+    black = load_blender(tiny_demo_scene, background=(0, 0, 0), progress=False)
+    empty = white.alphas == 0
+    assert empty.any()
+    assert bool((white.images[empty] == 1).all()) and bool((black.images[empty] == 0).all())
+    half = load_blender(tiny_demo_scene, downscale=2, background="black", progress=False)
+    assert half.images.shape == (4, 12, 12, 3)
+    blocks = black.images.reshape(4, 12, 2, 12, 2, 3).mean(dim=(2, 4))
+    torch.testing.assert_close(half.images, blocks, atol=1e-6, rtol=0)
+    torch.testing.assert_close(half.Ks[0, :2], black.Ks[0, :2] / 2)
+
+
+def test_reads_lego(lego_dir):
+    scene = load_blender(lego_dir, split="train", downscale=8, progress=False)
+    assert len(scene) == 87 and scene.images.shape == (87, 100, 100, 3)
+    focal = 0.5 * 100 / math.tan(0.5 * 0.6911112070083618)
+    torch.testing.assert_close(scene.Ks[0], torch.tensor([[focal, 0, 50], [0, focal, 50], [0, 0, 1]]))
+    # Lego cameras look at the scene centre from about 4 units away.
+    for i in (0, 40, 86):
+        uv, depth = project(torch.zeros(1, 3), scene.camera(i).viewmat, scene.Ks[i])
+        assert abs(float(uv[0, 0]) - 50) < 1 and abs(float(uv[0, 1]) - 50) < 1
+        assert 3.5 < float(depth) < 4.5
+    corners = scene.images[:, 0, 0]
+    torch.testing.assert_close(corners, torch.ones_like(corners))  # white background
+    assert scene.names[0] == "r_1"
+
+
+def _copy_scene(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_json_names_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="transforms_train.json"):
+        load_blender(tmp_path, progress=False)
+
+
+def test_malformed_json_names_file(tmp_path):
+    (tmp_path / "transforms_train.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="transforms_train.json: malformed JSON"):
+        load_blender(tmp_path, progress=False)
+
+
+def test_json_without_intrinsics_names_file(tiny_demo_scene, tmp_path):
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    meta = json.loads((scene / "transforms_train.json").read_text())
+    del meta["camera_angle_x"]
+    (scene / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="transforms_train.json: needs 'camera_angle_x'"):
+        load_blender(scene, progress=False)
+
+
+def test_missing_image_names_file(tiny_demo_scene, tmp_path):
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    (scene / "train" / "r_2.png").unlink()
+    with pytest.raises(FileNotFoundError, match="r_2.png"):
+        load_blender(scene, progress=False)
+
+
+def test_images_of_different_sizes_name_file(tiny_demo_scene, tmp_path):
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    Image.fromarray(np.zeros((20, 24, 4), dtype=np.uint8)).save(scene / "train" / "r_1.png")
+    with pytest.raises(ValueError, match="r_1.png: image size 24x20 differs"):
+        load_blender(scene, progress=False)
+
+
+def test_bad_arguments(tiny_demo_scene):
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_blender(tiny_demo_scene, split="training", progress=False)
+    with pytest.raises(ValueError, match="downscale must be an int >= 1"):
+        load_blender(tiny_demo_scene, downscale=0, progress=False)
+    with pytest.raises(ValueError, match="background must be"):
+        load_blender(tiny_demo_scene, background="pink", progress=False)
