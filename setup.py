@@ -34,13 +34,13 @@ def extension():
     """The mp3d._C extension: the binding file plus every kernel family's sources."""
     sources = ["csrc/mp3d.cpp"] + sorted(glob.glob("csrc/*/*_cpu.cpp", root_dir=ROOT))
     # at::parallel_for is inlined into the extension: without OpenMP it runs serially.
-    cxx = ["-O3", "-g0", "-std=c++17", "-fopenmp"]
+    cxx = ["-O3", "-g0", "-fopenmp"]
     link = ["-fopenmp"]
     if not with_cuda():
         return CppExtension("mp3d._C", sources, extra_compile_args={"cxx": cxx},
                             extra_link_args=link)
     sources += sorted(glob.glob("csrc/*/*_cuda.cu", root_dir=ROOT))
-    nvcc = ["-O3", "--use_fast_math", "-std=c++17", "-lineinfo"]
+    nvcc = ["-O3", "-lineinfo"]
     return CUDAExtension(
         "mp3d._C",
         sources,

@@ -39,13 +39,13 @@ def _jit_build() -> None:
     from torch.utils import cpp_extension
 
     sources = [str(CSRC / "mp3d.cpp")] + sorted(glob.glob(str(CSRC / "*" / "*_cpu.cpp")))
-    cflags = ["-O3", "-g0", "-std=c++17", "-fopenmp"]  # OpenMP: see setup.py
+    cflags = ["-O3", "-g0", "-fopenmp"]  # OpenMP: see setup.py
     kwargs = {}
     if torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None \
             and os.environ.get("MP3D_FORCE_CPU", "0") != "1":
         sources += sorted(glob.glob(str(CSRC / "*" / "*_cuda.cu")))
         cflags.append("-DMP3D_WITH_CUDA")
-        kwargs["extra_cuda_cflags"] = ["-O3", "--use_fast_math", "-DMP3D_WITH_CUDA"]
+        kwargs["extra_cuda_cflags"] = ["-O3", "-DMP3D_WITH_CUDA"]
     cpp_extension.load(
         name="mp3d_jit_C",
         sources=sources,

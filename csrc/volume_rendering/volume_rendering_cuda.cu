@@ -1,7 +1,8 @@
 // CUDA kernels for packed volume rendering: one thread per ray.
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "volume_rendering_host.h"
@@ -43,7 +44,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward_cuda(const Tensor& sigmas,
     const auto args = forward_args<scalar_t>(sigmas, rgbs, t_starts, t_ends, offsets,
                                              early_stop_eps, out);
     forward_kernel<scalar_t><<<n_blocks(n_rays), kThreads, 0,
-                               at::cuda::getCurrentCUDAStream()>>>(args, n_rays);
+                               c10::cuda::getCurrentCUDAStream()>>>(args, n_rays);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -66,7 +67,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_cuda(
                                               sigmas, rgbs, t_starts, t_ends, offsets, weights,
                                               early_stop_eps, t_grads, out);
     backward_kernel<scalar_t><<<n_blocks(n_rays), kThreads, 0,
-                                at::cuda::getCurrentCUDAStream()>>>(args, n_rays);
+                                c10::cuda::getCurrentCUDAStream()>>>(args, n_rays);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

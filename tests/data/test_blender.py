@@ -109,3 +109,17 @@ def test_bad_arguments(tiny_demo_scene):
         load_blender(tiny_demo_scene, downscale=0, progress=False)
     with pytest.raises(ValueError, match="background must be"):
         load_blender(tiny_demo_scene, background="pink", progress=False)
+
+
+def test_focal_and_principal_point_keys(tiny_demo_scene, tmp_path):
+    """fl_x / fl_y / cx / cy override camera_angle_x, and scale with the downscale factor."""
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    meta = json.loads((scene / "transforms_train.json").read_text())
+    del meta["camera_angle_x"]
+    meta.update({"fl_x": 30.0, "fl_y": 32.0, "cx": 11.0, "cy": 13.0})
+    meta["frames"][1]["fl_x"] = 40.0  # per-frame values win
+    (scene / "transforms_train.json").write_text(json.dumps(meta))
+    loaded = load_blender(scene, downscale=2, progress=False)
+    torch.testing.assert_close(loaded.Ks[0], torch.tensor([[15.0, 0, 5.5], [0, 16.0, 6.5],
+                                                           [0, 0, 1]]))
+    assert float(loaded.Ks[1, 0, 0]) == 20.0
