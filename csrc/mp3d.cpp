@@ -31,6 +31,16 @@ TORCH_LIBRARY(mp3d, m) {
       "Tensor offsets, Tensor weights, float early_stop_eps, bool t_grads) -> "
       "(Tensor grad_sigmas, "
       "Tensor grad_rgbs, Tensor grad_t_starts, Tensor grad_t_ends)");
+
+  // Multiresolution hash encoding (see csrc/hash_encoding/hash_encoding.h); resolutions [L]
+  // and offsets [L+1] are int64 CPU tensors describing the level layout.
+  m.def(
+      "hash_encode_fwd(Tensor points, Tensor embeddings, Tensor resolutions, Tensor offsets) "
+      "-> Tensor");
+  m.def(
+      "hash_encode_bwd(Tensor grad_features, Tensor points, Tensor embeddings, "
+      "Tensor resolutions, Tensor offsets, bool points_grad) -> (Tensor grad_embeddings, "
+      "Tensor grad_points)");
 }
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {

@@ -1,0 +1,139 @@
+"""Multiresolution hash encoding (Instant-NGP) of 3D points.
+
+Level l has a grid of resolution ``resolutions[l]`` over the unit cube (vertices 0..res on
+each axis) and a table of ``offsets[l+1] - offsets[l]`` rows of ``embeddings``. A level whose
+(res+1)^3 vertices fit in its table indexes them densely (x + y (res+1) + z (res+1)^2);
+otherwise vertices are hashed: (x * 1 XOR y * 2654435761 XOR z * 805459861) mod size.
+Each point's feature at a level is the trilinear interpolation of its cell's 8 corner rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mp3d._backend import resolve_impl
+from mp3d.ops._validation import (
+    FLOAT_DTYPES,
+    check_finite,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+)
+
+__all__ = ["hash_encode", "reference", "PRIMES"]
+
+PRIMES = (1, 2654435761, 805459861)
+# The 8 corners of a cell as (dx, dy, dz), in the order bit 0 = x, bit 1 = y, bit 2 = z.
+_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
+
+
+def level_indices(corner: torch.Tensor, resolution: int, size: int) -> torch.Tensor:
+    """Table row (within its level) of integer grid vertices corner [...,3]."""
+    side = resolution + 1
+    if side ** 3 <= size:
+        return corner[..., 0] + side * (corner[..., 1] + side * corner[..., 2])
+    hashed = (corner[..., 0] * PRIMES[0]) ^ (corner[..., 1] * PRIMES[1]) ^ (corner[..., 2] * PRIMES[2])
+    return hashed % size
+
+
+def reference(
+    points: torch.Tensor, embeddings: torch.Tensor, resolutions: torch.Tensor, offsets: torch.Tensor
+) -> torch.Tensor:
+    """Pure-torch hash encoding: points [N,3] in [0,1] -> features [N, L*F]."""
+    points = points.clamp(0.0, 1.0)
+    corners = _CORNERS.to(points.device)
+    features = []
+    for level, resolution in enumerate(resolutions.tolist()):
+        begin, end = int(offsets[level]), int(offsets[level + 1])
+        scaled = points * resolution
+        cell = scaled.detach().floor().long().clamp(max=resolution - 1)  # [N,3]
+        frac = scaled - cell  # [N,3], in [0,1]
+        vertex = cell[:, None, :] + corners  # [N,8,3]
+        rows = begin + level_indices(vertex, resolution, end - begin)  # [N,8]
+        # Trilinear weight of each corner: prod over axes of frac or (1 - frac).
+        weights = torch.where(corners.bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(-1)
+        features.append((embeddings[rows] * weights[..., None]).sum(dim=1))  # [N,F]
+    return torch.cat(features, dim=-1)
+
+
+class _EncodeKernel(torch.autograd.Function):
+    """The compiled kernels (C++ CPU or CUDA) behind one autograd node."""
+
+    @staticmethod
+    def forward(ctx, points, embeddings, resolutions, offsets):
+        ctx.save_for_backward(points, embeddings, resolutions, offsets)
+        return torch.ops.mp3d.hash_encode_fwd(points, embeddings, resolutions, offsets)
+
+    @staticmethod
+    def backward(ctx, grad_features):
+        points, embeddings, resolutions, offsets = ctx.saved_tensors
+        points_grad = ctx.needs_input_grad[0]
+        grad_embeddings, grad_points = _EncodeKernelBackward.apply(
+            grad_features.contiguous(), points, embeddings, resolutions, offsets, points_grad
+        )
+        return (
+            grad_points if points_grad else None,
+            grad_embeddings if ctx.needs_input_grad[1] else None,
+            None,
+            None,
+        )
+
+
+class _EncodeKernelBackward(torch.autograd.Function):
+    """The kernels' backward as a node of its own, so that differentiating it (create_graph)
+    raises instead of silently treating the gradients as constants."""
+
+    @staticmethod
+    def forward(ctx, grad_features, points, embeddings, resolutions, offsets, points_grad):
+        return torch.ops.mp3d.hash_encode_bwd(
+            grad_features, points, embeddings, resolutions, offsets, points_grad
+        )
+
+    @staticmethod
+    def backward(ctx, grad_grad_embeddings, grad_grad_points):
+        raise NotImplementedError(
+            "hash_encode has no double backward in its compiled kernels (needed to train "
+            "through the points gradient, e.g. an eikonal loss); use impl='torch' for that"
+        )
+
+
+def _validate(points, embeddings, resolutions, offsets) -> None:
+    check_tensor("points", points, shape=(None, 3), dtypes=FLOAT_DTYPES)
+    check_tensor("embeddings", embeddings, shape=(None, None))
+    check_same_dtype({"points": points, "embeddings": embeddings})
+    check_tensor("resolutions", resolutions, shape=(None,), dtypes=(torch.int64,))
+    n_levels = resolutions.shape[0]
+    check_tensor("offsets", offsets, shape=(n_levels + 1,), dtypes=(torch.int64,))
+    check_same_device({"points": points, "embeddings": embeddings})
+    if resolutions.device.type != "cpu" or offsets.device.type != "cpu":
+        raise ValueError("resolutions and offsets must be CPU tensors (they describe the layout)")
+    if n_levels == 0 or bool((resolutions < 1).any()):
+        raise ValueError(f"resolutions must be >= 1 with at least one level, got {resolutions.tolist()}")
+    sizes = offsets[1:] - offsets[:-1]
+    if int(offsets[0]) != 0 or bool((sizes < 1).any()) or int(offsets[-1]) != embeddings.shape[0]:
+        raise ValueError(
+            f"offsets must start at 0, increase, and end at embeddings.shape[0]="
+            f"{embeddings.shape[0]}, got {offsets.tolist()}"
+        )
+    with torch.no_grad():
+        check_finite("points", points)
+
+
+def hash_encode(
+    points: torch.Tensor,
+    embeddings: torch.Tensor,
+    resolutions: torch.Tensor,
+    offsets: torch.Tensor,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Hash-encodes points [N,3] in the unit cube (clamped to it) -> features [N, L*F].
+
+    embeddings [E,F]: all levels' tables stacked; resolutions [L] and offsets [L+1] (int64,
+    CPU) give each level's grid resolution and its rows [offsets[l], offsets[l+1]).
+    """
+    _validate(points, embeddings, resolutions, offsets)
+    if resolve_impl(impl, points.device) == "torch":
+        return reference(points, embeddings, resolutions, offsets)
+    return _EncodeKernel.apply(
+        points.contiguous(), embeddings.contiguous(), resolutions.contiguous(), offsets.contiguous()
+    )
