@@ -26,16 +26,49 @@ def test_doctor_reports_versions_and_impls(capsys):
     assert "C++ compiler" in out
 
 
-def test_demo_writes_scene_and_turntable(tmp_path, capsys):
+def test_demo_renders_scene_only_with_zero_steps(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["demo", "--out", str(out), "--views", "3", "--resolution", "12",
-                 "--frames", "4"]) == 0
+                 "--frames", "4", "--steps", "0"]) == 0
     assert (out / "scene" / "transforms_train.json").is_file()
     assert len(list((out / "scene" / "train").glob("*.png"))) == 3
-    with Image.open(out / "turntable.gif") as gif:
+    with Image.open(out / "scene_turntable.gif") as gif:
         assert gif.n_frames == 4 and gif.size == (12, 12)
+    assert str(out / "scene_turntable.gif") in capsys.readouterr().out
+    assert not (out / "nerf").exists()
+
+
+def test_demo_trains_evaluates_and_meshes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["demo", "--out", str(out), "--views", "16", "--resolution", "24", "--frames", "3",
+                 "--steps", "30", "--mesh-resolution", "32"]) == 0
+    for name in ("checkpoint.pt", "turntable.gif", "mesh.ply", "test/metrics.json",
+                 "test/r_0_rgb.png", "test/r_0_depth.png"):
+        assert (out / "nerf" / name).is_file(), name
     printed = capsys.readouterr().out
-    assert str(out / "turntable.gif") in printed
+    assert "PSNR" in printed and str(out / "nerf" / "mesh.ply") in printed
+
+
+def test_nerf_train_render_mesh(tmp_path, tiny_demo_scene, capsys):
+    out = tmp_path / "nerf"
+    assert main(["nerf", "train", str(tiny_demo_scene), "--out", str(out), "--steps", "5",
+                 "--batch-rays", "256"]) == 0
+    assert (out / "checkpoint.pt").is_file() and (out / "test" / "metrics.json").is_file()
+    assert main(["nerf", "render", str(out / "checkpoint.pt"), "--out", str(tmp_path / "render"),
+                 "--frames", "2"]) == 0
+    assert (tmp_path / "render" / "turntable.gif").is_file()
+    assert (tmp_path / "render" / "test" / "r_0_rgb.png").is_file()  # data still found
+    assert main(["nerf", "mesh", str(out / "checkpoint.pt"), "--out", str(tmp_path / "m.obj"),
+                 "--resolution", "16", "--threshold", "0.5"]) == 0
+    assert (tmp_path / "m.obj").is_file()
+    assert "mesh" in capsys.readouterr().out
+
+
+def test_nerf_errors_are_clear(tmp_path, capsys):
+    assert main(["nerf", "render", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["nerf", "train", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
+    assert "transforms_train.json" in capsys.readouterr().err
 
 
 def test_demo_bad_argument_is_a_clear_error(tmp_path, capsys):

@@ -244,18 +244,20 @@ def render_rays(
     background: torch.Tensor | float | None = None,
     early_stop_eps: float = 1e-4,
     impl: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Composites packed samples into (rgb [R,3], opacity [R], depth [R]).
+    return_weights: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Composites packed samples into (rgb [R,3], opacity [R], depth [R]), plus the
+    weights [S] when return_weights (gradients flow through all of them).
 
     rgb = sum_i w_i c_i + (1 - opacity) background; opacity = sum_i w_i;
     depth = sum_i w_i (t_start_i + t_end_i) / 2 (0 for rays with no samples).
     """
     if rgbs is None:
         raise ValueError("rgbs must be a tensor of shape [S, 3], got None")
-    _, rgb, opacity, depth = _render(
+    weights, rgb, opacity, depth = _render(
         sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, impl
     )
     bg = _background_for(background, n_rays, rgb)
     if bg is not None:
         rgb = rgb + (1.0 - opacity)[:, None] * bg
-    return rgb, opacity, depth
+    return (rgb, opacity, depth, weights) if return_weights else (rgb, opacity, depth)

@@ -1,0 +1,5 @@
+"""Mesh extraction from implicit fields and mesh file output."""
+
+from mp3d.mesh.marching_cubes import extract_mesh, save_mesh
+
+__all__ = ["extract_mesh", "save_mesh"]

@@ -1,0 +1,174 @@
+"""A trained-or-training NeRF: its field(s), how samples are placed, and how rays render."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from mp3d.cameras import Camera
+from mp3d.nerf.fields import HashNeRF, VanillaNeRF
+from mp3d.nerf.occupancy import OccupancyGrid
+from mp3d.nerf.samplers import importance_bins, merge_bins, pack_bins, ray_aabb, stratified_bins
+from mp3d.ops.volume_rendering import render_rays, render_weights
+
+MODEL_KINDS = ("hash", "vanilla")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a NeRF model's modules (stored in checkpoints)."""
+
+    kind: str = "hash"
+    aabb: list[float] = field(default_factory=lambda: [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
+    near: float = 2.0
+    far: float = 6.0
+    # hash model
+    n_levels: int = 16
+    log2_table_size: int = 19
+    finest_resolution: int = 2048
+    grid_resolution: int = 128
+    march_steps: int = 512  # steps of the occupancy-grid march across the box diagonal
+    alpha_threshold: float = 0.0  # samples with lower opacity are skipped
+    # vanilla model
+    n_coarse: int = 64
+    n_fine: int = 128
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if len(self.aabb) != 6 or not all(lo < hi for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
+            raise ValueError(f"aabb must be [xmin, ymin, zmin, xmax, ymax, zmax], got {self.aabb}")
+        if not 0 <= self.near < self.far:
+            raise ValueError(f"need 0 <= near < far, got near={self.near}, far={self.far}")
+
+
+class NeRFModel(nn.Module):
+    """A radiance field plus its sampler; renders packed rays with mp3d.ops.volume_rendering."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        aabb = torch.tensor(spec.aabb, dtype=torch.float32)
+        if spec.kind == "hash":
+            self.field = HashNeRF(aabb, n_levels=spec.n_levels,
+                                  log2_table_size=spec.log2_table_size,
+                                  finest_resolution=spec.finest_resolution)
+            self.grid = OccupancyGrid(aabb, resolution=spec.grid_resolution)
+        else:
+            self.field = VanillaNeRF()
+            self.coarse_field = VanillaNeRF()
+        self.register_buffer("aabb", aabb)
+
+    @property
+    def step_size(self) -> float:
+        """Marching step of the hash model, in scene units."""
+        extent = (self.aabb[3:] - self.aabb[:3]).norm().item()
+        return extent / self.spec.march_steps
+
+    def spec_dict(self) -> dict:
+        return asdict(self.spec)
+
+    @staticmethod
+    def _points(t_starts, t_ends, ray_indices, origins, directions) -> torch.Tensor:
+        """Midpoints [S,3] of packed samples."""
+        mids = (t_starts + t_ends) * 0.5
+        return origins[ray_indices] + directions[ray_indices] * mids[:, None]
+
+    def _shade(self, field_module, t_starts, t_ends, ray_indices, origins, directions):
+        points = self._points(t_starts, t_ends, ray_indices, origins, directions)
+        return field_module(points, directions, ray_indices)
+
+    @torch.no_grad()
+    def _cull(self, t_starts, t_ends, ray_indices, origins, directions, n_rays):
+        """Drops samples that cannot contribute: near-transparent ones (alpha below
+        `alpha_threshold`) and those behind an opaque surface (transmittance below the
+        renderer's early-stop threshold), judged by a gradient-free density pass."""
+        if t_starts.numel() == 0:
+            return t_starts, t_ends, ray_indices
+        sigmas = self.field.density(self._points(t_starts, t_ends, ray_indices, origins,
+                                                 directions))
+        weights = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
+        alphas = -torch.expm1(-sigmas * (t_ends - t_starts))
+        keep = (weights > 0) & (alphas > self.spec.alpha_threshold)
+        return t_starts[keep], t_ends[keep], ray_indices[keep]
+
+    def render_rays(self, origins: torch.Tensor, directions: torch.Tensor,
+                    background: torch.Tensor | float, jitter: bool = False,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Renders rays [R,3] (unit directions) -> {"rgb" [R,3], "opacity" [R], "depth" [R],
+        "n_samples"; for the vanilla model also "coarse_rgb" [R,3]}."""
+        n_rays = origins.shape[0]
+        if self.spec.kind == "hash":
+            t_starts, t_ends, ray_indices = self.grid.march(
+                origins, directions, self.spec.near, self.spec.far, self.step_size, jitter, generator)
+            t_starts, t_ends, ray_indices = self._cull(t_starts, t_ends, ray_indices, origins,
+                                                       directions, n_rays)
+            sigmas, rgbs = self._shade(self.field, t_starts, t_ends, ray_indices, origins, directions)
+            rgb, opacity, depth = render_rays(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays,
+                                              background=background)
+            return {"rgb": rgb, "opacity": opacity, "depth": depth,
+                    "n_samples": torch.tensor(t_starts.shape[0])}
+        entry, exit_ = ray_aabb(origins, directions, self.aabb)
+        near = entry.clamp(min=self.spec.near).minimum(torch.full_like(entry, self.spec.far))
+        far = exit_.clamp(max=self.spec.far).maximum(near + 1e-4)
+        coarse_bins = stratified_bins(near, far, self.spec.n_coarse, jitter, generator)
+        packed = pack_bins(coarse_bins)
+        sigmas, rgbs = self._shade(self.coarse_field, *packed, origins, directions)
+        coarse_rgb, _, _, weights = render_rays(sigmas, rgbs, *packed, n_rays,
+                                                background=background, return_weights=True)
+        fine_edges = importance_bins(coarse_bins, weights.reshape(n_rays, -1), self.spec.n_fine,
+                                     jitter, generator)
+        packed = pack_bins(merge_bins(coarse_bins, fine_edges))
+        sigmas, rgbs = self._shade(self.field, *packed, origins, directions)
+        rgb, opacity, depth = render_rays(sigmas, rgbs, *packed, n_rays, background=background)
+        return {"rgb": rgb, "opacity": opacity, "depth": depth, "coarse_rgb": coarse_rgb,
+                "n_samples": torch.tensor(packed[0].shape[0])}
+
+    @torch.no_grad()
+    def render(self, camera: Camera, background=(1.0, 1.0, 1.0), chunk: int = 16384
+               ) -> dict[str, torch.Tensor]:
+        """Renders a full image: {"rgb" [H,W,3], "depth" [H,W], "opacity" [H,W]}."""
+        device = self.aabb.device
+        origins, directions = camera.to(device).rays()
+        origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+        bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+        parts = [self.render_rays(origins[i:i + chunk], directions[i:i + chunk], bg)
+                 for i in range(0, origins.shape[0], chunk)]
+        h, w = camera.height, camera.width
+        return {
+            "rgb": torch.cat([p["rgb"] for p in parts]).reshape(h, w, 3),
+            "depth": torch.cat([p["depth"] for p in parts]).reshape(h, w),
+            "opacity": torch.cat([p["opacity"] for p in parts]).reshape(h, w),
+        }
+
+    @torch.no_grad()
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        """Density [N] of the (fine) field at world points [N,3]."""
+        return self.field.density(points)
+
+    @torch.no_grad()
+    def colour(self, points: torch.Tensor, directions: torch.Tensor | None = None) -> torch.Tensor:
+        """Colour [N,3] of the field at points [N,3]; seen from straight above by default."""
+        if directions is None:
+            directions = torch.tensor([0.0, 0.0, -1.0], device=points.device).expand_as(points)
+        return self.field(points, directions)[1]
+
+
+def orbit_cameras(K: torch.Tensor, width: int, height: int, radius: float, n_frames: int,
+                  elevation_deg: float = 30.0, target=(0.0, 0.0, 0.0)) -> list[Camera]:
+    """Cameras on a circle around `target` (z up), for turntable renders."""
+    from mp3d.cameras import look_at
+
+    target = torch.tensor(target, dtype=torch.float32)
+    elevation = math.radians(elevation_deg)
+    cameras = []
+    for i in range(n_frames):
+        azimuth = 2 * math.pi * i / n_frames
+        eye = target + radius * torch.tensor([math.cos(elevation) * math.cos(azimuth),
+                                              math.cos(elevation) * math.sin(azimuth),
+                                              math.sin(elevation)])
+        cameras.append(Camera(K, look_at(eye, target), width, height))
+    return cameras

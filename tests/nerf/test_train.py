@@ -1,0 +1,138 @@
+"""NeRF training end to end on a tiny generated scene: quality, checkpoints, resume, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mp3d.data.blender import load_blender
+from mp3d.metrics import psnr
+from mp3d.nerf import TrainConfig, evaluate, extract_mesh, load_checkpoint, train
+from mp3d.nerf.fields import HashNeRF, VanillaNeRF
+from mp3d.nerf.model import ModelSpec, NeRFModel
+
+TINY_HASH = dict(model="hash", batch_rays=1024, n_levels=8, log2_table_size=13,
+                 finest_resolution=96, grid_resolution=24, log_every=10)
+
+
+@pytest.fixture(scope="module")
+def tiny_views(tmp_path_factory):
+    """The demo scene at 32x32 with enough views (24) to constrain a NeRF."""
+    from mp3d.data.demo import write_demo_scene
+
+    scene = write_demo_scene(tmp_path_factory.mktemp("scene") / "demo", n_train=24, n_val=1,
+                             n_test=3, resolution=32, progress=False)
+    return (load_blender(scene, "train", progress=False),
+            load_blender(scene, "test", progress=False))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_views, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nerf")
+    config = TrainConfig(steps=200, checkpoint_every=50, **TINY_HASH)
+    model = train(tiny_views[0], config, out_dir=out, progress=False)
+    return model, out, config
+
+
+def test_hash_nerf_learns_tiny_scene(trained, tiny_views):
+    model, _, _ = trained
+    metrics = evaluate(model, tiny_views[1], progress=False)
+    assert metrics["psnr"] > 18.0, metrics  # a flat colour scores about 11 dB here
+    image = model.render(tiny_views[1].camera(0))
+    assert image["rgb"].shape == (32, 32, 3) and image["depth"].shape == (32, 32)
+    assert float(image["rgb"].min()) >= 0 and float(image["rgb"].max()) <= 1
+    assert float(image["opacity"].max()) <= 1 + 1e-5
+
+
+def test_checkpoint_round_trip_and_resume(trained, tiny_views):
+    model, out, config = trained
+    restored, payload = load_checkpoint(out / "checkpoint.pt")
+    assert payload["step"] == 200 and restored.spec == model.spec
+    camera = tiny_views[1].camera(1)
+    torch.testing.assert_close(restored.eval().render(camera)["rgb"], model.render(camera)["rgb"])
+    # Resuming with more steps continues from step 200 rather than starting over.
+    longer = TrainConfig(**{**config.__dict__, "steps": 210})
+    train(tiny_views[0], longer, out_dir=out, progress=False)
+    assert load_checkpoint(out / "checkpoint.pt")[1]["step"] == 210
+
+
+def test_interrupted_save_keeps_checkpoint(trained, monkeypatch):
+    from mp3d.nerf import checkpoint as ckpt
+
+    model, out, config = trained
+    before = (out / "checkpoint.pt").read_bytes()
+
+    def broken_save(obj, f):
+        with open(f, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(out / "checkpoint.pt", model, None, 1, 0.0, None, config)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_checkpoint_errors_name_the_file(tmp_path, trained, tiny_views):
+    missing = tmp_path / "none.pt"
+    with pytest.raises(FileNotFoundError, match="none.pt"):
+        load_checkpoint(missing)
+    other = tmp_path / "splat.pt"
+    torch.save({"format": "mp3d.splat", "version": 1}, other)
+    with pytest.raises(ValueError, match="splat.pt: not an mp3d NeRF checkpoint"):
+        load_checkpoint(other)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pt: not a readable checkpoint"):
+        load_checkpoint(garbage)
+    # A checkpoint of one model kind cannot resume training of another.
+    _, out, config = trained
+    with pytest.raises(ValueError, match="checkpoint.pt: holds a 'hash' model"):
+        train(tiny_views[0], TrainConfig(model="vanilla", steps=1), out_dir=out, progress=False)
+
+
+def test_vanilla_nerf_loss_falls(tiny_views):
+    torch.manual_seed(0)
+    config = TrainConfig(model="vanilla", steps=1, batch_rays=256, n_coarse=16, n_fine=16,
+                         background="white")
+    losses = []
+    model = None
+    for steps in (1, 25):
+        model = train(tiny_views[0], TrainConfig(**{**config.__dict__, "steps": steps}),
+                      progress=False)
+        image = model.render(tiny_views[0].camera(0), background=(1, 1, 1))
+        losses.append(float(((image["rgb"] - tiny_views[0].images[0]) ** 2).mean()))
+    assert losses[1] < losses[0]
+    out = model.render_rays(torch.zeros(4, 3) + torch.tensor([0.0, 0.0, 4.0]),
+                            torch.tensor([[0.0, 0.0, -1.0]]).expand(4, 3), torch.ones(3))
+    assert out["rgb"].shape == (4, 3) and out["coarse_rgb"].shape == (4, 3)
+
+
+def test_fields_shapes_and_ranges():
+    points, directions = torch.rand(10, 3) - 0.5, torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
+    for field in (VanillaNeRF(width=32, depth=4, skip=2),
+                  HashNeRF(torch.tensor([-1.0, -1, -1, 1, 1, 1]), n_levels=4, log2_table_size=10,
+                           finest_resolution=32)):
+        sigma, rgb = field(points, directions)
+        assert sigma.shape == (10,) and rgb.shape == (10, 3)
+        assert bool((sigma >= 0).all()) and bool(((rgb >= 0) & (rgb <= 1)).all())
+        per_ray_sigma, per_ray_rgb = field(points, directions[:2], torch.tensor([0] * 5 + [1] * 5))
+        torch.testing.assert_close(per_ray_rgb[:5], field(points[:5], directions[:1].expand(5, 3))[1])
+
+
+def test_mesh_of_trained_model(trained):
+    model, _, _ = trained
+    mesh = extract_mesh(model, resolution=48, threshold=10.0, colour=True, progress=False)
+    assert len(mesh.vertices) > 100 and len(mesh.faces) > 100
+    assert mesh.visual.vertex_colors.shape == (len(mesh.vertices), 4)
+    low, high = model.spec.aabb[:3], model.spec.aabb[3:]
+    assert bool(((mesh.vertices >= low) & (mesh.vertices <= high)).all())
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="background must be one of"):
+        TrainConfig(background="green")
+    with pytest.raises(ValueError, match="model kind must be one of"):
+        NeRFModel(ModelSpec(kind="gaussian"))
+    with pytest.raises(ValueError, match="minutes must be > 0"):
+        TrainConfig(minutes=0)
