@@ -101,9 +101,14 @@ MP3D_HOST_DEVICE scalar_t weight_grad(const BackwardArgs<scalar_t>& a, int64_t r
 template <typename scalar_t>
 MP3D_HOST_DEVICE void render_ray_backward(const BackwardArgs<scalar_t>& a, int64_t ray) {
   const int64_t begin = a.offsets[ray], end = a.offsets[ray + 1];
-  // Pass 1: sum_i v_i w_i over the ray (unused samples have w_i = 0).
+  // Pass 1: v_i, parked in grad_sigmas (overwritten in pass 2), and sum_i v_i w_i over the
+  // ray (unused samples have w_i = 0).
   scalar_t remaining = 0;
-  for (int64_t i = begin; i < end; ++i) remaining += weight_grad(a, ray, i) * a.weights[i];
+  for (int64_t i = begin; i < end; ++i) {
+    const scalar_t v = weight_grad(a, ray, i);
+    a.grad_sigmas[i] = v;
+    remaining += v * a.weights[i];
+  }
 
   const scalar_t half_grad_depth =
       a.grad_depth != nullptr ? a.grad_depth[ray] * scalar_t(0.5) : scalar_t(0);
@@ -113,7 +118,7 @@ MP3D_HOST_DEVICE void render_ray_backward(const BackwardArgs<scalar_t>& a, int64
   for (; i < end && transmittance >= a.early_stop_eps; ++i) {
     const scalar_t delta = a.t_ends[i] - a.t_starts[i];
     const scalar_t w = a.weights[i];
-    const scalar_t v = weight_grad(a, ray, i);
+    const scalar_t v = a.grad_sigmas[i];
     transmittance *= exp_(-a.sigmas[i] * delta);
     remaining -= v * w;
     const scalar_t grad_tau = v * transmittance - remaining;

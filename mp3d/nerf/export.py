@@ -15,11 +15,16 @@ from mp3d.metrics import psnr, ssim
 from mp3d.nerf.model import NeRFModel, orbit_cameras
 
 
-def depth_image(depth: torch.Tensor, near: float, far: float) -> torch.Tensor:
-    """Depth [H,W] -> grey image [H,W,3], near bright and far dark (0 = no hit, black)."""
-    scaled = ((far - depth) / (far - near)).clamp(0, 1)
-    scaled = torch.where(depth > 0, scaled, torch.zeros_like(scaled))
-    return scaled[..., None].expand(*depth.shape, 3)
+def depth_image(depth: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """Expected depth [H,W] and opacity [H,W] -> grey image [H,W,3]: the surface depth
+    (depth / opacity) stretched over the image's range, near bright, faded by opacity."""
+    surface = depth / opacity.clamp(min=1e-6)
+    solid = opacity > 0.5
+    if not bool(solid.any()):
+        return torch.zeros(*depth.shape, 3, device=depth.device)
+    low, high = surface[solid].min(), surface[solid].max()
+    scaled = 0.15 + 0.85 * ((high - surface) / (high - low).clamp(min=1e-6)).clamp(0, 1)
+    return (scaled * opacity.clamp(0, 1))[..., None].expand(*depth.shape, 3)
 
 
 def evaluate(model: NeRFModel, dataset: BlenderScene, out_dir: str | Path | None = None,
@@ -35,7 +40,7 @@ def evaluate(model: NeRFModel, dataset: BlenderScene, out_dir: str | Path | None
                       "ssim": float(ssim(image["rgb"], target))})
         if out is not None:
             save_image(image["rgb"], out / f"{dataset.names[i]}_rgb.png")
-            save_image(depth_image(image["depth"], dataset.near, dataset.far),
+            save_image(depth_image(image["depth"], image["opacity"]),
                        out / f"{dataset.names[i]}_depth.png")
     metrics = {"psnr": sum(v["psnr"] for v in views) / len(views),
                "ssim": sum(v["ssim"] for v in views) / len(views), "views": views}

@@ -148,8 +148,11 @@ def train(dataset: BlenderScene, config: TrainConfig | None = None,
     clock = _Clock(config, elapsed)
     writer = _tensorboard(out_dir)
     model.train()
-    bar = tqdm(total=config.steps, initial=step, desc="training NeRF", disable=not progress,
-               dynamic_ncols=True)
+    # A time-bounded run shows its progress in seconds of the budget, else in steps.
+    timed = config.minutes is not None
+    bar = tqdm(total=round(60 * config.minutes) if timed else config.steps,
+               initial=round(elapsed) if timed else step, unit="s" if timed else "step",
+               desc="training NeRF", disable=not progress, dynamic_ncols=True)
     rays_seen = 0
     while step < config.steps and clock.progress(step) < 1.0:
         for group in optimizer.param_groups:
@@ -159,10 +162,10 @@ def train(dataset: BlenderScene, config: TrainConfig | None = None,
         loss, mse = _train_step(model, optimizer, data, config, generator, device)
         step += 1
         rays_seen += config.batch_rays
-        bar.update(1)
+        bar.update(min(round(clock.elapsed), bar.total) - bar.n if timed else 1)
         if step % config.log_every == 0 or step == 1:
             psnr = mse_to_psnr(mse)
-            bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{psnr:.2f}")
+            bar.set_postfix(step=step, loss=f"{loss:.4f}", psnr=f"{psnr:.2f}")
             if writer is not None:
                 writer.add_scalar("train/loss", loss, step)
                 writer.add_scalar("train/psnr", psnr, step)
@@ -171,8 +174,7 @@ def train(dataset: BlenderScene, config: TrainConfig | None = None,
                             meta)
     bar.close()
     if checkpoint is not None:
-        save_checkpoint(checkpoint, model, optimizer, step, clock.elapsed, generator, config,
-                            meta)
+        save_checkpoint(checkpoint, model, optimizer, step, clock.elapsed, generator, config, meta)
     if writer is not None:
         writer.close()
     model.train_stats = {"steps": step, "seconds": clock.elapsed,
