@@ -72,7 +72,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         table = encoding.embeddings.detach().clone().requires_grad_()
 
-        def replay():
+        def replay(table=table, impl=impl):
             """The step's encoding calls again: culling pass forward-only, shading pass both ways."""
             table.grad = None
             for points, grad in calls:

@@ -18,23 +18,29 @@ MODEL_KINDS = ("hash", "vanilla")
 
 
 @dataclass
-class ModelSpec:
+class ModelLayout:
+    """Sizes of a NeRF model's parts, shared by the training config and the model spec."""
+
+    # hash model
+    n_levels: int = 16
+    log2_table_size: int = 19
+    finest_resolution: int = 2048
+    grid_resolution: int = 128
+    march_steps: int | None = None  # steps across the box diagonal (None: chosen at training)
+    alpha_threshold: float = 0.0  # samples with lower opacity are skipped
+    # vanilla model
+    n_coarse: int = 64
+    n_fine: int = 128
+
+
+@dataclass
+class ModelSpec(ModelLayout):
     """Everything needed to rebuild a NeRF model's modules (stored in checkpoints)."""
 
     kind: str = "hash"
     aabb: list[float] = field(default_factory=lambda: [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5])
     near: float = 2.0
     far: float = 6.0
-    # hash model
-    n_levels: int = 16
-    log2_table_size: int = 19
-    finest_resolution: int = 2048
-    grid_resolution: int = 128
-    march_steps: int = 512  # steps of the occupancy-grid march across the box diagonal
-    alpha_threshold: float = 0.0  # samples with lower opacity are skipped
-    # vanilla model
-    n_coarse: int = 64
-    n_fine: int = 128
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -43,6 +49,8 @@ class ModelSpec:
             raise ValueError(f"aabb must be [xmin, ymin, zmin, xmax, ymax, zmax], got {self.aabb}")
         if not 0 <= self.near < self.far:
             raise ValueError(f"need 0 <= near < far, got near={self.near}, far={self.far}")
+        if self.march_steps is None:
+            self.march_steps = 512
 
 
 class NeRFModel(nn.Module):

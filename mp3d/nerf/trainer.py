@@ -3,9 +3,8 @@ occupancy-grid refreshes, progress, TensorBoard scalars, and atomic checkpoints 
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -15,14 +14,15 @@ from mp3d.cameras import invert_rigid, random_rays
 from mp3d.data.blender import BlenderScene
 from mp3d.metrics import mse_to_psnr
 from mp3d.nerf.checkpoint import load_checkpoint, save_checkpoint
-from mp3d.nerf.model import ModelSpec, NeRFModel
+from mp3d.nerf.model import ModelLayout, ModelSpec, NeRFModel
 
 BACKGROUNDS = ("white", "black", "random")
 
 
 @dataclass
-class TrainConfig:
-    """How to train. `steps` bounds the run; `minutes`, if set, bounds it by wall time too."""
+class TrainConfig(ModelLayout):
+    """How to train. `steps` bounds the run; `minutes`, if set, bounds it by wall time too.
+    The inherited layout fields size the model (march_steps defaults to ~1.5 per pixel)."""
 
     model: str = "hash"
     steps: int = 5000
@@ -35,15 +35,6 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
-    # model layout (see ModelSpec)
-    n_levels: int = 16
-    log2_table_size: int = 19
-    finest_resolution: int = 2048
-    grid_resolution: int = 128
-    march_steps: int | None = None  # default: about 1.5 per pixel across the image
-    alpha_threshold: float = 0.0
-    n_coarse: int = 64
-    n_fine: int = 128
 
     def __post_init__(self):
         if self.background not in BACKGROUNDS:
@@ -54,11 +45,12 @@ class TrainConfig:
             raise ValueError(f"minutes must be > 0, got {self.minutes}")
 
     def model_spec(self, dataset: BlenderScene) -> ModelSpec:
-        names = {f.name for f in fields(ModelSpec)} - {"kind", "aabb", "near", "far", "march_steps"}
-        march_steps = self.march_steps or max(64, round(1.5 * max(dataset.width, dataset.height)))
+        """The spec of a model for `dataset`: its box and depth range, this layout."""
+        layout = {f.name: getattr(self, f.name) for f in fields(ModelLayout)}
+        if layout["march_steps"] is None:
+            layout["march_steps"] = max(64, round(1.5 * max(dataset.width, dataset.height)))
         return ModelSpec(kind=self.model, aabb=dataset.aabb.tolist(), near=dataset.near,
-                         far=dataset.far, march_steps=march_steps,
-                         **{n: getattr(self, n) for n in names})
+                         far=dataset.far, **layout)
 
     @property
     def initial_lr(self) -> float:

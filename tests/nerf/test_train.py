@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from mp3d.data.blender import load_blender
-from mp3d.metrics import psnr
 from mp3d.nerf import TrainConfig, evaluate, extract_mesh, load_checkpoint, train
 from mp3d.nerf.fields import HashNeRF, VanillaNeRF
 from mp3d.nerf.model import ModelSpec, NeRFModel
