@@ -23,6 +23,8 @@ def test_doctor_reports_versions_and_impls(capsys):
     out = capsys.readouterr().out
     assert torch.__version__ in out
     assert "volume_rendering" in out
+    gaussians = next(line for line in out.splitlines() if line.startswith("gaussians"))
+    assert gaussians.split()[1] == "torch"  # reference only, so far
     assert "C++ compiler" in out
 
 

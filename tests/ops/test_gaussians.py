@@ -1,0 +1,350 @@
+"""Gaussian splatting reference: hand-computed projection, closed-form images, depth order,
+SH colours, float64 gradcheck, empty scenes, bad input and the missing kernels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mp3d.ops.gaussians import (
+    project_gaussians,
+    quaternion_to_rotation,
+    rasterize,
+    rasterize_reference,
+    sh_colors,
+)
+
+C0 = 0.28209479177387814
+IDENTITY_QUAT = [1.0, 0.0, 0.0, 0.0]
+
+
+def _camera(fx=20.0, fy=24.0, cx=8.0, cy=6.0, dtype=torch.float64):
+    K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=dtype)
+    return torch.eye(4, dtype=dtype), K
+
+
+def _scene(n=3, sh_degree=None, dtype=torch.float64, seed=0) -> dict:
+    """Large, half-transparent Gaussians in front of an 8x6 camera: every alpha stays well
+    inside (1/255, 0.99) and the transmittance far above 1e-4, so everything is smooth."""
+    g = torch.Generator().manual_seed(seed)
+    viewmat, K = _camera(fx=10.0, fy=10.0, cx=4.0, cy=3.0, dtype=dtype)
+    means = torch.tensor([[-0.2, 0.1, 3.0], [0.3, -0.1, 3.7], [0.0, 0.2, 4.5]], dtype=dtype)[:n]
+    quats = torch.randn(n, 4, generator=g, dtype=dtype)
+    scales = torch.tensor([[0.9, 1.1, 0.8], [1.2, 0.7, 1.0], [1.0, 1.3, 0.9]], dtype=dtype)[:n]
+    opacities = torch.tensor([0.5, 0.4, 0.6], dtype=dtype)[:n]
+    if sh_degree is None:
+        colors = torch.rand(n, 3, generator=g, dtype=dtype) * 0.6 + 0.2
+    else:
+        colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=dtype) * 0.1
+    return {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
+            "colors": colors, "viewmat": viewmat, "K": K, "width": 8, "height": 6}
+
+
+# ----------------------------------------------------------------------------- projection
+
+
+def test_projection_on_the_optical_axis_by_hand():
+    viewmat, K = _camera(fx=20.0, fy=24.0, cx=8.0, cy=6.0)
+    depth, scale = 4.0, 0.5
+    means = torch.tensor([[0.0, 0.0, depth]], dtype=torch.float64)
+    quats = torch.tensor([IDENTITY_QUAT], dtype=torch.float64)
+    scales = torch.tensor([[scale, scale, scale]], dtype=torch.float64)
+    means2d, conics, depths, radii, visible = project_gaussians(
+        means, quats, scales, viewmat, K, 16, 12
+    )
+    var_x = (20.0 * scale / depth) ** 2 + 0.3
+    var_y = (24.0 * scale / depth) ** 2 + 0.3
+    torch.testing.assert_close(means2d, torch.tensor([[8.0, 6.0]], dtype=torch.float64))
+    torch.testing.assert_close(conics, torch.tensor([[1 / var_x, 0.0, 1 / var_y]],
+                                                    dtype=torch.float64))
+    assert depths.tolist() == [depth]
+    assert radii.tolist() == [math.ceil(3 * math.sqrt(var_y))]
+    assert visible.tolist() == [True]
+
+
+def test_projection_rotated_anisotropic_gaussian():
+    """A 90 degree turn about z swaps the x and y extents in the image."""
+    viewmat, K = _camera(fx=20.0, fy=20.0)
+    half = math.sqrt(0.5)
+    quats = torch.tensor([[half, 0.0, 0.0, half]], dtype=torch.float64)
+    scales = torch.tensor([[0.4, 0.1, 0.2]], dtype=torch.float64)
+    means = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64)
+    _, conics, _, _, _ = project_gaussians(means, quats, scales, viewmat, K, 16, 12)
+    var_x, var_y = (10.0 * 0.1) ** 2 + 0.3, (10.0 * 0.4) ** 2 + 0.3
+    torch.testing.assert_close(conics, torch.tensor([[1 / var_x, 0.0, 1 / var_y]],
+                                                    dtype=torch.float64))
+
+
+def test_quaternions_are_normalised_w_first():
+    rotation = quaternion_to_rotation(torch.tensor([[2.0, 0.0, 0.0, 2.0]], dtype=torch.float64))
+    expected = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(rotation, expected)
+
+
+def test_culling_behind_camera_and_outside_image():
+    viewmat, K = _camera(fx=20.0, fy=20.0, cx=8.0, cy=6.0)
+    means = torch.tensor([
+        [0.0, 0.0, -2.0],   # behind the camera
+        [0.0, 0.0, 0.005],  # in front of the camera, but closer than near
+        [5.0, 0.0, 2.0],    # projects to x = 58, far right of a 16 px wide image
+        [0.0, 0.0, 2.0],    # centre of the image
+        [0.9, 0.0, 2.0],    # mean at x = 17 just outside, but its 3-sigma box overlaps
+    ], dtype=torch.float64)
+    n = means.shape[0]
+    quats = torch.tensor([IDENTITY_QUAT] * n, dtype=torch.float64)
+    scales = torch.full((n, 3), 0.1, dtype=torch.float64)
+    means2d, conics, _, radii, visible = project_gaussians(means, quats, scales, viewmat, K, 16, 12)
+    assert visible.tolist() == [False, False, False, True, True]
+    assert radii[:3].tolist() == [0, 0, 0] and bool((radii[3:] > 0).all())
+    assert bool(torch.isfinite(means2d).all() and torch.isfinite(conics).all())
+
+    culled = slice(0, 3)
+    rgb, alpha, depth, _ = rasterize(
+        means[culled], quats[culled], scales[culled], torch.full((3,), 0.9, dtype=torch.float64),
+        torch.ones(3, 3, dtype=torch.float64), viewmat, K, 16, 12, background=0.25,
+    )
+    assert bool((rgb == 0.25).all() and (alpha == 0).all() and (depth == 0).all())
+
+
+# ----------------------------------------------------------------------------- rasterization
+
+
+def test_single_isotropic_gaussian_matches_closed_form():
+    """Opacity 1 at a pixel centre hits the 0.99 cap; the far tails fall under 1/255."""
+    width, height, depth, scale = 24, 20, 2.0, 0.2
+    viewmat, K = _camera(fx=20.0, fy=20.0, cx=12.5, cy=9.5)
+    color = torch.tensor([0.9, 0.4, 0.1], dtype=torch.float64)
+    background = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    rgb, alpha, depth_image, info = rasterize(
+        torch.tensor([[0.0, 0.0, depth]], dtype=torch.float64),
+        torch.tensor([IDENTITY_QUAT], dtype=torch.float64),
+        torch.full((1, 3), scale, dtype=torch.float64),
+        torch.tensor([1.0], dtype=torch.float64), color[None], viewmat, K, width, height,
+        background=background,
+    )
+    variance = (20.0 * scale / depth) ** 2 + 0.3
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
+                            torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
+    expected = torch.exp(-0.5 * ((xs - 12.5) ** 2 + (ys - 9.5) ** 2) / variance).clamp(max=0.99)
+    expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
+    assert float(expected[9, 12]) == 0.99 and bool((expected == 0).any())
+    torch.testing.assert_close(alpha, expected)
+    torch.testing.assert_close(rgb, expected[..., None] * color
+                               + (1 - expected[..., None]) * background)
+    torch.testing.assert_close(depth_image, expected * depth)
+    torch.testing.assert_close(info["means2d"], torch.tensor([[12.5, 9.5]], dtype=torch.float64))
+
+
+def _two_splats(depths):
+    """Two wide splats over the same pixel (0, 0), red and green, with the given depths."""
+    means2d = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
+    conics = torch.tensor([[0.01, 0.0, 0.01]] * 2, dtype=torch.float64)
+    colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    opacities = torch.tensor([0.6, 0.3], dtype=torch.float64)
+    return rasterize_reference(means2d, conics, colors, opacities,
+                               torch.tensor(depths, dtype=torch.float64), 1, 1)
+
+
+def test_front_to_back_order_follows_depth():
+    red_front, _, depth_red_front = _two_splats([1.0, 2.0])
+    green_front, alpha, depth_green_front = _two_splats([2.0, 1.0])
+    torch.testing.assert_close(red_front[0, 0], torch.tensor([0.6, 0.4 * 0.3, 0.0],
+                                                             dtype=torch.float64))
+    torch.testing.assert_close(green_front[0, 0], torch.tensor([0.7 * 0.6, 0.3, 0.0],
+                                                               dtype=torch.float64))
+    torch.testing.assert_close(alpha[0, 0], torch.tensor(1 - 0.4 * 0.7, dtype=torch.float64))
+    torch.testing.assert_close(depth_red_front[0, 0],
+                               torch.tensor(0.6 * 1.0 + 0.4 * 0.3 * 2.0, dtype=torch.float64))
+    torch.testing.assert_close(depth_green_front[0, 0],
+                               torch.tensor(0.3 * 1.0 + 0.7 * 0.6 * 2.0, dtype=torch.float64))
+
+
+def test_compositing_stops_before_transmittance_falls_below_1e_4():
+    """Opacity 0.95: T after each = 0.05, 0.0025, 1.25e-4, 6.25e-6, so three are composited."""
+    n = 5
+    _, alpha, _ = rasterize_reference(
+        torch.full((n, 2), 0.5, dtype=torch.float64),
+        torch.tensor([[1e-6, 0.0, 1e-6]] * n, dtype=torch.float64),
+        torch.ones(n, 3, dtype=torch.float64), torch.full((n,), 0.95, dtype=torch.float64),
+        torch.arange(n, dtype=torch.float64), 1, 1,
+    )
+    torch.testing.assert_close(alpha[0, 0], torch.tensor(1 - 0.05 ** 3, dtype=torch.float64))
+
+
+def test_chunking_does_not_change_the_image():
+    s = _scene(dtype=torch.float32)
+    means2d, conics, depths, _, _ = project_gaussians(
+        s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], s["width"], s["height"])
+    args = (means2d, conics, s["colors"], s["opacities"], depths, s["width"], s["height"])
+    for whole, chunked in zip(rasterize_reference(*args), rasterize_reference(*args, chunk_pixels=5)):
+        torch.testing.assert_close(chunked, whole)
+
+
+# ----------------------------------------------------------------------------- SH colours
+
+
+def test_sh_degree_0_is_c0_times_dc_plus_half():
+    g = torch.Generator().manual_seed(0)
+    sh = torch.randn(6, 16, 3, generator=g) * 3.0
+    colors = sh_colors(sh, torch.randn(6, 3, generator=g), 0)
+    torch.testing.assert_close(colors, torch.clamp(C0 * sh[:, 0] + 0.5, min=0.0))
+    assert bool((colors == 0).any())  # some negative values were clamped at 0
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_shapes_and_view_dependence(degree):
+    g = torch.Generator().manual_seed(degree)
+    sh = torch.randn(5, (degree + 1) ** 2, 3, generator=g) * 0.1
+    a = sh_colors(sh, torch.tensor([[0.0, 0.0, 1.0]] * 5), degree)
+    b = sh_colors(sh, torch.tensor([[0.3, -2.0, 0.5]] * 5), degree)
+    assert a.shape == (5, 3)
+    assert torch.equal(a, b) == (degree == 0)
+
+
+def test_sh_uses_only_the_requested_bands_and_unnormalised_directions():
+    g = torch.Generator().manual_seed(1)
+    sh = torch.randn(4, 16, 3, generator=g) * 0.1
+    directions = torch.randn(4, 3, generator=g)
+    torch.testing.assert_close(sh_colors(sh, directions, 1), sh_colors(sh[:, :4], directions, 1))
+    torch.testing.assert_close(sh_colors(sh, directions * 7.0, 3), sh_colors(sh, directions, 3))
+
+
+# ----------------------------------------------------------------------------- gradcheck
+
+
+def test_gradcheck_projection():
+    s = _scene()
+    inputs = tuple(s[k].clone().requires_grad_() for k in ("means", "quats", "scales"))
+
+    def project(means, quats, scales):
+        return project_gaussians(means, quats, scales, s["viewmat"], s["K"], 8, 6)[:3]
+
+    assert torch.autograd.gradcheck(project, inputs)
+
+
+def test_gradcheck_sh_colors():
+    g = torch.Generator().manual_seed(2)
+    sh = (torch.randn(3, 16, 3, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
+    directions = torch.randn(3, 3, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: sh_colors(a, b, 3), (sh, directions))
+
+
+def test_gradcheck_rasterize_reference():
+    s = _scene()
+    means2d, conics, depths, _, _ = project_gaussians(
+        s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], 8, 6)
+    inputs = tuple(t.detach().clone().requires_grad_()
+                   for t in (means2d, conics, s["colors"], s["opacities"], depths))
+    background = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda *x: rasterize_reference(*x, 8, 6, background=background), inputs)
+
+
+@pytest.mark.parametrize("sh_degree", [None, 1])
+def test_gradcheck_rasterize(sh_degree):
+    s = _scene(sh_degree=sh_degree)
+    names = ("means", "quats", "scales", "opacities", "colors")
+    inputs = tuple(s[k].clone().requires_grad_() for k in names)
+
+    def render(means, quats, scales, opacities, colors):
+        rgb, alpha, depth, _ = rasterize(means, quats, scales, opacities, colors, s["viewmat"],
+                                         s["K"], 8, 6, background=0.3)
+        return rgb, alpha, depth
+
+    assert torch.autograd.gradcheck(render, inputs)
+
+
+def test_means2d_gradient_for_densification():
+    s = _scene(dtype=torch.float32)
+    s["means"].requires_grad_()
+    rgb, _, _, info = rasterize(s["means"], s["quats"], s["scales"], s["opacities"],
+                                s["colors"], s["viewmat"], s["K"], 8, 6)
+    info["means2d"].retain_grad()
+    rgb.sum().backward()
+    assert info["means2d"].grad.shape == (3, 2)
+    assert bool((info["means2d"].grad.abs().sum(dim=1) > 0).all())
+
+
+# ----------------------------------------------------------------------------- edge cases
+
+
+def test_empty_scene_renders_background():
+    viewmat, K = _camera(dtype=torch.float32)
+    rgb, alpha, depth, info = rasterize(
+        torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0),
+        torch.zeros(0, 3), viewmat, K, 5, 4, background=torch.tensor([0.1, 0.2, 0.3]),
+    )
+    assert rgb.shape == (4, 5, 3) and alpha.shape == (4, 5) and depth.shape == (4, 5)
+    torch.testing.assert_close(rgb, torch.tensor([0.1, 0.2, 0.3]).expand(4, 5, 3))
+    assert bool((alpha == 0).all() and (depth == 0).all())
+    assert info["means2d"].shape == (0, 2) and info["radii"].shape == (0,)
+
+
+def _bad(**changes) -> dict:
+    s = _scene(dtype=torch.float32)
+    s.update(changes)
+    return s
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"means": torch.zeros(3, 2)}, r"means must have shape \[\*, 3\], got \[3, 2\]"),
+    ({"quats": torch.zeros(2, 4)}, "quats must have 3 entries"),
+    ({"quats": torch.zeros(3, 4)}, "quats must have non-zero norm"),
+    ({"scales": torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])},
+     "scales must be > 0"),
+    ({"means": torch.tensor([[0.0, 0.0, float("nan")]] * 3)}, "means must be finite"),
+    ({"opacities": torch.tensor([0.5, 1.5, 0.5])}, r"opacities must be in \[0, 1\]"),
+    ({"opacities": torch.tensor([0.5, -0.1, 0.5])}, "opacities must be >= 0"),
+    ({"colors": torch.zeros(3, 4)}, r"colors must have shape \[\*, 3\]"),
+    ({"colors": torch.zeros(3, 5, 3)}, "K = \\(degree\\+1\\)\\^2"),
+    ({"viewmat": torch.eye(3)}, r"viewmat must have shape \[4, 4\], got \[3, 3\]"),
+    ({"K": torch.eye(4)}, r"K must have shape \[3, 3\], got \[4, 4\]"),
+    ({"K": torch.zeros(3, 3)}, "K must have positive focal lengths"),
+    ({"width": 0}, "width must be a positive int, got 0"),
+    ({"height": 6.0}, "height must be a positive int, got 6.0"),
+    ({"means": torch.zeros(3, 3, dtype=torch.float64)}, "must have the dtype of means"),
+])
+def test_bad_input_names_the_argument(changes, match):
+    s = _bad(**changes)
+    with pytest.raises(ValueError, match=match):
+        rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                  s["viewmat"], s["K"], s["width"], s["height"])
+
+
+def test_bad_sh_degree():
+    s = _scene(sh_degree=1, dtype=torch.float32)
+    with pytest.raises(ValueError, match="colors must have at least .* 9 coefficients"):
+        rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                  s["viewmat"], s["K"], 8, 6, sh_degree=2)
+    with pytest.raises(ValueError, match="sh_degree must be an int in 0..3"):
+        sh_colors(torch.zeros(1, 25, 3), torch.ones(1, 3), 4)
+    with pytest.raises(ValueError, match="sh_degree needs colors as SH"):
+        rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"][:, 0],
+                  s["viewmat"], s["K"], 8, 6, sh_degree=0)
+
+
+@pytest.mark.parametrize("impl", ["cpp", "cuda"])
+def test_compiled_impls_are_not_built_yet(impl):
+    s = _scene(dtype=torch.float32)
+    with pytest.raises(ValueError, match="gaussians kernels are not built yet"):
+        rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                  s["viewmat"], s["K"], 8, 6, impl=impl)
+    with pytest.raises(ValueError, match="gaussians kernels are not built yet"):
+        sh_colors(torch.zeros(1, 1, 3), torch.ones(1, 3), 0, impl=impl)
+
+
+def test_auto_and_torch_agree():
+    s = _scene(dtype=torch.float32)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmat"],
+            s["K"], 8, 6)
+    for auto, torch_ in zip(rasterize(*args)[:3], rasterize(*args, impl="torch")[:3]):
+        assert torch.equal(auto, torch_)
+
+
+def test_rasterize_reference_checks_shapes():
+    with pytest.raises(ValueError, match="conics must have 2 entries"):
+        rasterize_reference(torch.zeros(2, 2), torch.zeros(3, 3), torch.zeros(2, 3),
+                            torch.zeros(2), torch.zeros(2), 4, 4)
