@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from mp3d.cameras import Camera, focal_from_fov, invert_rigid, opengl_to_opencv
+from mp3d.cameras import focal_from_fov, opengl_to_opencv
+from mp3d.data.views import PosedViews, read_image
 
 SPLITS = ("train", "val", "test")
 NAMED_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
 
 
 @dataclass
-class BlenderScene:
+class BlenderScene(PosedViews):
     """Posed images of one split. Images float32 in [0,1] composited on `background`."""
 
     images: torch.Tensor  # [N,H,W,3]
@@ -38,29 +38,7 @@ class BlenderScene:
     far: float = 6.0
     aabb: torch.Tensor = field(default_factory=lambda: torch.tensor([-1.5] * 3 + [1.5] * 3))
 
-    @property
-    def height(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.images.shape[2]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def camera(self, index: int) -> Camera:
-        """Camera of view `index`."""
-        return Camera(self.Ks[index], invert_rigid(self.c2ws[index]), self.width, self.height)
-
-    def subset(self, indices) -> BlenderScene:
-        """The views at `indices` (a list, range or index tensor)."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return BlenderScene(
-            self.images[idx], self.alphas[idx], self.Ks[idx], self.c2ws[idx],
-            [self.names[i] for i in idx.tolist()], self.background, self.near, self.far,
-            self.aabb,
-        )
+    PER_VIEW = ("images", "alphas", "Ks", "c2ws")
 
 
 def parse_background(background) -> torch.Tensor:
@@ -100,26 +78,6 @@ def _image_path(root: Path, file_path: str) -> Path:
         if path.with_name(path.name + suffix).is_file():
             return path.with_name(path.name + suffix)
     return path.with_name(path.name + ".png")
-
-
-def _load_rgba(path: Path, downscale: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Premultiplied RGBA float32 [h,w,4], downscaled by area; also the original (W, H)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read image ({error})") from error
-    full_size = (rgba.shape[1], rgba.shape[0])
-    rgba[..., :3] *= rgba[..., 3:]
-    if downscale > 1:
-        h, w = rgba.shape[0] // downscale, rgba.shape[1] // downscale
-        if h == 0 or w == 0:
-            raise ValueError(f"{path}: downscale {downscale} leaves no pixels of {full_size}")
-        rgba = rgba[: h * downscale, : w * downscale]
-        rgba = rgba.reshape(h, downscale, w, downscale, 4).mean(axis=(1, 3))
-    return rgba, full_size
 
 
 def _intrinsics(meta: dict, frame: dict, width: int, height: int, json_path: Path) -> list[float]:
@@ -173,7 +131,7 @@ def load_blender(
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         loaded = list(tqdm(
-            pool.map(lambda p: _load_rgba(p, downscale), paths), total=len(paths),
+            pool.map(lambda p: read_image(p, "RGBA", downscale), paths), total=len(paths),
             desc=f"reading {split} views", disable=not progress, leave=False,
         ))
     images, alphas, Ks, c2ws = [], [], [], []

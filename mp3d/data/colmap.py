@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from mp3d.cameras import Camera, invert_rigid
+from mp3d.cameras import invert_rigid
+from mp3d.data.views import PosedViews, read_image
 from mp3d.io import atomic_path
 
 # name -> (COLMAP model id, number of parameters), for the models this reader understands.
@@ -45,7 +45,7 @@ _MAX_POINTS_FOR_BOUNDS = 20000
 
 
 @dataclass
-class ColmapScene:
+class ColmapScene(PosedViews):
     """Posed images of a COLMAP reconstruction, sorted by name, and its sparse points."""
 
     images: torch.Tensor  # [N,H,W,3] float32 RGB in [0,1]
@@ -57,29 +57,6 @@ class ColmapScene:
     near: float
     far: float
     aabb: torch.Tensor  # [6] min xyz, max xyz
-
-    @property
-    def height(self) -> int:
-        return self.images.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.images.shape[2]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def camera(self, index: int) -> Camera:
-        """Camera of view `index`."""
-        return Camera(self.Ks[index], invert_rigid(self.c2ws[index]), self.width, self.height)
-
-    def subset(self, indices) -> ColmapScene:
-        """The views at `indices` (a list, range or index tensor); points and bounds are kept."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return ColmapScene(
-            self.images[idx], self.Ks[idx], self.c2ws[idx], [self.names[i] for i in idx.tolist()],
-            self.points, self.colours, self.near, self.far, self.aabb,
-        )
 
 
 @dataclass
@@ -367,29 +344,6 @@ def _rotmat_to_quat(rotations: np.ndarray) -> np.ndarray:
 # --- images and bounds ------------------------------------------------------------------------
 
 
-def _area_downscale(rgb: np.ndarray, factor: int, path: Path) -> np.ndarray:
-    """Image [H,W,3] -> [H//f,W//f,3], each pixel the mean of its f x f block."""
-    h, w = rgb.shape[0] // factor, rgb.shape[1] // factor
-    if h == 0 or w == 0:
-        raise ValueError(f"{path}: downscale {factor} leaves no pixels of "
-                         f"{rgb.shape[1]}x{rgb.shape[0]}")
-    rgb = rgb[: h * factor, : w * factor]
-    return rgb.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
-
-
-def _load_rgb(path: Path, downscale: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """RGB float32 [h,w,3] in [0,1], downscaled by area; also the file's (W, H)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"image listed in the COLMAP model not found: {path}")
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read image ({error})") from error
-    size = (rgb.shape[1], rgb.shape[0])
-    return (_area_downscale(rgb, downscale, path) if downscale > 1 else rgb), size
-
-
 def _image_scale(camera: _CameraModel, size: tuple[int, int], path: Path) -> float:
     """Scale from the camera's pixels to the file's (1 unless images_dir holds resized copies)."""
     scale = size[0] / camera.width
@@ -454,9 +408,10 @@ def load_colmap(
     poses = sorted(poses, key=lambda pose: pose.name)
     folder = Path(images_dir) if images_dir is not None else root / "images"
     paths = [folder / pose.name for pose in poses]
+    missing = "image listed in the COLMAP model not found"
     with ThreadPoolExecutor(max_workers=4) as pool:
         loaded = list(tqdm(
-            pool.map(lambda p: _load_rgb(p, downscale), paths), total=len(paths),
+            pool.map(lambda p: read_image(p, "RGB", downscale, missing), paths), total=len(paths),
             desc="reading COLMAP views", disable=not progress, leave=False,
         ))
     first_size = loaded[0][1]
