@@ -104,6 +104,15 @@ def look_at(
     return invert_rigid(c2w)
 
 
+def turntable_directions(n_frames: int, elevation_deg: float = 30.0) -> torch.Tensor:
+    """Unit vectors [n,3] (float64) circling the z axis once at a fixed elevation (z up)."""
+    azimuth = torch.arange(n_frames, dtype=torch.float64) * (2 * math.pi / n_frames)
+    elevation = math.radians(elevation_deg)
+    return torch.stack([math.cos(elevation) * torch.cos(azimuth),
+                        math.cos(elevation) * torch.sin(azimuth),
+                        torch.full_like(azimuth, math.sin(elevation))], dim=-1)
+
+
 def pixel_centers(width: int, height: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """Pixel centre coordinates [H,W,2] as (x, y) = (col + 0.5, row + 0.5)."""
     ys, xs = torch.meshgrid(

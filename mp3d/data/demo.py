@@ -19,7 +19,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from mp3d.cameras import intrinsics_from_fov, invert_rigid, look_at, image_rays, opencv_to_opengl
+from mp3d.cameras import (
+    image_rays,
+    intrinsics_from_fov,
+    invert_rigid,
+    look_at,
+    opencv_to_opengl,
+    turntable_directions,
+)
 from mp3d.io import to_uint8
 from mp3d.ops.volume_rendering import render_rays
 
@@ -142,13 +149,7 @@ def orbit_c2ws(directions: torch.Tensor, distance: float = CAMERA_DISTANCE) -> t
 
 def turntable_c2ws(n_frames: int, elevation_deg: float = 25.0) -> torch.Tensor:
     """Camera-to-world [n,4,4] (OpenCV) of a full circle at fixed elevation around the object."""
-    azimuth = torch.arange(n_frames, dtype=torch.float64) * (2 * math.pi / n_frames)
-    elevation = math.radians(elevation_deg)
-    directions = torch.stack([
-        math.cos(elevation) * torch.cos(azimuth), math.cos(elevation) * torch.sin(azimuth),
-        torch.full_like(azimuth, math.sin(elevation)),
-    ], dim=-1)
-    return orbit_c2ws(directions)
+    return orbit_c2ws(turntable_directions(n_frames, elevation_deg))
 
 
 # ----------------------------------------------------------------------------- files

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from mp3d.cameras import Camera
+from mp3d.cameras import Camera, look_at, turntable_directions
 from mp3d.nerf.fields import HashNeRF, VanillaNeRF
 from mp3d.nerf.occupancy import OccupancyGrid
 from mp3d.nerf.samplers import importance_bins, merge_bins, pack_bins, ray_aabb, stratified_bins
@@ -75,9 +74,6 @@ class NeRFModel(nn.Module):
         """Marching step of the hash model, in scene units."""
         extent = (self.aabb[3:] - self.aabb[:3]).norm().item()
         return extent / self.spec.march_steps
-
-    def spec_dict(self) -> dict:
-        return asdict(self.spec)
 
     @staticmethod
     def _points(t_starts, t_ends, ray_indices, origins, directions) -> torch.Tensor:
@@ -166,17 +162,8 @@ class NeRFModel(nn.Module):
 
 
 def orbit_cameras(K: torch.Tensor, width: int, height: int, radius: float, n_frames: int,
-                  elevation_deg: float = 30.0, target=(0.0, 0.0, 0.0)) -> list[Camera]:
-    """Cameras on a circle around `target` (z up), for turntable renders."""
-    from mp3d.cameras import look_at
-
-    target = torch.tensor(target, dtype=torch.float32)
-    elevation = math.radians(elevation_deg)
-    cameras = []
-    for i in range(n_frames):
-        azimuth = 2 * math.pi * i / n_frames
-        eye = target + radius * torch.tensor([math.cos(elevation) * math.cos(azimuth),
-                                              math.cos(elevation) * math.sin(azimuth),
-                                              math.sin(elevation)])
-        cameras.append(Camera(K, look_at(eye, target), width, height))
-    return cameras
+                  elevation_deg: float = 30.0) -> list[Camera]:
+    """Cameras on a circle of `radius` around the origin (z up), for turntable renders."""
+    eyes = (turntable_directions(n_frames, elevation_deg) * radius).float()
+    viewmats = look_at(eyes, torch.zeros_like(eyes))
+    return [Camera(K, viewmat, width, height) for viewmat in viewmats]
