@@ -24,13 +24,26 @@
 
 namespace mp3d {
 
-// exp for float and double that picks the right function on host and device.
+// exp, log, sqrt and ceil for float and double that pick the right function on host and
+// device.
 #if defined(__CUDA_ARCH__)
 __device__ __forceinline__ float exp_(float x) { return ::expf(x); }
 __device__ __forceinline__ double exp_(double x) { return ::exp(x); }
+__device__ __forceinline__ float log_(float x) { return ::logf(x); }
+__device__ __forceinline__ double log_(double x) { return ::log(x); }
+__device__ __forceinline__ float sqrt_(float x) { return ::sqrtf(x); }
+__device__ __forceinline__ double sqrt_(double x) { return ::sqrt(x); }
+__device__ __forceinline__ float ceil_(float x) { return ::ceilf(x); }
+__device__ __forceinline__ double ceil_(double x) { return ::ceil(x); }
 #else
 inline float exp_(float x) { return std::exp(x); }
 inline double exp_(double x) { return std::exp(x); }
+inline float log_(float x) { return std::log(x); }
+inline double log_(double x) { return std::log(x); }
+inline float sqrt_(float x) { return std::sqrt(x); }
+inline double sqrt_(double x) { return std::sqrt(x); }
+inline float ceil_(float x) { return std::ceil(x); }
+inline double ceil_(double x) { return std::ceil(x); }
 #endif
 
 }  // namespace mp3d

@@ -41,6 +41,36 @@ TORCH_LIBRARY(mp3d, m) {
       "hash_encode_bwd(Tensor grad_features, Tensor points, Tensor embeddings, "
       "Tensor resolutions, Tensor offsets, bool points_grad) -> (Tensor grad_embeddings, "
       "Tensor grad_points)");
+
+  // 3D Gaussian splatting (see csrc/gaussians/gaussians.h). Radii are int32, 0 when culled;
+  // tile lists are int64 offsets [tiles+1] into int64 Gaussian ids sorted by depth per tile.
+  m.def(
+      "gaussians_project_fwd(Tensor means, Tensor quats, Tensor scales, Tensor viewmat, "
+      "Tensor K, int width, int height, float near) -> (Tensor means2d, Tensor conics, "
+      "Tensor depths, Tensor radii)");
+  m.def(
+      "gaussians_project_bwd(Tensor grad_means2d, Tensor grad_conics, Tensor grad_depths, "
+      "Tensor means, Tensor quats, Tensor scales, Tensor viewmat, Tensor K, float near) -> "
+      "(Tensor grad_means, Tensor grad_quats, Tensor grad_scales)");
+  m.def("gaussians_sh_fwd(Tensor sh, Tensor dirs, int degree) -> Tensor");
+  m.def(
+      "gaussians_sh_bwd(Tensor grad_colors, Tensor sh, Tensor dirs, int degree, "
+      "bool dirs_grad) -> (Tensor grad_sh, Tensor grad_dirs)");
+  m.def(
+      "gaussians_tile_bin(Tensor means2d, Tensor conics, Tensor opacities, Tensor depths, "
+      "Tensor radii, int width, int height, int tile_size) -> (Tensor tile_offsets, "
+      "Tensor gaussian_ids)");
+  m.def(
+      "gaussians_rasterize_fwd(Tensor means2d, Tensor conics, Tensor colors, "
+      "Tensor opacities, Tensor depths, Tensor tile_offsets, Tensor gaussian_ids, int width, "
+      "int height, int tile_size) -> (Tensor rgb, Tensor alpha, Tensor depth, "
+      "Tensor transmittance, Tensor n_visited)");
+  m.def(
+      "gaussians_rasterize_bwd(Tensor grad_rgb, Tensor grad_alpha, Tensor grad_depth, "
+      "Tensor means2d, Tensor conics, Tensor colors, Tensor opacities, Tensor depths, "
+      "Tensor tile_offsets, Tensor gaussian_ids, Tensor transmittance, Tensor n_visited, "
+      "int width, int height, int tile_size) -> (Tensor grad_means2d, Tensor grad_conics, "
+      "Tensor grad_colors, Tensor grad_opacities, Tensor grad_depths)");
 }
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {

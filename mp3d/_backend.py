@@ -17,8 +17,6 @@ import torch
 
 IMPLS = ("auto", "cpp", "cuda", "torch")
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-# Op families that have only the torch reference so far (their kernels are not in csrc/ yet).
-FAMILIES_WITHOUT_KERNELS = frozenset({"gaussians"})
 
 
 @dataclass(frozen=True)
@@ -89,22 +87,12 @@ def available_impls() -> list[str]:
     return [name for name, ok in (("cpp", b.has_cpp), ("cuda", b.has_cuda), ("torch", True)) if ok]
 
 
-def resolve_impl(impl: str, device: torch.device, family: str | None = None) -> str:
-    """Picks the implementation for tensors on `device`; raises ValueError if it cannot run.
-
-    A `family` listed in FAMILIES_WITHOUT_KERNELS always runs the torch reference.
-    """
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """Picks the implementation for tensors on `device`; raises ValueError if it cannot run."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "torch":
         return "torch"
-    if family in FAMILIES_WITHOUT_KERNELS:
-        if impl == "auto":
-            return "torch"
-        raise ValueError(
-            f"impl={impl!r} is not available: the {family} kernels are not built yet "
-            "(use impl='torch' or 'auto')"
-        )
     b = backend()
     on_cuda = device.type == "cuda"
     if impl == "auto":

@@ -55,8 +55,8 @@ def doctor(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {value}")
     print("\nop family          CPU tensors   CUDA tensors")
     for family in FAMILIES:
-        cpu = _backend.resolve_impl("auto", torch.device("cpu"), family)
-        cuda = _backend.resolve_impl("auto", torch.device("cuda"), family) \
+        cpu = _backend.resolve_impl("auto", torch.device("cpu"))
+        cuda = _backend.resolve_impl("auto", torch.device("cuda")) \
             if torch.cuda.is_available() else "(no GPU)"
         print(f"{family:<18} {cpu:<13} {cuda}")
     return 0

@@ -8,6 +8,7 @@ import sys
 import torch
 from PIL import Image
 
+from mp3d._backend import available_impls
 from mp3d.cli import main
 
 
@@ -24,7 +25,7 @@ def test_doctor_reports_versions_and_impls(capsys):
     assert torch.__version__ in out
     assert "volume_rendering" in out
     gaussians = next(line for line in out.splitlines() if line.startswith("gaussians"))
-    assert gaussians.split()[1] == "torch"  # reference only, so far
+    assert gaussians.split()[1] == ("cpp" if "cpp" in available_impls() else "torch")
     assert "C++ compiler" in out
 
 

@@ -14,7 +14,10 @@ Gaussian that would bring the transmittance below 1e-4 (the rule of the original
 rasterizer). Cameras follow the OpenCV convention of mp3d: `viewmat` world-to-camera 4x4,
 `K` 3x3 in pixels, the centre of pixel (i, j) at (i + 0.5, j + 0.5).
 
-Only the torch reference exists so far: impl="auto" runs it and impl="cpp"/"cuda" raise.
+The kernels (C++ on CPU, CUDA on GPU) bin the projected Gaussians into 16x16-pixel tiles,
+each tile's list sorted by depth, and composite each pixel from its tile's list; a Gaussian
+is listed in every tile where its alpha can reach 1/255, so they draw exactly what the dense
+reference draws. Gradients of `viewmat` and `K` are only available with impl="torch".
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "quaternion_to_rotation",
     "rasterize",
     "rasterize_reference",
+    "rasterize_splats",
     "sh_colors",
 ]
 
@@ -50,6 +54,7 @@ ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 MAX_SH_DEGREE = 3
+TILE_SIZE = 16
 
 
 # ----------------------------------------------------------------------------- projection
@@ -136,8 +141,13 @@ def project_gaussians(
     """
     _check_gaussians(means, quats, scales)
     _check_camera(viewmat, K, width, height, means)
-    resolve_impl(impl, means.device, FAMILY)
-    return _project(means, quats, scales, viewmat, K, width, height, near)
+    if resolve_impl(impl, means.device) == "torch":
+        return _project(means, quats, scales, viewmat, K, width, height, near)
+    _check_no_camera_grads(viewmat, K)
+    means2d, conics, depths, radii = _ProjectKernel.apply(
+        means, quats, scales, viewmat, K, width, height, near
+    )
+    return means2d, conics, depths, radii, radii > 0
 
 
 # ----------------------------------------------------------------------------- colour
@@ -164,8 +174,10 @@ def sh_colors(
     check_tensor("directions", directions, shape=(None, 3), dtypes=FLOAT_DTYPES)
     check_length("directions", directions, sh.shape[0], "sh")
     check_same_device({"sh": sh, "directions": directions})
-    resolve_impl(impl, sh.device, FAMILY)
-    return _sh_colors(sh, directions, degree)
+    check_same_dtype({"sh": sh, "directions": directions})
+    if resolve_impl(impl, sh.device) == "torch":
+        return _sh_colors(sh, directions, degree)
+    return _ShKernel.apply(sh, directions, degree)
 
 
 # ----------------------------------------------------------------------------- rasterization
@@ -236,6 +248,147 @@ def rasterize_reference(
     if background is not None:
         rgb = rgb + (1.0 - alpha)[..., None] * background
     return rgb, alpha, depth
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _contiguous(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.contiguous() for t in tensors]
+
+
+class _KernelBackward(torch.autograd.Function):
+    """Runs a backward kernel `op(*args)` as an autograd node of its own, so that
+    differentiating the gradients (create_graph=True) raises instead of silently treating
+    them as constants."""
+
+    @staticmethod
+    def forward(ctx, op, *args):
+        return op(*args)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            "the Gaussian kernels have no double backward; use impl='torch' to differentiate "
+            "through gradients"
+        )
+
+
+class _ProjectKernel(torch.autograd.Function):
+    """project_gaussians on mp3d._C: (means2d, conics, depths, radii), radii int32."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmat, K, width, height, near):
+        means, quats, scales, viewmat, K = _contiguous(means, quats, scales, viewmat, K)
+        means2d, conics, depths, radii = torch.ops.mp3d.gaussians_project_fwd(
+            means, quats, scales, viewmat, K, width, height, near
+        )
+        ctx.save_for_backward(means, quats, scales, viewmat, K)
+        ctx.near = near
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii
+
+    @staticmethod
+    def backward(ctx, grad_means2d, grad_conics, grad_depths, _grad_radii):
+        means, quats, scales, viewmat, K = ctx.saved_tensors
+        grads = _KernelBackward.apply(
+            torch.ops.mp3d.gaussians_project_bwd,
+            *_contiguous(grad_means2d, grad_conics, grad_depths),
+            means, quats, scales, viewmat, K, ctx.near,
+        )
+        return (*grads, None, None, None, None, None)
+
+
+class _ShKernel(torch.autograd.Function):
+    """sh_colors on mp3d._C."""
+
+    @staticmethod
+    def forward(ctx, sh, directions, degree):
+        sh, directions = _contiguous(sh, directions)
+        ctx.save_for_backward(sh, directions)
+        ctx.degree = degree
+        return torch.ops.mp3d.gaussians_sh_fwd(sh, directions, degree)
+
+    @staticmethod
+    def backward(ctx, grad_colors):
+        sh, directions = ctx.saved_tensors
+        grad_sh, grad_directions = _KernelBackward.apply(
+            torch.ops.mp3d.gaussians_sh_bwd, grad_colors.contiguous(), sh, directions, ctx.degree, ctx.needs_input_grad[1]
+        )
+        return grad_sh, grad_directions if ctx.needs_input_grad[1] else None, None
+
+
+class _RasterizeKernel(torch.autograd.Function):
+    """Tile binning and rasterization on mp3d._C: (rgb, alpha, depth) with black background.
+
+    Only Gaussians with radii > 0 are drawn.
+    """
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, depths, radii, width, height):
+        splats = _contiguous(means2d, conics, colors, opacities, depths)
+        tile_offsets, gaussian_ids = torch.ops.mp3d.gaussians_tile_bin(
+            splats[0], splats[1], splats[3], splats[4], radii.contiguous(), width, height,
+            TILE_SIZE,
+        )
+        rgb, alpha, depth, transmittance, n_visited = torch.ops.mp3d.gaussians_rasterize_fwd(
+            *splats, tile_offsets, gaussian_ids, width, height, TILE_SIZE
+        )
+        ctx.save_for_backward(*splats, tile_offsets, gaussian_ids, transmittance, n_visited)
+        ctx.size = (width, height)
+        return rgb, alpha, depth
+
+    @staticmethod
+    def backward(ctx, grad_rgb, grad_alpha, grad_depth):
+        *splats, tile_offsets, gaussian_ids, transmittance, n_visited = ctx.saved_tensors
+        grads = _KernelBackward.apply(
+            torch.ops.mp3d.gaussians_rasterize_bwd,
+            *_contiguous(grad_rgb, grad_alpha, grad_depth), *splats, tile_offsets,
+            gaussian_ids, transmittance, n_visited, *ctx.size, TILE_SIZE,
+        )
+        return (*grads, None, None, None)
+
+
+def rasterize_splats(
+    means2d: torch.Tensor,
+    conics: torch.Tensor,
+    colors: torch.Tensor,
+    opacities: torch.Tensor,
+    depths: torch.Tensor,
+    width: int,
+    height: int,
+    background: torch.Tensor | float | None = None,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rgb [H,W,3], alpha [H,W], depth [H,W] of 2D Gaussians (means2d [N,2] px, conics [N,3],
+    colors [N,3], opacities [N] in [0,1], depths [N]): rasterize_reference's contract, run by
+    the tile kernels unless impl="torch"."""
+    _check_splats(means2d, conics, colors, opacities, depths, width, height)
+    check_finite("means2d", means2d)
+    check_finite("conics", conics)
+    check_finite("colors", colors)
+    check_finite("depths", depths)
+    _check_opacities(opacities, means2d, "means2d")
+    bg = _background_for(background, means2d)
+    if resolve_impl(impl, means2d.device) == "torch":
+        return rasterize_reference(means2d, conics, colors, opacities, depths, width, height,
+                                   background=bg)
+    radii = torch.ones(means2d.shape[0], dtype=torch.int32, device=means2d.device)
+    rgb, alpha, depth = _RasterizeKernel.apply(
+        means2d, conics, colors, opacities, depths, radii, width, height
+    )
+    if bg is not None:
+        rgb = rgb + (1.0 - alpha)[..., None] * bg
+    return rgb, alpha, depth
+
+
+def _check_no_camera_grads(viewmat: torch.Tensor, K: torch.Tensor) -> None:
+    for name, tensor in (("viewmat", viewmat), ("K", K)):
+        if tensor.requires_grad:
+            raise ValueError(
+                f"{name} requires grad, but the Gaussian kernels give no camera gradients; "
+                f"detach it or pass impl='torch'"
+            )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -345,9 +498,9 @@ def _background_for(background, like: torch.Tensor) -> torch.Tensor | None:
     return background
 
 
-def _check_opacities(opacities, like: torch.Tensor) -> None:
+def _check_opacities(opacities, like: torch.Tensor, like_name: str = "means") -> None:
     check_tensor("opacities", opacities, shape=(None,))
-    check_length("opacities", opacities, like.shape[0], "means")
+    check_length("opacities", opacities, like.shape[0], like_name)
     check_finite("opacities", opacities, minimum=0.0)
     if opacities.numel() and float(opacities.detach().max()) > 1.0:
         raise ValueError(
@@ -359,13 +512,14 @@ def _check_opacities(opacities, like: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------- public API
 
 
-def _colors_seen_from_camera(colors, means, viewmat, sh_degree) -> torch.Tensor:
-    """RGB [N,3]: `colors` itself, or its SH evaluated towards each mean from the camera."""
+def _colors_seen_from_camera(colors, means, viewmat, sh_degree, evaluate) -> torch.Tensor:
+    """RGB [N,3]: `colors` itself, or its SH evaluated towards each mean from the camera
+    with `evaluate(sh, directions, degree)`."""
     if sh_degree is None:
         return colors
     rotation, translation = viewmat[:3, :3], viewmat[:3, 3]
     camera_centre = -rotation.T @ translation
-    return _sh_colors(colors, means - camera_centre, sh_degree)
+    return evaluate(colors, means - camera_centre, sh_degree)
 
 
 def rasterize(
@@ -404,17 +558,29 @@ def rasterize(
     check_same_device(tensors)
     check_finite("colors", colors)
     bg = _background_for(background, means)
-    resolve_impl(impl, means.device, FAMILY)
 
-    means2d, conics, depths, radii, visible = _project(
-        means, quats, scales, viewmat, K, width, height, near
-    )
-    rgbs = _colors_seen_from_camera(colors, means, viewmat, degree)
-    keep = torch.nonzero(visible).squeeze(1)
-    rgb, alpha, depth = rasterize_reference(
-        means2d[keep], conics[keep], rgbs[keep], opacities[keep], depths[keep],
-        width, height, background=bg,
-    )
+    if resolve_impl(impl, means.device) == "torch":
+        means2d, conics, depths, radii, visible = _project(
+            means, quats, scales, viewmat, K, width, height, near
+        )
+        rgbs = _colors_seen_from_camera(colors, means, viewmat, degree, _sh_colors)
+        keep = torch.nonzero(visible).squeeze(1)
+        rgb, alpha, depth = rasterize_reference(
+            means2d[keep], conics[keep], rgbs[keep], opacities[keep], depths[keep],
+            width, height, background=bg,
+        )
+    else:
+        _check_no_camera_grads(viewmat, K)
+        means2d, conics, depths, radii = _ProjectKernel.apply(
+            means, quats, scales, viewmat, K, width, height, near
+        )
+        visible = radii > 0
+        rgbs = _colors_seen_from_camera(colors, means, viewmat, degree, _ShKernel.apply)
+        rgb, alpha, depth = _RasterizeKernel.apply(
+            means2d, conics, rgbs, opacities, depths, radii, width, height
+        )
+        if bg is not None:
+            rgb = rgb + (1.0 - alpha)[..., None] * bg
     info = {"means2d": means2d, "conics": conics, "depths": depths, "radii": radii,
             "visible": visible}
     return rgb, alpha, depth, info

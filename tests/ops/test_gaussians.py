@@ -1,5 +1,6 @@
-"""Gaussian splatting reference: hand-computed projection, closed-form images, depth order,
-SH colours, float64 gradcheck, empty scenes, bad input and the missing kernels."""
+"""Gaussian splatting: hand-computed projection, closed-form images, depth order, SH colours,
+float64 gradcheck, empty scenes and bad input, for the torch reference and the C++ kernels;
+C++ parity with the reference (forward and every gradient) on random scenes."""
 
 from __future__ import annotations
 
@@ -8,13 +9,20 @@ import math
 import pytest
 import torch
 
+from mp3d._backend import available_impls
 from mp3d.ops.gaussians import (
+    TILE_SIZE,
     project_gaussians,
     quaternion_to_rotation,
     rasterize,
     rasterize_reference,
+    rasterize_splats,
     sh_colors,
 )
+
+KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls()]
+IMPLS = ["torch"] + KERNEL_IMPLS
+needs_cpp = pytest.mark.skipif("cpp" not in available_impls(), reason="mp3d._C not available")
 
 C0 = 0.28209479177387814
 IDENTITY_QUAT = [1.0, 0.0, 0.0, 0.0]
@@ -45,14 +53,15 @@ def _scene(n=3, sh_degree=None, dtype=torch.float64, seed=0) -> dict:
 # ----------------------------------------------------------------------------- projection
 
 
-def test_projection_on_the_optical_axis_by_hand():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_projection_on_the_optical_axis_by_hand(impl):
     viewmat, K = _camera(fx=20.0, fy=24.0, cx=8.0, cy=6.0)
     depth, scale = 4.0, 0.5
     means = torch.tensor([[0.0, 0.0, depth]], dtype=torch.float64)
     quats = torch.tensor([IDENTITY_QUAT], dtype=torch.float64)
     scales = torch.tensor([[scale, scale, scale]], dtype=torch.float64)
     means2d, conics, depths, radii, visible = project_gaussians(
-        means, quats, scales, viewmat, K, 16, 12
+        means, quats, scales, viewmat, K, 16, 12, impl=impl
     )
     var_x = (20.0 * scale / depth) ** 2 + 0.3
     var_y = (24.0 * scale / depth) ** 2 + 0.3
@@ -64,14 +73,15 @@ def test_projection_on_the_optical_axis_by_hand():
     assert visible.tolist() == [True]
 
 
-def test_projection_rotated_anisotropic_gaussian():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_projection_rotated_anisotropic_gaussian(impl):
     """A 90 degree turn about z swaps the x and y extents in the image."""
     viewmat, K = _camera(fx=20.0, fy=20.0)
     half = math.sqrt(0.5)
     quats = torch.tensor([[half, 0.0, 0.0, half]], dtype=torch.float64)
     scales = torch.tensor([[0.4, 0.1, 0.2]], dtype=torch.float64)
     means = torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64)
-    _, conics, _, _, _ = project_gaussians(means, quats, scales, viewmat, K, 16, 12)
+    _, conics, _, _, _ = project_gaussians(means, quats, scales, viewmat, K, 16, 12, impl=impl)
     var_x, var_y = (10.0 * 0.1) ** 2 + 0.3, (10.0 * 0.4) ** 2 + 0.3
     torch.testing.assert_close(conics, torch.tensor([[1 / var_x, 0.0, 1 / var_y]],
                                                     dtype=torch.float64))
@@ -84,7 +94,8 @@ def test_quaternions_are_normalised_w_first():
     torch.testing.assert_close(rotation, expected)
 
 
-def test_culling_behind_camera_and_outside_image():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_culling_behind_camera_and_outside_image(impl):
     viewmat, K = _camera(fx=20.0, fy=20.0, cx=8.0, cy=6.0)
     means = torch.tensor([
         [0.0, 0.0, -2.0],   # behind the camera
@@ -96,7 +107,7 @@ def test_culling_behind_camera_and_outside_image():
     n = means.shape[0]
     quats = torch.tensor([IDENTITY_QUAT] * n, dtype=torch.float64)
     scales = torch.full((n, 3), 0.1, dtype=torch.float64)
-    means2d, conics, _, radii, visible = project_gaussians(means, quats, scales, viewmat, K, 16, 12)
+    means2d, conics, _, radii, visible = project_gaussians(means, quats, scales, viewmat, K, 16, 12, impl=impl)
     assert visible.tolist() == [False, False, False, True, True]
     assert radii[:3].tolist() == [0, 0, 0] and bool((radii[3:] > 0).all())
     assert bool(torch.isfinite(means2d).all() and torch.isfinite(conics).all())
@@ -104,7 +115,7 @@ def test_culling_behind_camera_and_outside_image():
     culled = slice(0, 3)
     rgb, alpha, depth, _ = rasterize(
         means[culled], quats[culled], scales[culled], torch.full((3,), 0.9, dtype=torch.float64),
-        torch.ones(3, 3, dtype=torch.float64), viewmat, K, 16, 12, background=0.25,
+        torch.ones(3, 3, dtype=torch.float64), viewmat, K, 16, 12, background=0.25, impl=impl,
     )
     assert bool((rgb == 0.25).all() and (alpha == 0).all() and (depth == 0).all())
 
@@ -112,7 +123,8 @@ def test_culling_behind_camera_and_outside_image():
 # ----------------------------------------------------------------------------- rasterization
 
 
-def test_single_isotropic_gaussian_matches_closed_form():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_single_isotropic_gaussian_matches_closed_form(impl):
     """Opacity 1 at a pixel centre hits the 0.99 cap; the far tails fall under 1/255."""
     width, height, depth, scale = 24, 20, 2.0, 0.2
     viewmat, K = _camera(fx=20.0, fy=20.0, cx=12.5, cy=9.5)
@@ -123,7 +135,7 @@ def test_single_isotropic_gaussian_matches_closed_form():
         torch.tensor([IDENTITY_QUAT], dtype=torch.float64),
         torch.full((1, 3), scale, dtype=torch.float64),
         torch.tensor([1.0], dtype=torch.float64), color[None], viewmat, K, width, height,
-        background=background,
+        background=background, impl=impl,
     )
     variance = (20.0 * scale / depth) ** 2 + 0.3
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
@@ -138,19 +150,20 @@ def test_single_isotropic_gaussian_matches_closed_form():
     torch.testing.assert_close(info["means2d"], torch.tensor([[12.5, 9.5]], dtype=torch.float64))
 
 
-def _two_splats(depths):
+def _two_splats(depths, impl="torch"):
     """Two wide splats over the same pixel (0, 0), red and green, with the given depths."""
     means2d = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
     conics = torch.tensor([[0.01, 0.0, 0.01]] * 2, dtype=torch.float64)
     colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
     opacities = torch.tensor([0.6, 0.3], dtype=torch.float64)
-    return rasterize_reference(means2d, conics, colors, opacities,
-                               torch.tensor(depths, dtype=torch.float64), 1, 1)
+    return rasterize_splats(means2d, conics, colors, opacities,
+                            torch.tensor(depths, dtype=torch.float64), 1, 1, impl=impl)
 
 
-def test_front_to_back_order_follows_depth():
-    red_front, _, depth_red_front = _two_splats([1.0, 2.0])
-    green_front, alpha, depth_green_front = _two_splats([2.0, 1.0])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_front_to_back_order_follows_depth(impl):
+    red_front, _, depth_red_front = _two_splats([1.0, 2.0], impl)
+    green_front, alpha, depth_green_front = _two_splats([2.0, 1.0], impl)
     torch.testing.assert_close(red_front[0, 0], torch.tensor([0.6, 0.4 * 0.3, 0.0],
                                                              dtype=torch.float64))
     torch.testing.assert_close(green_front[0, 0], torch.tensor([0.7 * 0.6, 0.3, 0.0],
@@ -162,14 +175,15 @@ def test_front_to_back_order_follows_depth():
                                torch.tensor(0.3 * 1.0 + 0.7 * 0.6 * 2.0, dtype=torch.float64))
 
 
-def test_compositing_stops_before_transmittance_falls_below_1e_4():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_compositing_stops_before_transmittance_falls_below_1e_4(impl):
     """Opacity 0.95: T after each = 0.05, 0.0025, 1.25e-4, 6.25e-6, so three are composited."""
     n = 5
-    _, alpha, _ = rasterize_reference(
+    _, alpha, _ = rasterize_splats(
         torch.full((n, 2), 0.5, dtype=torch.float64),
         torch.tensor([[1e-6, 0.0, 1e-6]] * n, dtype=torch.float64),
         torch.ones(n, 3, dtype=torch.float64), torch.full((n,), 0.95, dtype=torch.float64),
-        torch.arange(n, dtype=torch.float64), 1, 1,
+        torch.arange(n, dtype=torch.float64), 1, 1, impl=impl,
     )
     torch.testing.assert_close(alpha[0, 0], torch.tensor(1 - 0.05 ** 3, dtype=torch.float64))
 
@@ -186,10 +200,11 @@ def test_chunking_does_not_change_the_image():
 # ----------------------------------------------------------------------------- SH colours
 
 
-def test_sh_degree_0_is_c0_times_dc_plus_half():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sh_degree_0_is_c0_times_dc_plus_half(impl):
     g = torch.Generator().manual_seed(0)
     sh = torch.randn(6, 16, 3, generator=g) * 3.0
-    colors = sh_colors(sh, torch.randn(6, 3, generator=g), 0)
+    colors = sh_colors(sh, torch.randn(6, 3, generator=g), 0, impl=impl)
     torch.testing.assert_close(colors, torch.clamp(C0 * sh[:, 0] + 0.5, min=0.0))
     assert bool((colors == 0).any())  # some negative values were clamped at 0
 
@@ -204,35 +219,42 @@ def test_sh_shapes_and_view_dependence(degree):
     assert torch.equal(a, b) == (degree == 0)
 
 
-def test_sh_uses_only_the_requested_bands_and_unnormalised_directions():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sh_uses_only_the_requested_bands_and_unnormalised_directions(impl):
     g = torch.Generator().manual_seed(1)
     sh = torch.randn(4, 16, 3, generator=g) * 0.1
     directions = torch.randn(4, 3, generator=g)
-    torch.testing.assert_close(sh_colors(sh, directions, 1), sh_colors(sh[:, :4], directions, 1))
-    torch.testing.assert_close(sh_colors(sh, directions * 7.0, 3), sh_colors(sh, directions, 3))
+    torch.testing.assert_close(sh_colors(sh, directions, 1, impl=impl),
+                               sh_colors(sh[:, :4], directions, 1, impl=impl))
+    torch.testing.assert_close(sh_colors(sh, directions * 7.0, 3, impl=impl),
+                               sh_colors(sh, directions, 3, impl=impl))
 
 
 # ----------------------------------------------------------------------------- gradcheck
 
 
-def test_gradcheck_projection():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_projection(impl):
     s = _scene()
     inputs = tuple(s[k].clone().requires_grad_() for k in ("means", "quats", "scales"))
 
     def project(means, quats, scales):
-        return project_gaussians(means, quats, scales, s["viewmat"], s["K"], 8, 6)[:3]
+        return project_gaussians(means, quats, scales, s["viewmat"], s["K"], 8, 6,
+                                 impl=impl)[:3]
 
     assert torch.autograd.gradcheck(project, inputs)
 
 
-def test_gradcheck_sh_colors():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_sh_colors(impl):
     g = torch.Generator().manual_seed(2)
     sh = (torch.randn(3, 16, 3, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
     directions = torch.randn(3, 3, generator=g, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: sh_colors(a, b, 3), (sh, directions))
+    assert torch.autograd.gradcheck(lambda a, b: sh_colors(a, b, 3, impl=impl), (sh, directions))
 
 
-def test_gradcheck_rasterize_reference():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradcheck_rasterize_splats(impl):
     s = _scene()
     means2d, conics, depths, _, _ = project_gaussians(
         s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], 8, 6)
@@ -240,28 +262,48 @@ def test_gradcheck_rasterize_reference():
                    for t in (means2d, conics, s["colors"], s["opacities"], depths))
     background = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda *x: rasterize_reference(*x, 8, 6, background=background), inputs)
+        lambda *x: rasterize_splats(*x, 8, 6, background=background, impl=impl), inputs)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("sh_degree", [None, 1])
-def test_gradcheck_rasterize(sh_degree):
+def test_gradcheck_rasterize(sh_degree, impl):
     s = _scene(sh_degree=sh_degree)
     names = ("means", "quats", "scales", "opacities", "colors")
     inputs = tuple(s[k].clone().requires_grad_() for k in names)
 
     def render(means, quats, scales, opacities, colors):
         rgb, alpha, depth, _ = rasterize(means, quats, scales, opacities, colors, s["viewmat"],
-                                         s["K"], 8, 6, background=0.3)
+                                         s["K"], 8, 6, background=0.3, impl=impl)
         return rgb, alpha, depth
 
     assert torch.autograd.gradcheck(render, inputs)
 
 
-def test_means2d_gradient_for_densification():
+@needs_cpp
+def test_gradcheck_rasterize_across_tiles():
+    """Three Gaussians straddling the corners of 2x2 tiles of a 20x18 image, SH degree 3."""
+    s = _scene(sh_degree=3)
+    s["K"] = torch.tensor([[16.0, 0.0, 10.0], [0.0, 16.0, 9.0], [0.0, 0.0, 1.0]],
+                          dtype=torch.float64)
+    s["scales"] = s["scales"] * 0.5
+    names = ("means", "quats", "scales", "opacities", "colors")
+    inputs = tuple(s[k].clone().requires_grad_() for k in names)
+
+    def render(means, quats, scales, opacities, colors):
+        rgb, alpha, depth, _ = rasterize(means, quats, scales, opacities, colors, s["viewmat"],
+                                         s["K"], 20, 18, background=0.3, impl="cpp")
+        return rgb, alpha, depth
+
+    assert torch.autograd.gradcheck(render, inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_means2d_gradient_for_densification(impl):
     s = _scene(dtype=torch.float32)
     s["means"].requires_grad_()
     rgb, _, _, info = rasterize(s["means"], s["quats"], s["scales"], s["opacities"],
-                                s["colors"], s["viewmat"], s["K"], 8, 6)
+                                s["colors"], s["viewmat"], s["K"], 8, 6, impl=impl)
     info["means2d"].retain_grad()
     rgb.sum().backward()
     assert info["means2d"].grad.shape == (3, 2)
@@ -271,11 +313,12 @@ def test_means2d_gradient_for_densification():
 # ----------------------------------------------------------------------------- edge cases
 
 
-def test_empty_scene_renders_background():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_scene_renders_background(impl):
     viewmat, K = _camera(dtype=torch.float32)
     rgb, alpha, depth, info = rasterize(
         torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0),
-        torch.zeros(0, 3), viewmat, K, 5, 4, background=torch.tensor([0.1, 0.2, 0.3]),
+        torch.zeros(0, 3), viewmat, K, 5, 4, background=torch.tensor([0.1, 0.2, 0.3]), impl=impl,
     )
     assert rgb.shape == (4, 5, 3) and alpha.shape == (4, 5) and depth.shape == (4, 5)
     torch.testing.assert_close(rgb, torch.tensor([0.1, 0.2, 0.3]).expand(4, 5, 3))
@@ -307,11 +350,12 @@ def _bad(**changes) -> dict:
     ({"height": 6.0}, "height must be a positive int, got 6.0"),
     ({"means": torch.zeros(3, 3, dtype=torch.float64)}, "must have the dtype of means"),
 ])
-def test_bad_input_names_the_argument(changes, match):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bad_input_names_the_argument(changes, match, impl):
     s = _bad(**changes)
     with pytest.raises(ValueError, match=match):
         rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
-                  s["viewmat"], s["K"], s["width"], s["height"])
+                  s["viewmat"], s["K"], s["width"], s["height"], impl=impl)
 
 
 def test_bad_sh_degree():
@@ -326,25 +370,155 @@ def test_bad_sh_degree():
                   s["viewmat"], s["K"], 8, 6, sh_degree=0)
 
 
-@pytest.mark.parametrize("impl", ["cpp", "cuda"])
-def test_compiled_impls_are_not_built_yet(impl):
+def test_cuda_impl_needs_cuda_tensors():
     s = _scene(dtype=torch.float32)
-    with pytest.raises(ValueError, match="gaussians kernels are not built yet"):
+    with pytest.raises(ValueError, match="impl='cuda'"):
         rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
-                  s["viewmat"], s["K"], 8, 6, impl=impl)
-    with pytest.raises(ValueError, match="gaussians kernels are not built yet"):
-        sh_colors(torch.zeros(1, 1, 3), torch.ones(1, 3), 0, impl=impl)
+                  s["viewmat"], s["K"], 8, 6, impl="cuda")
+    with pytest.raises(ValueError, match="impl='cuda'"):
+        sh_colors(torch.zeros(1, 1, 3), torch.ones(1, 3), 0, impl="cuda")
 
 
-def test_auto_and_torch_agree():
+@needs_cpp
+def test_kernels_refuse_camera_gradients_and_double_backward():
+    s = _scene(dtype=torch.float64)
+    viewmat = s["viewmat"].clone().requires_grad_()
+    with pytest.raises(ValueError, match="viewmat requires grad.*impl='torch'"):
+        rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                  viewmat, s["K"], 8, 6, impl="cpp")
+    # the reference differentiates the camera
+    rgb, _, _, _ = rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                             viewmat, s["K"], 8, 6, impl="torch")
+    rgb.sum().backward()
+    assert viewmat.grad is not None and bool(viewmat.grad.abs().sum() > 0)
+
+    means = s["means"].clone().requires_grad_()
+    rgb, _, _, _ = rasterize(means, s["quats"], s["scales"], s["opacities"], s["colors"],
+                             s["viewmat"], s["K"], 8, 6, impl="cpp")
+    (grad,) = torch.autograd.grad(rgb.sum(), means, create_graph=True)
+    with pytest.raises(NotImplementedError, match="no double backward"):
+        grad.sum().backward()
+
+
+def test_auto_runs_the_kernel_when_built():
     s = _scene(dtype=torch.float32)
     args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmat"],
             s["K"], 8, 6)
-    for auto, torch_ in zip(rasterize(*args)[:3], rasterize(*args, impl="torch")[:3]):
-        assert torch.equal(auto, torch_)
+    expected = "cpp" if KERNEL_IMPLS else "torch"
+    for auto, chosen in zip(rasterize(*args)[:3], rasterize(*args, impl=expected)[:3]):
+        assert torch.equal(auto, chosen)
 
 
 def test_rasterize_reference_checks_shapes():
     with pytest.raises(ValueError, match="conics must have 2 entries"):
         rasterize_reference(torch.zeros(2, 2), torch.zeros(3, 3), torch.zeros(2, 3),
                             torch.zeros(2), torch.zeros(2), 4, 4)
+
+
+# ----------------------------------------------------------------------------- C++ parity
+
+
+def _random_scene(n, width, height, dtype, sh_degree=None, seed=0) -> dict:
+    """n Gaussians around the view axis of a width x height camera: some behind it, some
+    off-image, some large and opaque (alpha capped at 0.99, compositing stopped early)."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g, dtype=dtype) * torch.tensor([1.0, 0.8, 1.5],
+                                                                         dtype=dtype)
+    # Not too close to the camera: float32 gradients of a splat 1000s of pixels wide are
+    # dominated by rounding, in the reference as much as in the kernel.
+    means[:, 2] = means[:, 2].abs() + 1.5
+    means[: n // 20, 2] = -1.0  # behind the camera
+    scales = torch.rand(n, 3, generator=g, dtype=dtype) * 0.25 + 0.01
+    scales[: n // 10] *= 4.0
+    opacities = torch.rand(n, generator=g, dtype=dtype) * 0.98 + 0.01
+    opacities[n // 10: n // 5] = 1.0
+    if sh_degree is None:
+        colors = torch.rand(n, 3, generator=g, dtype=dtype)
+    else:
+        colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=dtype) * 0.3
+    focal = 0.9 * width
+    K = torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]],
+                     dtype=dtype)
+    angle = 0.3
+    viewmat = torch.eye(4, dtype=dtype)
+    viewmat[:3, :3] = torch.tensor([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0],
+                                    [-math.sin(angle), 0.0, math.cos(angle)]], dtype=dtype)
+    viewmat[:3, 3] = torch.tensor([0.3, -0.2, 0.5], dtype=dtype)
+    return {"means": means, "quats": torch.randn(n, 4, generator=g, dtype=dtype),
+            "scales": scales, "opacities": opacities, "colors": colors, "viewmat": viewmat,
+            "K": K, "width": width, "height": height}
+
+
+def _render_and_grads(s: dict, impl: str) -> dict:
+    """Outputs and the gradients of a random linear loss of them, for `impl`."""
+    names = ("means", "quats", "scales", "opacities", "colors")
+    inputs = {k: s[k].clone().requires_grad_() for k in names}
+    rgb, alpha, depth, info = rasterize(**inputs, viewmat=s["viewmat"], K=s["K"],
+                                        width=s["width"], height=s["height"],
+                                        background=torch.tensor([0.2, 0.4, 0.6]).to(rgb_dtype(s)),
+                                        impl=impl)
+    info["means2d"].retain_grad()
+    g = torch.Generator().manual_seed(7)
+    loss = sum((out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+               for out in (rgb, alpha, depth))
+    loss.backward()
+    out = {"rgb": rgb, "alpha": alpha, "depth": depth, "radii": info["radii"],
+           "conics": info["conics"], "grad_means2d": info["means2d"].grad}
+    out.update({f"grad_{k}": v.grad for k, v in inputs.items()})
+    return out
+
+
+def rgb_dtype(s: dict) -> torch.dtype:
+    return s["means"].dtype
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sh_degree", [None, 3])
+def test_cpp_matches_reference_forward_and_gradients(dtype, sh_degree):
+    s = _random_scene(300, 45, 38, dtype, sh_degree)  # 45x38: partial tiles at the edges
+    expected, actual = _render_and_grads(s, "torch"), _render_and_grads(s, "cpp")
+    assert float(expected["alpha"].detach().max()) > 0.99  # opaque: compositing stops early
+    assert bool((expected["radii"] == 0).any())
+    tolerance = {} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+    for name, value in expected.items():
+        scale = max(1.0, float(value.detach().abs().max()))
+        torch.testing.assert_close(actual[name] / scale, value / scale, msg=name,
+                                   **tolerance)
+
+
+@needs_cpp
+def test_tile_lists_hold_each_gaussian_front_to_back():
+    s = _random_scene(200, 50, 40, torch.float64)
+    means2d, conics, depths, radii, _ = project_gaussians(
+        s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], 50, 40, impl="cpp")
+    offsets, ids = torch.ops.mp3d.gaussians_tile_bin(
+        means2d, conics, s["opacities"], depths, radii, 50, 40, TILE_SIZE)
+    tiles_x, tiles_y = math.ceil(50 / TILE_SIZE), math.ceil(40 / TILE_SIZE)
+    assert offsets.shape == (tiles_x * tiles_y + 1,) and int(offsets[-1]) == ids.numel()
+    for tile in range(tiles_x * tiles_y):
+        listed = ids[offsets[tile]:offsets[tile + 1]]
+        assert bool((radii[listed] > 0).all())
+        assert bool((depths[listed][1:] >= depths[listed][:-1]).all())
+        assert len(set(listed.tolist())) == len(listed)
+    assert set(ids.tolist()) <= set(torch.nonzero(radii > 0).flatten().tolist())
+
+
+@needs_cpp
+def test_cpp_large_scene_matches_reference():
+    s = _random_scene(3000, 96, 80, torch.float32, seed=3)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmat"],
+            s["K"], 96, 80)
+    for expected, actual in zip(rasterize(*args, impl="torch")[:3],
+                                rasterize(*args, impl="cpp")[:3]):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+@needs_cpp
+def test_rasterize_splats_checks_its_inputs():
+    with pytest.raises(ValueError, match="means2d must be finite"):
+        rasterize_splats(torch.full((1, 2), float("inf")), torch.ones(1, 3), torch.ones(1, 3),
+                         torch.ones(1), torch.ones(1), 4, 4, impl="cpp")
+    with pytest.raises(ValueError, match=r"opacities must have 1 entries .*means2d"):
+        rasterize_splats(torch.zeros(1, 2), torch.ones(1, 3), torch.ones(1, 3),
+                         torch.ones(2), torch.ones(1), 4, 4, impl="cpp")

@@ -1,0 +1,316 @@
+// C++ CPU kernels for Gaussian splatting: per-Gaussian work parallel over Gaussians,
+// rasterization parallel over 16x16 tiles (each tile's splats gathered once, then read by
+// its pixels from a contiguous buffer).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "gaussians_host.h"
+
+namespace mp3d {
+namespace gaussians {
+namespace {
+
+constexpr int64_t kGaussianGrain = 1024;
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> project_fwd_cpu(const Tensor& means,
+                                                           const Tensor& quats,
+                                                           const Tensor& scales,
+                                                           const Tensor& viewmat,
+                                                           const Tensor& K, int64_t width,
+                                                           int64_t height, double near) {
+  check_projection_inputs(means, quats, scales, viewmat, K);
+  check_image_size(width, height, 1);
+  const int64_t n = means.size(0);
+  Tensor means2d = at::empty({n, 2}, means.options());
+  Tensor conics = at::empty({n, 3}, means.options());
+  Tensor depths = at::empty({n}, means.options());
+  Tensor radii = at::empty({n}, means.options().dtype(at::kInt));
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gaussians_project_fwd_cpu", [&] {
+    const auto camera = make_camera<scalar_t>(viewmat, K, width, height, near);
+    const scalar_t* m = means.data_ptr<scalar_t>();
+    const scalar_t* q = quats.data_ptr<scalar_t>();
+    const scalar_t* s = scales.data_ptr<scalar_t>();
+    scalar_t* out_means2d = means2d.data_ptr<scalar_t>();
+    scalar_t* out_conics = conics.data_ptr<scalar_t>();
+    scalar_t* out_depths = depths.data_ptr<scalar_t>();
+    int32_t* out_radii = radii.data_ptr<int32_t>();
+    at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        Projection<scalar_t> p;
+        project_one(m + 3 * i, q + 4 * i, s + 3 * i, camera, p);
+        project_outputs(p, camera, out_means2d + 2 * i, out_conics + 3 * i, out_depths + i,
+                        out_radii + i);
+      }
+    });
+  });
+  return {means2d, conics, depths, radii};
+}
+
+std::tuple<Tensor, Tensor, Tensor> project_bwd_cpu(const Tensor& grad_means2d,
+                                                   const Tensor& grad_conics,
+                                                   const Tensor& grad_depths,
+                                                   const Tensor& means, const Tensor& quats,
+                                                   const Tensor& scales, const Tensor& viewmat,
+                                                   const Tensor& K, double near) {
+  check_projection_inputs(means, quats, scales, viewmat, K);
+  const int64_t n = means.size(0);
+  check_float(grad_means2d, "grad_means2d", means);
+  check_float(grad_conics, "grad_conics", means);
+  check_float(grad_depths, "grad_depths", means);
+  check_rows(grad_means2d, "grad_means2d", n, 2);
+  check_rows(grad_conics, "grad_conics", n, 3);
+  check_rows(grad_depths, "grad_depths", n, 0);
+  Tensor grad_means = at::empty({n, 3}, means.options());
+  Tensor grad_quats = at::empty({n, 4}, means.options());
+  Tensor grad_scales = at::empty({n, 3}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gaussians_project_bwd_cpu", [&] {
+    // Width and height only decide culling, which the backward pass does not need.
+    const auto camera = make_camera<scalar_t>(viewmat, K, 1, 1, near);
+    const scalar_t* m = means.data_ptr<scalar_t>();
+    const scalar_t* q = quats.data_ptr<scalar_t>();
+    const scalar_t* s = scales.data_ptr<scalar_t>();
+    const scalar_t* gm2 = grad_means2d.data_ptr<scalar_t>();
+    const scalar_t* gcon = grad_conics.data_ptr<scalar_t>();
+    const scalar_t* gdep = grad_depths.data_ptr<scalar_t>();
+    scalar_t* gm = grad_means.data_ptr<scalar_t>();
+    scalar_t* gq = grad_quats.data_ptr<scalar_t>();
+    scalar_t* gs = grad_scales.data_ptr<scalar_t>();
+    at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        project_one_backward(m + 3 * i, q + 4 * i, s + 3 * i, camera, gm2 + 2 * i,
+                             gcon + 3 * i, gdep[i], gm + 3 * i, gq + 4 * i, gs + 3 * i);
+      }
+    });
+  });
+  return {grad_means, grad_quats, grad_scales};
+}
+
+Tensor sh_fwd_cpu(const Tensor& sh, const Tensor& dirs, int64_t degree) {
+  check_sh_inputs(sh, dirs, degree);
+  const int64_t n = sh.size(0), stride = 3 * sh.size(1);
+  Tensor colors = at::empty({n, 3}, sh.options());
+  AT_DISPATCH_FLOATING_TYPES(sh.scalar_type(), "gaussians_sh_fwd_cpu", [&] {
+    const scalar_t* coeffs = sh.data_ptr<scalar_t>();
+    const scalar_t* d = dirs.data_ptr<scalar_t>();
+    scalar_t* out = colors.data_ptr<scalar_t>();
+    at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        sh_color(coeffs + stride * i, d + 3 * i, static_cast<int>(degree), out + 3 * i);
+    });
+  });
+  return colors;
+}
+
+std::tuple<Tensor, Tensor> sh_bwd_cpu(const Tensor& grad_colors, const Tensor& sh,
+                                      const Tensor& dirs, int64_t degree, bool dirs_grad) {
+  check_sh_inputs(sh, dirs, degree);
+  const int64_t n = sh.size(0), stride = 3 * sh.size(1);
+  check_float(grad_colors, "grad_colors", sh);
+  check_rows(grad_colors, "grad_colors", n, 3);
+  Tensor grad_sh = at::zeros_like(sh);  // coefficients above the degree get zero
+  Tensor grad_dirs = at::empty({dirs_grad ? n : 0, 3}, sh.options());
+  AT_DISPATCH_FLOATING_TYPES(sh.scalar_type(), "gaussians_sh_bwd_cpu", [&] {
+    const scalar_t* coeffs = sh.data_ptr<scalar_t>();
+    const scalar_t* d = dirs.data_ptr<scalar_t>();
+    const scalar_t* g = grad_colors.data_ptr<scalar_t>();
+    scalar_t* gsh = grad_sh.data_ptr<scalar_t>();
+    scalar_t* gd = dirs_grad ? grad_dirs.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        sh_color_backward(coeffs + stride * i, d + 3 * i, static_cast<int>(degree),
+                          g + 3 * i, gsh + stride * i, gd == nullptr ? nullptr : gd + 3 * i);
+    });
+  });
+  return {grad_sh, grad_dirs};
+}
+
+// Tile lists: every binned Gaussian in each tile its rect covers, in order of depth (ties by
+// index, as a stable sort of the depths gives).
+std::tuple<Tensor, Tensor> tile_bin_cpu(const Tensor& means2d, const Tensor& conics,
+                                        const Tensor& opacities, const Tensor& depths,
+                                        const Tensor& radii, int64_t width, int64_t height,
+                                        int64_t tile_size) {
+  check_image_size(width, height, tile_size);
+  const int64_t n = means2d.size(0);
+  check_float(means2d, "means2d", means2d);
+  check_float(conics, "conics", means2d);
+  check_float(opacities, "opacities", means2d);
+  check_float(depths, "depths", means2d);
+  check_rows(conics, "conics", n, 3);
+  check_rows(opacities, "opacities", n, 0);
+  check_rows(depths, "depths", n, 0);
+  TORCH_CHECK_VALUE(radii.scalar_type() == at::kInt && radii.is_contiguous(),
+                    "radii must be contiguous int32");
+  check_rows(radii, "radii", n, 0);
+  const int64_t tiles_x = tiles_along(width, tile_size);
+  const int64_t n_tiles = tiles_x * tiles_along(height, tile_size);
+  Tensor tile_offsets = at::zeros({n_tiles + 1}, means2d.options().dtype(at::kLong));
+  std::vector<int64_t> rects(4 * n);  // tx0, tx1, ty0, ty1; tx0 > tx1 when not binned
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "gaussians_tile_bin_cpu", [&] {
+    const scalar_t* m = means2d.data_ptr<scalar_t>();
+    const scalar_t* c = conics.data_ptr<scalar_t>();
+    const scalar_t* o = opacities.data_ptr<scalar_t>();
+    const int32_t* r = radii.data_ptr<int32_t>();
+    at::parallel_for(0, n, kGaussianGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        int64_t* rect = rects.data() + 4 * i;
+        if (r[i] <= 0 || !tile_rect(m + 2 * i, c + 3 * i, o[i], width, height, tile_size,
+                                    rect[0], rect[1], rect[2], rect[3])) {
+          rect[0] = 1;
+          rect[1] = 0;
+        }
+      }
+    });
+  });
+  int64_t* offsets = tile_offsets.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t* rect = rects.data() + 4 * i;
+    for (int64_t ty = rect[2]; rect[0] <= rect[1] && ty <= rect[3]; ++ty)
+      for (int64_t tx = rect[0]; tx <= rect[1]; ++tx) ++offsets[ty * tiles_x + tx + 1];
+  }
+  for (int64_t t = 0; t < n_tiles; ++t) offsets[t + 1] += offsets[t];
+  Tensor gaussian_ids = at::empty({offsets[n_tiles]}, tile_offsets.options());
+  const Tensor order = std::get<1>(at::sort(depths, /*stable=*/true, 0, false));
+  const int64_t* sorted = order.data_ptr<int64_t>();
+  int64_t* ids = gaussian_ids.data_ptr<int64_t>();
+  std::vector<int64_t> cursor(offsets, offsets + n_tiles);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = sorted[k];
+    const int64_t* rect = rects.data() + 4 * i;
+    for (int64_t ty = rect[2]; rect[0] <= rect[1] && ty <= rect[3]; ++ty)
+      for (int64_t tx = rect[0]; tx <= rect[1]; ++tx) ids[cursor[ty * tiles_x + tx]++] = i;
+  }
+  return {tile_offsets, gaussian_ids};
+}
+
+// Pixels of one tile in row-major order: calls visit(pixel index, x centre, y centre).
+template <typename T, typename Visit>
+void for_each_pixel(int64_t tile, int64_t width, int64_t height, int64_t tile_size,
+                    Visit&& visit) {
+  const int64_t tiles_x = tiles_along(width, tile_size);
+  const int64_t x0 = (tile % tiles_x) * tile_size, y0 = (tile / tiles_x) * tile_size;
+  const int64_t x1 = std::min(x0 + tile_size, width), y1 = std::min(y0 + tile_size, height);
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t x = x0; x < x1; ++x)
+      visit(y * width + x, static_cast<T>(x) + T(0.5), static_cast<T>(y) + T(0.5));
+}
+
+template <typename T>
+void gather_splats(const SplatInputs<T>& inputs, const int64_t* ids, int64_t begin,
+                   int64_t end, std::vector<Splat<T>>& out) {
+  out.resize(end - begin);
+  for (int64_t k = begin; k < end; ++k) out[k - begin] = inputs[ids[k]];
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd_cpu(
+    const Tensor& means2d, const Tensor& conics, const Tensor& colors, const Tensor& opacities,
+    const Tensor& depths, const Tensor& tile_offsets, const Tensor& gaussian_ids, int64_t width,
+    int64_t height, int64_t tile_size) {
+  check_splat_inputs(means2d, conics, colors, opacities, depths);
+  check_image_size(width, height, tile_size);
+  const int64_t n_tiles = tiles_along(width, tile_size) * tiles_along(height, tile_size);
+  check_tiles(tile_offsets, gaussian_ids, means2d, n_tiles);
+  const auto opts = means2d.options();
+  Tensor rgb = at::empty({height, width, 3}, opts);
+  Tensor alpha = at::empty({height, width}, opts);
+  Tensor depth = at::empty({height, width}, opts);
+  Tensor transmittance = at::empty({height, width}, opts);
+  Tensor n_visited = at::empty({height, width}, opts.dtype(at::kInt));
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "gaussians_rasterize_fwd_cpu", [&] {
+    const auto inputs = splat_inputs<scalar_t>(means2d, conics, colors, opacities, depths);
+    const int64_t* offsets = tile_offsets.data_ptr<int64_t>();
+    const int64_t* ids = gaussian_ids.data_ptr<int64_t>();
+    scalar_t* out_rgb = rgb.data_ptr<scalar_t>();
+    scalar_t* out_alpha = alpha.data_ptr<scalar_t>();
+    scalar_t* out_depth = depth.data_ptr<scalar_t>();
+    scalar_t* out_t = transmittance.data_ptr<scalar_t>();
+    int32_t* out_n = n_visited.data_ptr<int32_t>();
+    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+      std::vector<Splat<scalar_t>> splats;
+      for (int64_t tile = begin; tile < end; ++tile) {
+        gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
+        const int64_t count = static_cast<int64_t>(splats.size());
+        for_each_pixel<scalar_t>(tile, width, height, tile_size,
+                                 [&](int64_t pixel, scalar_t px, scalar_t py) {
+          const auto r = rasterize_pixel(splats.data(), count, px, py);
+          for (int c = 0; c < 3; ++c) out_rgb[3 * pixel + c] = r.rgb[c];
+          out_alpha[pixel] = r.alpha;
+          out_depth[pixel] = r.depth;
+          out_t[pixel] = r.transmittance;
+          out_n[pixel] = r.n_visited;
+        });
+      }
+    });
+  });
+  return {rgb, alpha, depth, transmittance, n_visited};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_bwd_cpu(
+    const Tensor& grad_rgb, const Tensor& grad_alpha, const Tensor& grad_depth,
+    const Tensor& means2d, const Tensor& conics, const Tensor& colors, const Tensor& opacities,
+    const Tensor& depths, const Tensor& tile_offsets, const Tensor& gaussian_ids,
+    const Tensor& transmittance, const Tensor& n_visited, int64_t width, int64_t height,
+    int64_t tile_size) {
+  check_splat_inputs(means2d, conics, colors, opacities, depths);
+  check_image_size(width, height, tile_size);
+  const int64_t n_tiles = tiles_along(width, tile_size) * tiles_along(height, tile_size);
+  check_tiles(tile_offsets, gaussian_ids, means2d, n_tiles);
+  for (const Tensor* t : {&grad_rgb, &grad_alpha, &grad_depth, &transmittance}) {
+    check_float(*t, "pixel tensors", means2d);
+    TORCH_CHECK_VALUE(t->numel() == height * width * (t == &grad_rgb ? 3 : 1),
+                      "pixel tensors must match the image size ", height, "x", width);
+  }
+  TORCH_CHECK_VALUE(n_visited.scalar_type() == at::kInt && n_visited.is_contiguous() &&
+                        n_visited.numel() == height * width,
+                    "n_visited must be contiguous int32 [H,W]");
+  // One row of gradients per tile-list entry: a tile's entries are touched only by the
+  // thread that owns the tile, so no two threads write the same row.
+  const int64_t n_entries = gaussian_ids.numel();
+  Tensor entry_grads = at::zeros({n_entries, kSplatGrads}, means2d.options());
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "gaussians_rasterize_bwd_cpu", [&] {
+    const auto inputs = splat_inputs<scalar_t>(means2d, conics, colors, opacities, depths);
+    const int64_t* offsets = tile_offsets.data_ptr<int64_t>();
+    const int64_t* ids = gaussian_ids.data_ptr<int64_t>();
+    const scalar_t* g_rgb = grad_rgb.data_ptr<scalar_t>();
+    const scalar_t* g_alpha = grad_alpha.data_ptr<scalar_t>();
+    const scalar_t* g_depth = grad_depth.data_ptr<scalar_t>();
+    const scalar_t* final_t = transmittance.data_ptr<scalar_t>();
+    const int32_t* visited = n_visited.data_ptr<int32_t>();
+    scalar_t* grads = entry_grads.data_ptr<scalar_t>();
+    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+      std::vector<Splat<scalar_t>> splats;
+      for (int64_t tile = begin; tile < end; ++tile) {
+        gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
+        scalar_t* tile_grads = grads + kSplatGrads * offsets[tile];
+        for_each_pixel<scalar_t>(tile, width, height, tile_size,
+                                 [&](int64_t pixel, scalar_t px, scalar_t py) {
+          rasterize_pixel_backward(splats.data(), px, py, final_t[pixel], visited[pixel],
+                                   g_rgb + 3 * pixel, g_alpha[pixel], g_depth[pixel],
+                                   tile_grads);
+        });
+      }
+    });
+  });
+  Tensor grads = at::zeros({means2d.size(0), kSplatGrads}, means2d.options());
+  grads.index_add_(0, gaussian_ids, entry_grads);
+  return split_splat_grads(grads);
+}
+
+}  // namespace
+}  // namespace gaussians
+}  // namespace mp3d
+
+TORCH_LIBRARY_IMPL(mp3d, CPU, m) {
+  m.impl("gaussians_project_fwd", &mp3d::gaussians::project_fwd_cpu);
+  m.impl("gaussians_project_bwd", &mp3d::gaussians::project_bwd_cpu);
+  m.impl("gaussians_sh_fwd", &mp3d::gaussians::sh_fwd_cpu);
+  m.impl("gaussians_sh_bwd", &mp3d::gaussians::sh_bwd_cpu);
+  m.impl("gaussians_tile_bin", &mp3d::gaussians::tile_bin_cpu);
+  m.impl("gaussians_rasterize_fwd", &mp3d::gaussians::rasterize_fwd_cpu);
+  m.impl("gaussians_rasterize_bwd", &mp3d::gaussians::rasterize_bwd_cpu);
+}
