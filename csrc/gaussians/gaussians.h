@@ -362,7 +362,17 @@ struct Splat {
   T opacity;
   T rgb[3];
   T depth;
+  T m_cut;       // beyond this d^T conic d, alpha is surely < 1/255 (see splat_cut)
 };
+
+// A bound on d^T conic d past which opacity exp(-m/2) < 1/255 whatever the rounding of exp:
+// 2 ln(255 opacity) plus a margin far above exp's relative error. Pixels beyond it skip the
+// exp; pixels inside it take the exact test, so the cut changes no result.
+template <typename T>
+MP3D_HOST_DEVICE T splat_cut(T opacity) {
+  if (!(opacity >= T(kAlphaMin))) return T(-1);
+  return T(2) * log_(opacity / T(kAlphaMin)) + T(1e-3);
+}
 
 // Gradient of one splat's inputs, in the order of Splat's fields (10 values).
 constexpr int kSplatGrads = 10;
@@ -374,6 +384,10 @@ MP3D_HOST_DEVICE T splat_alpha(const Splat<T>& s, T px, T py, T& dx, T& dy, T& p
   dx = px - s.u;
   dy = py - s.v;
   const T m = s.a * dx * dx + T(2) * s.b * dx * dy + s.c * dy * dy;
+  if (m > s.m_cut) {
+    power = T(0);
+    return T(0);
+  }
   power = s.opacity * exp_(T(-0.5) * m);
   return power < T(kAlphaMax) ? power : T(kAlphaMax);
 }

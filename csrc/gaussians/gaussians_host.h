@@ -134,6 +134,7 @@ struct SplatInputs {
     s.rgb[1] = colors[3 * g + 1];
     s.rgb[2] = colors[3 * g + 2];
     s.depth = depths[g];
+    s.m_cut = splat_cut(s.opacity);
     return s;
   }
 };
