@@ -423,6 +423,59 @@ MP3D_HOST_DEVICE PixelResult<T> rasterize_pixel(const Splat<T>* splats, int64_t 
   return out;
 }
 
+// State of one pixel's back-to-front walk in the backward pass.
+template <typename T>
+struct BackwardPixel {
+  T transmittance;  // after the splat about to be visited
+  T behind_rgb[3];  // sum of w_k rgb_k, w_k, w_k depth_k over the splats already visited
+  T behind_alpha;
+  T behind_depth;
+  T grad_rgb[3];    // the pixel's upstream gradients
+  T grad_alpha;
+  T grad_depth;
+};
+
+template <typename T>
+MP3D_HOST_DEVICE BackwardPixel<T> backward_pixel(T transmittance, const T* grad_rgb,
+                                                 T grad_alpha, T grad_depth) {
+  return {transmittance, {T(0), T(0), T(0)}, T(0), T(0),
+          {grad_rgb[0], grad_rgb[1], grad_rgb[2]}, grad_alpha, grad_depth};
+}
+
+// One step of the backward walk, at a splat drawn at the pixel (alpha >= 1/255, from
+// splat_alpha with its dx, dy, power): steps the pixel's state one splat forward and writes
+// the splat's gradient from this pixel into grad [kSplatGrads] (overwriting it).
+template <typename T>
+MP3D_HOST_DEVICE void backward_step(const Splat<T>& s, T dx, T dy, T power, T alpha,
+                                    BackwardPixel<T>& p, T* grad) {
+  const T one_minus = T(1) - alpha;
+  const T T_before = p.transmittance / one_minus;
+  const T w = alpha * T_before;
+  for (int c = 0; c < 3; ++c) grad[6 + c] = w * p.grad_rgb[c];
+  grad[9] = w * p.grad_depth;
+  const T own = p.grad_rgb[0] * s.rgb[0] + p.grad_rgb[1] * s.rgb[1] +
+                p.grad_rgb[2] * s.rgb[2] + p.grad_alpha + p.grad_depth * s.depth;
+  const T behind = p.grad_rgb[0] * p.behind_rgb[0] + p.grad_rgb[1] * p.behind_rgb[1] +
+                   p.grad_rgb[2] * p.behind_rgb[2] + p.grad_alpha * p.behind_alpha +
+                   p.grad_depth * p.behind_depth;
+  const T g_alpha = T_before * own - behind / one_minus;
+  for (int c = 0; c < 3; ++c) p.behind_rgb[c] += w * s.rgb[c];
+  p.behind_alpha += w;
+  p.behind_depth += w * s.depth;
+  p.transmittance = T_before;
+  if (power > T(kAlphaMax)) {  // capped: flat in opacity and position
+    for (int c = 0; c < 6; ++c) grad[c] = T(0);
+    return;
+  }
+  const T g_m = g_alpha * T(-0.5) * alpha;
+  grad[0] = -g_m * T(2) * (s.a * dx + s.b * dy);
+  grad[1] = -g_m * T(2) * (s.b * dx + s.c * dy);
+  grad[2] = g_m * dx * dx;
+  grad[3] = g_m * T(2) * dx * dy;
+  grad[4] = g_m * dy * dy;
+  grad[5] = g_alpha * power / s.opacity;
+}
+
 // Adds one pixel's gradient to grads [count, kSplatGrads], walking back to front from the
 // pixel's saved transmittance and visit count. grad_rgb [3], grad_alpha, grad_depth are the
 // pixel's upstream gradients.
@@ -431,39 +484,38 @@ MP3D_HOST_DEVICE void rasterize_pixel_backward(const Splat<T>* splats, T px, T p
                                                T transmittance, int32_t n_visited,
                                                const T* grad_rgb, T grad_alpha, T grad_depth,
                                                T* grads) {
-  T T_after = transmittance;
-  T behind_rgb[3] = {T(0), T(0), T(0)}, behind_alpha = T(0), behind_depth = T(0);
+  BackwardPixel<T> state = backward_pixel(transmittance, grad_rgb, grad_alpha, grad_depth);
   for (int64_t k = n_visited - 1; k >= 0; --k) {
-    const Splat<T>& s = splats[k];
     T dx, dy, power;
-    const T alpha = splat_alpha(s, px, py, dx, dy, power);
+    const T alpha = splat_alpha(splats[k], px, py, dx, dy, power);
     if (alpha < T(kAlphaMin)) continue;
-    const T one_minus = T(1) - alpha;
-    const T T_before = T_after / one_minus;
-    const T w = alpha * T_before;
-    T* g = grads + kSplatGrads * k;
-    for (int c = 0; c < 3; ++c) g[6 + c] += w * grad_rgb[c];
-    g[9] += w * grad_depth;
-    const T own = grad_rgb[0] * s.rgb[0] + grad_rgb[1] * s.rgb[1] + grad_rgb[2] * s.rgb[2] +
-                  grad_alpha + grad_depth * s.depth;
-    const T behind = grad_rgb[0] * behind_rgb[0] + grad_rgb[1] * behind_rgb[1] +
-                     grad_rgb[2] * behind_rgb[2] + grad_alpha * behind_alpha +
-                     grad_depth * behind_depth;
-    const T g_alpha = T_before * own - behind / one_minus;
-    for (int c = 0; c < 3; ++c) behind_rgb[c] += w * s.rgb[c];
-    behind_alpha += w;
-    behind_depth += w * s.depth;
-    T_after = T_before;
-    if (power > T(kAlphaMax)) continue;  // capped: flat in opacity and position
-    const T gauss = power / s.opacity;
-    g[5] += g_alpha * gauss;
-    const T g_m = g_alpha * T(-0.5) * alpha;
-    g[2] += g_m * dx * dx;
-    g[3] += g_m * T(2) * dx * dy;
-    g[4] += g_m * dy * dy;
-    g[0] -= g_m * T(2) * (s.a * dx + s.b * dy);
-    g[1] -= g_m * T(2) * (s.b * dx + s.c * dy);
+    T grad[kSplatGrads];
+    backward_step(splats[k], dx, dy, power, alpha, state, grad);
+    for (int c = 0; c < kSplatGrads; ++c) grads[kSplatGrads * k + c] += grad[c];
   }
+}
+
+// Pixel columns [x0, x1] (clipped to [col_begin, col_end)) of the row of pixel centres at
+// height py where the splat can be drawn: the chord of its ellipse d^T conic d <= m_cut,
+// widened by a pixel for rounding. Returns false when the row misses it.
+template <typename T>
+MP3D_HOST_DEVICE bool row_span(const Splat<T>& s, T py, int64_t col_begin, int64_t col_end,
+                               int64_t& x0, int64_t& x1) {
+  if (s.m_cut < T(0)) return false;
+  x0 = col_begin;
+  x1 = col_end - 1;
+  if (!(s.a > T(0))) return true;  // not an ellipse: let every pixel take the exact test
+  const T dy = py - s.v;
+  // a dx^2 + 2 b dy dx + c dy^2 - m_cut <= 0
+  const T disc = s.b * s.b * dy * dy - s.a * (s.c * dy * dy - s.m_cut);
+  if (disc < T(0)) return false;
+  const T root = sqrt_(disc);
+  const T lo = s.u + (-s.b * dy - root) / s.a - T(1.5);  // centre x + 0.5 >= lo - 1
+  const T hi = s.u + (-s.b * dy + root) / s.a + T(0.5);  // centre x + 0.5 <= hi + 1
+  if (hi < T(col_begin) || lo > T(col_end - 1)) return false;
+  if (lo > T(col_begin)) x0 = static_cast<int64_t>(ceil_(lo));
+  if (hi < T(col_end - 1)) x1 = static_cast<int64_t>(hi);
+  return x0 <= x1;
 }
 
 }  // namespace gaussians

@@ -1,12 +1,13 @@
 // C++ CPU kernels for Gaussian splatting: per-Gaussian work parallel over Gaussians,
-// rasterization parallel over 16x16 tiles (each tile's splats gathered once, then read by
-// its pixels from a contiguous buffer).
+// rasterization parallel over 16x16 tiles (each tile's splats gathered once into a
+// contiguous buffer, then walked one row of pixels at a time).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "gaussians_host.h"
@@ -188,16 +189,15 @@ std::tuple<Tensor, Tensor> tile_bin_cpu(const Tensor& means2d, const Tensor& con
   return {tile_offsets, gaussian_ids};
 }
 
-// Pixels of one tile in row-major order: calls visit(pixel index, x centre, y centre).
-template <typename T, typename Visit>
-void for_each_pixel(int64_t tile, int64_t width, int64_t height, int64_t tile_size,
-                    Visit&& visit) {
+// Pixel rectangle [x0, x1) x [y0, y1) of a tile.
+struct TileBounds {
+  int64_t x0, x1, y0, y1;
+};
+
+inline TileBounds tile_bounds(int64_t tile, int64_t width, int64_t height, int64_t tile_size) {
   const int64_t tiles_x = tiles_along(width, tile_size);
   const int64_t x0 = (tile % tiles_x) * tile_size, y0 = (tile / tiles_x) * tile_size;
-  const int64_t x1 = std::min(x0 + tile_size, width), y1 = std::min(y0 + tile_size, height);
-  for (int64_t y = y0; y < y1; ++y)
-    for (int64_t x = x0; x < x1; ++x)
-      visit(y * width + x, static_cast<T>(x) + T(0.5), static_cast<T>(y) + T(0.5));
+  return {x0, std::min(x0 + tile_size, width), y0, std::min(y0 + tile_size, height)};
 }
 
 template <typename T>
@@ -205,6 +205,100 @@ void gather_splats(const SplatInputs<T>& inputs, const int64_t* ids, int64_t beg
                    int64_t end, std::vector<Splat<T>>& out) {
   out.resize(end - begin);
   for (int64_t k = begin; k < end; ++k) out[k - begin] = inputs[ids[k]];
+}
+
+// The CPU rasterizer walks a tile one row of pixels at a time: for each splat it visits only
+// the row's pixels on its ellipse's chord (row_span), instead of testing every pixel
+// against every splat. Per pixel, the order and arithmetic are those of rasterize_pixel and
+// rasterize_pixel_backward, so the results are the same.
+template <typename T>
+void rasterize_tile_forward(const std::vector<Splat<T>>& splats, const TileBounds& b,
+                            int64_t width, T* out_rgb, T* out_alpha, T* out_depth, T* out_t,
+                            int32_t* out_n) {
+  const int64_t count = static_cast<int64_t>(splats.size());
+  const int64_t row_width = b.x1 - b.x0;
+  std::vector<PixelResult<T>> row(row_width);
+  std::vector<char> done(row_width);
+  for (int64_t y = b.y0; y < b.y1; ++y) {
+    const T py = static_cast<T>(y) + T(0.5);
+    for (int64_t i = 0; i < row_width; ++i) {
+      row[i] = {{T(0), T(0), T(0)}, T(0), T(0), T(1), static_cast<int32_t>(count)};
+      done[i] = 0;
+    }
+    int64_t n_done = 0;
+    for (int64_t k = 0; k < count && n_done < row_width; ++k) {
+      const Splat<T>& s = splats[k];
+      int64_t x0, x1;
+      if (!row_span(s, py, b.x0, b.x1, x0, x1)) continue;
+      for (int64_t x = x0; x <= x1; ++x) {
+        const int64_t i = x - b.x0;
+        if (done[i]) continue;
+        T dx, dy, power;
+        const T alpha = splat_alpha(s, static_cast<T>(x) + T(0.5), py, dx, dy, power);
+        if (alpha < T(kAlphaMin)) continue;
+        PixelResult<T>& r = row[i];
+        const T next = r.transmittance * (T(1) - alpha);
+        if (next < T(kTransmittanceMin)) {
+          r.n_visited = static_cast<int32_t>(k);
+          done[i] = 1;
+          ++n_done;
+          continue;
+        }
+        const T w = alpha * r.transmittance;
+        for (int c = 0; c < 3; ++c) r.rgb[c] += w * s.rgb[c];
+        r.alpha += w;
+        r.depth += w * s.depth;
+        r.transmittance = next;
+      }
+    }
+    for (int64_t i = 0; i < row_width; ++i) {
+      const int64_t pixel = y * width + b.x0 + i;
+      for (int c = 0; c < 3; ++c) out_rgb[3 * pixel + c] = row[i].rgb[c];
+      out_alpha[pixel] = row[i].alpha;
+      out_depth[pixel] = row[i].depth;
+      out_t[pixel] = row[i].transmittance;
+      out_n[pixel] = row[i].n_visited;
+    }
+  }
+}
+
+// Adds the tile's pixels' gradients to grads [count, kSplatGrads] (the tile's list entries).
+template <typename T>
+void rasterize_tile_backward(const std::vector<Splat<T>>& splats, const TileBounds& b,
+                             int64_t width, const T* g_rgb, const T* g_alpha,
+                             const T* g_depth, const T* final_t, const int32_t* visited,
+                             T* grads) {
+  const int64_t row_width = b.x1 - b.x0;
+  std::vector<BackwardPixel<T>> row(row_width);
+  std::vector<int32_t> row_visited(row_width);
+  for (int64_t y = b.y0; y < b.y1; ++y) {
+    const T py = static_cast<T>(y) + T(0.5);
+    int64_t last = 0;
+    for (int64_t i = 0; i < row_width; ++i) {
+      const int64_t pixel = y * width + b.x0 + i;
+      row[i] = backward_pixel(final_t[pixel], g_rgb + 3 * pixel, g_alpha[pixel],
+                              g_depth[pixel]);
+      row_visited[i] = visited[pixel];
+      last = std::max<int64_t>(last, visited[pixel]);
+    }
+    for (int64_t k = last - 1; k >= 0; --k) {
+      const Splat<T>& s = splats[k];
+      int64_t x0, x1;
+      if (!row_span(s, py, b.x0, b.x1, x0, x1)) continue;
+      T total[kSplatGrads] = {};
+      for (int64_t x = x0; x <= x1; ++x) {
+        const int64_t i = x - b.x0;
+        if (k >= row_visited[i]) continue;
+        T dx, dy, power;
+        const T alpha = splat_alpha(s, static_cast<T>(x) + T(0.5), py, dx, dy, power);
+        if (alpha < T(kAlphaMin)) continue;
+        T grad[kSplatGrads];
+        backward_step(s, dx, dy, power, alpha, row[i], grad);
+        for (int c = 0; c < kSplatGrads; ++c) total[c] += grad[c];
+      }
+      for (int c = 0; c < kSplatGrads; ++c) grads[kSplatGrads * k + c] += total[c];
+    }
+  }
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd_cpu(
@@ -234,16 +328,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd_cpu(
       std::vector<Splat<scalar_t>> splats;
       for (int64_t tile = begin; tile < end; ++tile) {
         gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
-        const int64_t count = static_cast<int64_t>(splats.size());
-        for_each_pixel<scalar_t>(tile, width, height, tile_size,
-                                 [&](int64_t pixel, scalar_t px, scalar_t py) {
-          const auto r = rasterize_pixel(splats.data(), count, px, py);
-          for (int c = 0; c < 3; ++c) out_rgb[3 * pixel + c] = r.rgb[c];
-          out_alpha[pixel] = r.alpha;
-          out_depth[pixel] = r.depth;
-          out_t[pixel] = r.transmittance;
-          out_n[pixel] = r.n_visited;
-        });
+        rasterize_tile_forward(splats, tile_bounds(tile, width, height, tile_size), width,
+                               out_rgb, out_alpha, out_depth, out_t, out_n);
       }
     });
   });
@@ -286,13 +372,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_bwd_cpu(
       std::vector<Splat<scalar_t>> splats;
       for (int64_t tile = begin; tile < end; ++tile) {
         gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
-        scalar_t* tile_grads = grads + kSplatGrads * offsets[tile];
-        for_each_pixel<scalar_t>(tile, width, height, tile_size,
-                                 [&](int64_t pixel, scalar_t px, scalar_t py) {
-          rasterize_pixel_backward(splats.data(), px, py, final_t[pixel], visited[pixel],
-                                   g_rgb + 3 * pixel, g_alpha[pixel], g_depth[pixel],
-                                   tile_grads);
-        });
+        rasterize_tile_backward(splats, tile_bounds(tile, width, height, tile_size), width,
+                                g_rgb, g_alpha, g_depth, final_t, visited,
+                                grads + kSplatGrads * offsets[tile]);
       }
     });
   });
