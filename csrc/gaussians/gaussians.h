@@ -121,9 +121,10 @@ MP3D_HOST_DEVICE void project_outputs(const Projection<T>& p, const Camera<T>& c
   const T gap = mid * mid - p.det;
   const T largest = mid + sqrt_(gap > T(0) ? gap : T(0));
   const T r = ceil_(T(3) * sqrt_(largest));
+  const T r_max = T(1 << 30);  // keeps the int32 cast defined for huge splats (as the reference)
   const bool on_image = u + r > T(0) && u - r < T(camera.width) && v + r > T(0) &&
                         v - r < T(camera.height);
-  *radius = p.in_front && on_image ? static_cast<int32_t>(r) : 0;
+  *radius = p.in_front && on_image ? static_cast<int32_t>(r < r_max ? r : r_max) : 0;
 }
 
 // Gradients of one Gaussian's projection outputs (mean2d, conic, depth) to its inputs.

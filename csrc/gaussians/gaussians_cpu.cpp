@@ -137,17 +137,8 @@ std::tuple<Tensor, Tensor> tile_bin_cpu(const Tensor& means2d, const Tensor& con
                                         const Tensor& radii, int64_t width, int64_t height,
                                         int64_t tile_size) {
   check_image_size(width, height, tile_size);
+  check_bin_inputs(means2d, conics, opacities, depths, radii);
   const int64_t n = means2d.size(0);
-  check_float(means2d, "means2d", means2d);
-  check_float(conics, "conics", means2d);
-  check_float(opacities, "opacities", means2d);
-  check_float(depths, "depths", means2d);
-  check_rows(conics, "conics", n, 3);
-  check_rows(opacities, "opacities", n, 0);
-  check_rows(depths, "depths", n, 0);
-  TORCH_CHECK_VALUE(radii.scalar_type() == at::kInt && radii.is_contiguous(),
-                    "radii must be contiguous int32");
-  check_rows(radii, "radii", n, 0);
   const int64_t tiles_x = tiles_along(width, tile_size);
   const int64_t n_tiles = tiles_x * tiles_along(height, tile_size);
   Tensor tile_offsets = at::zeros({n_tiles + 1}, means2d.options().dtype(at::kLong));

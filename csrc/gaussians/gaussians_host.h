@@ -92,6 +92,26 @@ inline void check_splat_inputs(const Tensor& means2d, const Tensor& conics,
   check_rows(depths, "depths", n, 0);
 }
 
+inline void check_bin_inputs(const Tensor& means2d, const Tensor& conics,
+                             const Tensor& opacities, const Tensor& depths,
+                             const Tensor& radii) {
+  TORCH_CHECK_VALUE(means2d.dim() == 2 && means2d.size(1) == 2, "means2d must be [N,2], got ",
+                    means2d.sizes());
+  const int64_t n = means2d.size(0);
+  check_float(means2d, "means2d", means2d);
+  check_float(conics, "conics", means2d);
+  check_float(opacities, "opacities", means2d);
+  check_float(depths, "depths", means2d);
+  check_rows(conics, "conics", n, 3);
+  check_rows(opacities, "opacities", n, 0);
+  check_rows(depths, "depths", n, 0);
+  TORCH_CHECK_VALUE(radii.scalar_type() == at::kInt && radii.is_contiguous(),
+                    "radii must be contiguous int32");
+  TORCH_CHECK_VALUE(radii.device() == means2d.device(), "radii must be on device ",
+                    means2d.device(), ", got ", radii.device());
+  check_rows(radii, "radii", n, 0);
+}
+
 inline void check_image_size(int64_t width, int64_t height, int64_t tile_size) {
   TORCH_CHECK_VALUE(width > 0 && height > 0, "width and height must be positive, got ", width,
                     "x", height);

@@ -55,6 +55,7 @@ ALPHA_MIN = 1.0 / 255.0
 TRANSMITTANCE_MIN = 1e-4
 MAX_SH_DEGREE = 3
 TILE_SIZE = 16
+RADIUS_MAX = 2**30  # px: radii are int32; the kernels clamp the same way
 
 
 # ----------------------------------------------------------------------------- projection
@@ -94,11 +95,13 @@ def _conics(cov2d: torch.Tensor) -> torch.Tensor:
 
 
 def _radii(cov2d: torch.Tensor) -> torch.Tensor:
-    """ceil(3 sqrt(largest eigenvalue)) [N] (int32) of symmetric 2x2 matrices [N,2,2]."""
+    """ceil(3 sqrt(largest eigenvalue)) [N] (int32, at most RADIUS_MAX) of symmetric 2x2
+    matrices [N,2,2]."""
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     mid = 0.5 * (a + c)
     largest = mid + torch.sqrt(torch.clamp(mid * mid - (a * c - b * b), min=0.0))
-    return torch.ceil(3.0 * torch.sqrt(largest)).to(torch.int32)
+    radii = torch.ceil(3.0 * torch.sqrt(largest))
+    return torch.clamp(radii, max=float(RADIUS_MAX)).to(torch.int32)
 
 
 def _project(means, quats, scales, viewmat, K, width, height, near):
