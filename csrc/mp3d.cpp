@@ -71,6 +71,15 @@ TORCH_LIBRARY(mp3d, m) {
       "Tensor tile_offsets, Tensor gaussian_ids, Tensor transmittance, Tensor n_visited, "
       "int width, int height, int tile_size) -> (Tensor grad_means2d, Tensor grad_conics, "
       "Tensor grad_colors, Tensor grad_opacities, Tensor grad_depths)");
+
+  // Linear blend skinning (see csrc/skinning/skinning.h): vertices [B,V,3] or [V,3] (shared),
+  // weights [V,J], transforms [B,J,4,4] -> posed [B,V,3]. A gradient not asked for comes back
+  // as an empty tensor; grad_vertices has the shape of vertices.
+  m.def("lbs_fwd(Tensor vertices, Tensor weights, Tensor transforms) -> Tensor");
+  m.def(
+      "lbs_bwd(Tensor grad_posed, Tensor vertices, Tensor weights, Tensor transforms, "
+      "bool vertices_grad, bool weights_grad, bool transforms_grad) -> (Tensor grad_vertices, "
+      "Tensor grad_weights, Tensor grad_transforms)");
 }
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {
