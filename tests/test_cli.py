@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
@@ -77,3 +78,54 @@ def test_nerf_errors_are_clear(tmp_path, capsys):
 def test_demo_bad_argument_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "x"), "--resolution", "0"]) == 2
     assert "resolution must be an int >= 1" in capsys.readouterr().err
+
+
+def test_demo_splat_renders_scene_only_with_zero_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["demo", "--method", "splat", "--out", str(out), "--views", "3",
+                 "--resolution", "12", "--frames", "2", "--steps", "0"]) == 0
+    assert len(list((out / "scene" / "train").glob("*.png"))) == 3
+    assert (out / "scene_turntable.gif").is_file()
+    assert not (out / "splat").exists() and not (out / "nerf").exists()
+
+
+def test_demo_splat_trains_and_evaluates(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["demo", "--method", "splat", "--out", str(out), "--views", "6",
+                 "--resolution", "16", "--frames", "2", "--steps", "8",
+                 "--init-points", "80"]) == 0
+    for name in ("checkpoint.pt", "point_cloud.ply", "metrics.json", "turntable.gif",
+                 "test/r_0_rgb.png"):
+        assert (out / "splat" / name).is_file(), name
+    assert not (out / "nerf").exists()
+    printed = capsys.readouterr().out
+    assert "PSNR" in printed and str(out / "splat" / "point_cloud.ply") in printed
+
+
+def test_splat_train_and_render(tmp_path, tiny_demo_scene, capsys):
+    out = tmp_path / "splat"
+    assert main(["splat", "train", str(tiny_demo_scene), "--out", str(out), "--steps", "4",
+                 "--init-points", "60", "--frames", "2", "--device", "cpu"]) == 0
+    assert (out / "point_cloud.ply").is_file() and (out / "metrics.json").is_file()
+    printed = capsys.readouterr().out
+    assert "60 -> " in printed and str(out / "point_cloud.ply") in printed
+    render = tmp_path / "render"
+    assert main(["splat", "render", str(out / "point_cloud.ply"), "--out", str(render),
+                 "--width", "18", "--height", "10", "--frames", "3", "--up", "+z"]) == 0
+    with Image.open(render / "turntable.gif") as gif:
+        assert gif.n_frames == 3 and gif.size == (18, 10)
+    assert len(list((render / "frames").glob("frame_*.png"))) == 3
+    assert str(render / "turntable.gif") in capsys.readouterr().out
+
+
+def test_splat_errors_are_clear(tmp_path, tiny_demo_scene, capsys):
+    assert main(["splat", "train", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "transforms_train.json" in capsys.readouterr().err
+    assert main(["splat", "render", str(tmp_path / "missing.ply"), "--out", str(tmp_path)]) == 2
+    assert "missing.ply" in capsys.readouterr().err
+    assert main(["splat", "train", str(tiny_demo_scene), "--out", str(tmp_path / "o"),
+                 "--steps", "0"]) == 2
+    assert "steps must be an int >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --steps and --minutes exclude each other
+        main(["splat", "train", str(tiny_demo_scene), "--out", str(tmp_path / "o"),
+              "--steps", "3", "--minutes", "1"])

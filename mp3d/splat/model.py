@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,26 +33,33 @@ def inverse_sigmoid(x: torch.Tensor) -> torch.Tensor:
     return torch.log(x / (1.0 - x))
 
 
-def nearest_neighbour_scales(points: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def nearest_neighbour_scales(points: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """Per-point scale [P] = root mean square distance to the 3 nearest other points [P,3].
 
     This is what the original 3DGS initialisation computes (the mean of the squared
-    distances, then the square root). Brute force with torch.cdist, `chunk` rows at a time:
-    O(P^2) time and O(chunk P) memory, fine up to some 10^4 points; use a KD-tree for more.
+    distances, then the square root). A KD-tree (scipy's cKDTree) answers the queries,
+    `chunk` points at a time: O(P log P) time, O(P + chunk) memory.
     """
     check_tensor("points", points, shape=(None, 3), dtypes=FLOAT_DTYPES)
     n = points.shape[0]
     if n < 2:
         raise ValueError(f"points must hold at least 2 points to find neighbours, got {n}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    check_finite("points", points)
+    from scipy.spatial import cKDTree
+
     k = min(NEIGHBOURS, n - 1)
-    squared = []
+    array = points.detach().cpu().double().numpy()
+    tree = cKDTree(array)
+    squared = np.empty(n)
     for start in range(0, n, chunk):
-        rows = torch.arange(start, min(start + chunk, n), device=points.device)
-        distances = torch.cdist(points[rows], points)
-        distances[torch.arange(len(rows)), rows] = math.inf  # a point is not its own neighbour
-        nearest = torch.topk(distances, k, dim=1, largest=False).values
-        squared.append((nearest * nearest).mean(dim=1))
-    return torch.sqrt(torch.clamp(torch.cat(squared), min=MIN_SQUARED_DISTANCE))
+        # k + 1 neighbours: the nearest is the point itself (or a duplicate of it; both lie at
+        # distance 0, so dropping the first column drops one zero either way).
+        distances, _ = tree.query(array[start:start + chunk], k=k + 1, workers=-1)
+        squared[start:start + chunk] = (distances[:, 1:] ** 2).mean(axis=1)
+    squared = torch.from_numpy(squared).to(dtype=points.dtype, device=points.device)
+    return torch.sqrt(torch.clamp(squared, min=MIN_SQUARED_DISTANCE))
 
 
 def _sh_degree_of_count(n_coeffs: int) -> int:
@@ -204,9 +212,10 @@ class GaussianModel(nn.Module):
         width: int,
         height: int,
         background: torch.Tensor | float | None = None,
+        impl: str = "auto",
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """rgb [H,W,3], alpha [H,W], depth [H,W] and info (see mp3d.ops.gaussians.rasterize)
         from a world-to-camera viewmat [4,4] and pixel intrinsics K [3,3]."""
         return rasterize(self.means, self.unit_quats, self.scales, self.opacities, self.sh,
                          viewmat, K, width, height, sh_degree=self.active_sh_degree,
-                         background=background)
+                         background=background, impl=impl)

@@ -1,0 +1,99 @@
+"""Gaussian-splatting checkpoints: one file with the Gaussians (raw parameters and active SH
+degree), the optimizer and densification state, progress and config, written atomically so
+an interrupted save never replaces a good checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mp3d.io import atomic_path
+from mp3d.splat.density import DensityStats
+from mp3d.splat.model import GaussianModel
+
+__all__ = ["FORMAT", "VERSION", "density_stats_of", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "mp3d.splat"
+VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: GaussianModel,
+    optimizer: torch.optim.Optimizer | None,
+    stats: DensityStats | None,
+    step: int,
+    elapsed: float,
+    generator: torch.Generator | None,
+    config=None,
+    meta: dict | None = None,
+) -> Path:
+    """Writes the Gaussians, optimizer state, density statistics, step, elapsed seconds,
+    random state, config (a dataclass) and `meta` to `path` (atomically); refuses (ValueError)
+    a model with non-finite parameters rather than replace a good checkpoint with it."""
+    for name in GaussianModel.PARAMETER_NAMES:
+        value = getattr(model, name).detach()
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"model.{name} holds non-finite values at step {step}; "
+                             f"not overwriting {path}")
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "gaussians": {name: getattr(model, name).detach().cpu()
+                      for name in GaussianModel.PARAMETER_NAMES},
+        "max_sh_degree": model.max_sh_degree,
+        "active_sh_degree": model.active_sh_degree,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "density": None if stats is None else {
+            "grad_sum": stats.grad_sum.cpu(), "count": stats.count.cpu(),
+            "max_radii": stats.max_radii.cpu()},
+        "step": step,
+        "elapsed": elapsed,
+        "generator": generator.get_state() if generator is not None else None,
+        "config": asdict(config) if config is not None else None,
+        "meta": meta or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[GaussianModel, dict]:
+    """Reads a splatting checkpoint -> (GaussianModel on `device` at its saved active SH
+    degree, the rest of the payload)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path}: not an mp3d splatting checkpoint (format {found!r}, "
+                         f"expected {FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {VERSION}")
+    values = payload["gaussians"]
+    try:
+        model = GaussianModel(values["means"], values["quats"], values["log_scales"],
+                              values["opacity_logits"],
+                              torch.cat([values["sh_dc"], values["sh_rest"]], dim=1),
+                              active_sh_degree=payload["active_sh_degree"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path}: its Gaussians do not form a model ({error})") from error
+    return model.to(device), payload
+
+
+def density_stats_of(payload: dict, n: int, device: str | torch.device) -> DensityStats:
+    """The density statistics stored in a checkpoint payload, or zeros for n Gaussians if
+    it holds none (or holds them for a different count)."""
+    stored = payload.get("density")
+    if stored is None or stored["grad_sum"].shape != (n,):
+        return DensityStats.zeros(n, device)
+    return DensityStats(stored["grad_sum"].to(device), stored["count"].to(device),
+                        stored["max_radii"].to(device))
