@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 from PIL import Image
@@ -18,6 +21,15 @@ def test_failed_write_keeps_old_file(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.txt"]
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    """mkstemp makes 0600 files; the renamed result gets what open() would have given."""
+    with atomic_path(tmp_path / "shared.txt") as tmp:
+        tmp.write_text("readable by the group and others, as umask allows")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o666 & ~mask
 
 
 def test_save_image_and_gif(tmp_path):
