@@ -261,7 +261,59 @@ def body_pose(args: argparse.Namespace) -> int:
     source = args.model or "built-in body"
     print(f"mesh        {path}  ({output.vertices.shape[1]} vertices, "
           f"{output.faces.shape[0]} faces; model: {source})")
+    if args.keypoints_out:
+        from mp3d.body.keypoints import keypoints_from_joints
+
+        keypoints = keypoints_from_joints(output.joints[0], model.joint_names)
+        print(f"keypoints   {keypoints.save(args.keypoints_out)}  (its joints seen from the "
+              f"front, {keypoints.width}x{keypoints.height} px; try `mp3d body fit`)")
     return 0
+
+
+def body_fit(args: argparse.Namespace) -> int:
+    """Fits a body model (SMPL .pkl/.npz, or the built-in body without --model) to the 2D
+    keypoints of one person by SMPLify (robust reprojection, pose, shape and angle priors;
+    torso first, then everything) and writes DIR/params.npz, DIR/mesh.obj and DIR/fit.json."""
+    import torch
+
+    from mp3d.body import SMPL
+    from mp3d.body.fit import SMPLifyConfig, fit_smplify
+    from mp3d.body.keypoints import load_keypoints, save_fit
+
+    torch.set_num_threads(1)  # [24,3]-sized tensors: threads only add overhead
+    model = SMPL(args.model)
+    keypoint_file = load_keypoints(args.keypoints)
+    keypoints, confidences = keypoint_file.for_model(model.joint_names)
+    config = SMPLifyConfig(sigma=args.sigma, keypoint_std=args.keypoint_std)
+    result = fit_smplify(model, keypoints, keypoint_file.K, confidences=confidences,
+                         viewmat=keypoint_file.viewmat, config=config)
+    info = {"keypoints": str(args.keypoints), "model": args.model or "built-in body",
+            "frame": "world (viewmat)" if keypoint_file.viewmat is not None else "camera",
+            "image_size": ([keypoint_file.width, keypoint_file.height]
+                           if keypoint_file.width is not None else None)}
+    paths = save_fit(result, model, args.out, info=info, config=config)
+    initial = float((result.confidences * result.initial_joint_errors).sum()
+                    / result.confidences.sum())
+    print(f"fitted      {int((torch.as_tensor(confidences) > 0).sum())} keypoints in "
+          f"{result.seconds:.1f} s; mean reprojection error {float(result.mean_error()[0]):.2f} "
+          f"px (after the torso stage: {initial:.1f} px)")
+    for name in ("params", "mesh", "summary"):
+        print(f"{name:<11} {paths[name]}")
+    return 0
+
+
+class _KeypointsFormatHelp(argparse.RawDescriptionHelpFormatter):
+    """Help formatter that spells out the KEYPOINTS.json format, importing it (and torch)
+    only when the help is shown."""
+
+    PLACEHOLDER = "{KEYPOINTS_FORMAT}"
+
+    def add_text(self, text: str | None) -> None:
+        if text == self.PLACEHOLDER:
+            from mp3d.body.keypoints import KEYPOINTS_FORMAT
+
+            text = KEYPOINTS_FORMAT
+        super().add_text(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.set_defaults(run=splat_render)
 
-    body = commands.add_parser("body", help="pose SMPL bodies and write their meshes",
+    body = commands.add_parser("body", help="pose SMPL bodies, fit them to keypoints",
                                description="Parametric human bodies (SMPL).")
     body_commands = body.add_subparsers(dest="body_command", metavar="COMMAND", required=True)
     p = body_commands.add_parser("pose", help="pose a body and write the mesh",
@@ -405,7 +457,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translation in metres")
     p.add_argument("--degrees", action="store_true",
                    help="angles of --pose and --global-orient are in degrees")
+    p.add_argument("--keypoints-out", default=None, metavar="JSON",
+                   help="also write the posed joints as seen by a camera in front of the body, "
+                        "in the KEYPOINTS.json format of `mp3d body fit`")
     p.set_defaults(run=body_pose)
+
+    p = body_commands.add_parser(
+        "fit", help="fit a body to 2D keypoints (SMPLify)", description=body_fit.__doc__,
+        epilog=_KeypointsFormatHelp.PLACEHOLDER, formatter_class=_KeypointsFormatHelp)
+    p.add_argument("keypoints", help="KEYPOINTS.json (format below)")
+    p.add_argument("--model", default=None,
+                   help="SMPL model file (.pkl as distributed, or .npz) (default: the built-in "
+                        "body)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sigma", type=float, default=100.0,
+                   help="Geman-McClure scale in pixels: residuals beyond it count less and less "
+                        "(default: %(default)s)")
+    p.add_argument("--keypoint-std", type=float, default=4.0,
+                   help="expected keypoint error in pixels; larger trusts the priors more "
+                        "(default: %(default)s)")
+    p.set_defaults(run=body_fit)
     return parser
 
 
