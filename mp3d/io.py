@@ -61,3 +61,23 @@ def save_gif(frames: torch.Tensor, path: str | Path, fps: float = 12.0) -> Path:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=int(round(1000 / fps)), loop=0)
     return Path(path)
+
+
+def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str) -> dict:
+    """The payload dict of an mp3d checkpoint file, checked to be of `format_name` and
+    `version`; FileNotFoundError or ValueError (naming the file) otherwise. `kind` names the
+    checkpoint in messages (e.g. "NeRF")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path}: not an mp3d {kind} checkpoint (format {found!r}, "
+                         f"expected {format_name!r})")
+    if payload.get("version") != version:
+        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {version}")
+    return payload

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mp3d.io import atomic_path
+from mp3d.io import atomic_path, read_checkpoint
 from mp3d.nerf.model import ModelSpec, NeRFModel
 
 FORMAT = "mp3d.nerf"
@@ -39,18 +39,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
                     ) -> tuple[NeRFModel, dict]:
     """Reads a NeRF checkpoint -> (model on `device`, the rest of the payload)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: not an mp3d NeRF checkpoint (format {found!r}, "
-                         f"expected {FORMAT!r})")
-    if payload.get("version") != VERSION:
-        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {VERSION}")
+    payload = read_checkpoint(path, FORMAT, VERSION, "NeRF")
     model = NeRFModel(ModelSpec(**payload["spec"]))
     try:
         model.load_state_dict(payload["model"])

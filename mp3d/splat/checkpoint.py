@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mp3d.io import atomic_path
+from mp3d.io import atomic_path, read_checkpoint
 from mp3d.splat.density import DensityStats
 from mp3d.splat.model import GaussianModel
 
@@ -66,18 +66,7 @@ def load_checkpoint(
     """Reads a splatting checkpoint -> (GaussianModel on `device` at its saved active SH
     degree, the rest of the payload)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: not an mp3d splatting checkpoint (format {found!r}, "
-                         f"expected {FORMAT!r})")
-    if payload.get("version") != VERSION:
-        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {VERSION}")
+    payload = read_checkpoint(path, FORMAT, VERSION, "splatting")
     values = payload["gaussians"]
     try:
         model = GaussianModel(values["means"], values["quats"], values["log_scales"],
