@@ -16,6 +16,7 @@ from mp3d.ops.gaussians import (
     rasterize_splats,
     sh_colors,
 )
+from tests.ops.test_gaussians import _scene as smooth_scene
 
 pytestmark = pytest.mark.gpu
 
@@ -99,22 +100,9 @@ def _random_scene(n=300, width=64, height=48, dtype=torch.float32, seed=0, sh_de
 
 
 def _smooth_scene(n=3, sh_degree=None, seed=0) -> dict:
-    """Large, half-transparent float64 Gaussians in front of an 8x6 camera: alphas stay well
-    inside (1/255, 0.99), transmittance far above 1e-4, so everything is smooth."""
-    g = torch.Generator().manual_seed(seed)
-    dtype = torch.float64
-    K = torch.tensor([[10.0, 0.0, 4.0], [0.0, 10.0, 3.0], [0.0, 0.0, 1.0]], dtype=dtype)
-    means = torch.tensor([[-0.2, 0.1, 3.0], [0.3, -0.1, 3.7], [0.0, 0.2, 4.5]], dtype=dtype)[:n]
-    quats = torch.randn(n, 4, generator=g, dtype=dtype)
-    scales = torch.tensor([[0.9, 1.1, 0.8], [1.2, 0.7, 1.0], [1.0, 1.3, 0.9]], dtype=dtype)[:n]
-    opacities = torch.tensor([0.5, 0.4, 0.6], dtype=dtype)[:n]
-    if sh_degree is None:
-        colors = torch.rand(n, 3, generator=g, dtype=dtype) * 0.6 + 0.2
-    else:
-        colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=dtype) * 0.1
-    scene = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
-             "colors": colors, "viewmat": torch.eye(4, dtype=dtype), "K": K}
-    return {k: v.cuda() for k, v in scene.items()}
+    """test_gaussians' smooth float64 scene (alphas well inside (1/255, 0.99)), on the GPU."""
+    scene = smooth_scene(n=n, sh_degree=sh_degree, seed=seed)
+    return {k: v.cuda() for k, v in scene.items() if isinstance(v, torch.Tensor)}
 
 
 def _render(scene: dict, impl: str, device: str, background=0.3, seed=5):
