@@ -12,10 +12,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-IMPLS = ("auto", "cpp", "cuda", "torch")
+Impl = Literal["auto", "cpp", "cuda", "torch"]
+IMPLS: tuple[Impl, ...] = ("auto", "cpp", "cuda", "torch")
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 
 

@@ -3,12 +3,45 @@ what it expected and what it was given."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+
+# Value checks (finite, in range, sorted) read tensor contents, which costs a host
+# synchronisation each; shape, dtype and device checks are free and always run.
+_value_checks = True
+
+
+def set_checks(enabled: bool) -> None:
+    """Turns the ops' value checks (finite, ranges, sortedness) on or off for the process."""
+    global _value_checks
+    _value_checks = bool(enabled)
+
+
+def checks_enabled() -> bool:
+    """Whether the ops' value checks are on (see set_checks)."""
+    return _value_checks
+
+
+@contextlib.contextmanager
+def checks(enabled: bool) -> Iterator[None]:
+    """Within the block, value checks are on or off; the previous setting comes back after."""
+    previous = _value_checks
+    set_checks(enabled)
+    try:
+        yield
+    finally:
+        set_checks(previous)
+
+
+def value_checks(validate: bool | None) -> bool:
+    """Whether an op call runs its value checks: its `validate=` argument if given, else the
+    process-wide setting."""
+    return _value_checks if validate is None else bool(validate)
 
 
 def _shape_str(shape: Sequence[int | str | None]) -> str:
