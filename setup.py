@@ -2,16 +2,17 @@
 
 The C++ CPU kernels are always built; the CUDA kernels too when torch has CUDA and a CUDA
 toolkit is found, unless MP3D_FORCE_CPU=1. Build with `pip install --no-build-isolation`,
-so the extension is compiled against the torch already installed.
+so the extension is compiled against the torch already installed. Sources and flags come
+from csrc/build_config.py, which the JIT build in mp3d/_backend.py reads too.
 """
 
-import glob
 import os
+import runpy
 
 from setuptools import setup
 
 try:
-    import torch  # noqa: F401
+    import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 except ImportError as error:  # pragma: no cover - shown to people building wrongly
     raise SystemExit(
@@ -21,31 +22,23 @@ except ImportError as error:  # pragma: no cover - shown to people building wron
     ) from error
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-
-
-def with_cuda() -> bool:
-    """Whether to build the CUDA kernels as well."""
-    if os.environ.get("MP3D_FORCE_CPU", "0") == "1":
-        return False
-    return torch.version.cuda is not None and CUDA_HOME is not None
+config = runpy.run_path(os.path.join(ROOT, "csrc", "build_config.py"))
 
 
 def extension():
     """The mp3d._C extension: the binding file plus every kernel family's sources."""
-    sources = ["csrc/mp3d.cpp"] + sorted(glob.glob("csrc/*/*_cpu.cpp", root_dir=ROOT))
-    # at::parallel_for is inlined into the extension: without OpenMP it runs serially.
-    cxx = ["-O3", "-g0", "-fopenmp"]
-    link = ["-fopenmp"]
-    if not with_cuda():
-        return CppExtension("mp3d._C", sources, extra_compile_args={"cxx": cxx},
-                            extra_link_args=link)
-    sources += sorted(glob.glob("csrc/*/*_cuda.cu", root_dir=ROOT))
-    nvcc = ["-O3", "-lineinfo"]
+    with_cuda = config["want_cuda"](torch.version.cuda, CUDA_HOME)
+    sources = config["sources"](with_cuda)
+    cxx, link = list(config["CXX_FLAGS"]), list(config["LINK_FLAGS"])
+    if not with_cuda:
+        return CppExtension(
+            "mp3d._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link
+        )
     return CUDAExtension(
         "mp3d._C",
         sources,
-        define_macros=[("MP3D_WITH_CUDA", None)],
-        extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        define_macros=[(config["CUDA_DEFINE"], None)],
+        extra_compile_args={"cxx": cxx, "nvcc": list(config["NVCC_FLAGS"])},
         extra_link_args=link,
     )
 

@@ -57,11 +57,15 @@ def doctor(args: argparse.Namespace) -> int:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print("\nop family          CPU tensors   CUDA tensors")
+    reasons = []
     for family in FAMILIES:
-        cpu = _backend.resolve_impl("auto", torch.device("cpu"))
-        cuda = _backend.resolve_impl("auto", torch.device("cuda")) \
-            if torch.cuda.is_available() else "(no GPU)"
-        print(f"{family:<18} {cpu:<13} {cuda}")
+        impls = _backend.family_impls(family)
+        print(f"{family:<18} {impls['cpu']:<13} {impls['cuda']}")
+        reasons += [f"  {family} on {device.upper()}: {impls[device + '_why']}"
+                    for device in ("cpu", "cuda") if device + "_why" in impls]
+    if reasons:
+        print("\nwhy the torch reference runs:")
+        print("\n".join(reasons))
     return 0
 
 

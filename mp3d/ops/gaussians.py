@@ -144,7 +144,7 @@ def project_gaussians(
     """
     _check_gaussians(means, quats, scales)
     _check_camera(viewmat, K, width, height, means)
-    if resolve_impl(impl, means.device) == "torch":
+    if resolve_impl(impl, means.device, FAMILY) == "torch":
         return _project(means, quats, scales, viewmat, K, width, height, near)
     _check_no_camera_grads(viewmat, K)
     means2d, conics, depths, radii = _ProjectKernel.apply(
@@ -178,7 +178,7 @@ def sh_colors(
     check_length("directions", directions, sh.shape[0], "sh")
     check_same_device({"sh": sh, "directions": directions})
     check_same_dtype({"sh": sh, "directions": directions})
-    if resolve_impl(impl, sh.device) == "torch":
+    if resolve_impl(impl, sh.device, FAMILY) == "torch":
         return _sh_colors(sh, directions, degree)
     return _ShKernel.apply(sh, directions, degree)
 
@@ -373,7 +373,7 @@ def rasterize_splats(
     check_finite("depths", depths)
     _check_opacities(opacities, means2d, "means2d")
     bg = _background_for(background, means2d)
-    if resolve_impl(impl, means2d.device) == "torch":
+    if resolve_impl(impl, means2d.device, FAMILY) == "torch":
         return rasterize_reference(means2d, conics, colors, opacities, depths, width, height,
                                    background=bg)
     radii = torch.ones(means2d.shape[0], dtype=torch.int32, device=means2d.device)
@@ -562,7 +562,7 @@ def rasterize(
     check_finite("colors", colors)
     bg = _background_for(background, means)
 
-    if resolve_impl(impl, means.device) == "torch":
+    if resolve_impl(impl, means.device, FAMILY) == "torch":
         means2d, conics, depths, radii, visible = _project(
             means, quats, scales, viewmat, K, width, height, near
         )

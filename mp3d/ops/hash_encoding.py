@@ -132,7 +132,7 @@ def hash_encode(
     CPU) give each level's grid resolution and its rows [offsets[l], offsets[l+1]).
     """
     _validate(points, embeddings, resolutions, offsets)
-    if resolve_impl(impl, points.device) == "torch":
+    if resolve_impl(impl, points.device, "hash_encoding") == "torch":
         return reference(points, embeddings, resolutions, offsets)
     return _EncodeKernel.apply(
         points.contiguous(), embeddings.contiguous(), resolutions.contiguous(), offsets.contiguous()

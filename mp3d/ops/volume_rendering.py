@@ -187,7 +187,7 @@ def _validate(
 
 def _render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, impl):
     _validate(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps)
-    path = resolve_impl(impl, sigmas.device)
+    path = resolve_impl(impl, sigmas.device, "volume_rendering")
     if path == "torch":
         return reference(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps)
     offsets = ray_offsets(ray_indices, n_rays)
