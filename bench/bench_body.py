@@ -43,10 +43,12 @@ N_BETAS = 10
 def import_smplx():
     """The smplx module, or None with a message saying how to install it."""
     try:
-        import smplx  # noqa: PLC0415  (optional peer, imported only here)
+        import smplx  # optional peer, imported only here
     except ImportError:
-        print("smplx is not installed: timing mp3d alone. Install it with "
-              "`pip install torch==2.13.0 smplx==0.1.28` for the side-by-side comparison.")
+        print(
+            "smplx is not installed: timing mp3d alone. Install it with "
+            "`pip install torch==2.13.0 smplx==0.1.28` for the side-by-side comparison."
+        )
         return None
     return smplx
 
@@ -71,8 +73,9 @@ def make_inputs(n_batch: int, n_joints: int, dtype: torch.dtype, seed: int) -> d
     }
 
 
-def make_step(forward: Callable[..., torch.Tensor], inputs: dict, upstream: torch.Tensor
-              ) -> Callable[[], None]:
+def make_step(
+    forward: Callable[..., torch.Tensor], inputs: dict, upstream: torch.Tensor
+) -> Callable[[], None]:
     """One forward+backward of <forward(**inputs), upstream>, gradients to every input."""
     leaves = {name: value.detach().clone().requires_grad_() for name, value in inputs.items()}
 
@@ -95,14 +98,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="*", default=[1, 16, 64, 256])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
-    parser.add_argument("--repeats", type=int, default=15,
-                        help="repeats per batch size; each repeat times every model once "
-                             "per inner call (default: 15)")
-    parser.add_argument("--model", type=Path, default=BUILTIN_BODY,
-                        help="model file (default: the built-in body)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=15,
+        help="repeats per batch size; each repeat times every model once "
+        "per inner call (default: 15)",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=BUILTIN_BODY, help="model file (default: the built-in body)"
+    )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--fits", type=int, default=0,
-                        help="also time fit_smplify on this many one-person problems")
+    parser.add_argument(
+        "--fits", type=int, default=0, help="also time fit_smplify on this many one-person problems"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -115,13 +124,21 @@ def main() -> None:
     if smplx is not None:
         path = write_smplx_model(arrays, Path(tmp.name))
         with contextlib.redirect_stdout(io.StringIO()):  # its "only 10 shape coefficients"
-            peer = smplx.SMPL(model_path=str(path), num_betas=N_BETAS, dtype=dtype,
-                              create_betas=False, create_body_pose=False,
-                              create_global_orient=False, create_transl=False)
-    print(f"torch {torch.__version__} | threads {torch.get_num_threads()} | kernels "
-          f"{backend().source} | model {args.model.name}: {ours.n_vertices} vertices, "
-          f"{ours.n_joints} joints | {args.dtype} | forward+backward, median of "
-          f"{args.repeats}")
+            peer = smplx.SMPL(
+                model_path=str(path),
+                num_betas=N_BETAS,
+                dtype=dtype,
+                create_betas=False,
+                create_body_pose=False,
+                create_global_orient=False,
+                create_transl=False,
+            )
+    print(
+        f"torch {torch.__version__} | threads {torch.get_num_threads()} | kernels "
+        f"{backend().source} | model {args.model.name}: {ours.n_vertices} vertices, "
+        f"{ours.n_joints} joints | {args.dtype} | forward+backward, median of "
+        f"{args.repeats}"
+    )
 
     def ours_vertices(**params: torch.Tensor) -> torch.Tensor:
         return ours(**params).vertices
@@ -136,9 +153,11 @@ def main() -> None:
             b = peer(**inputs)
         tol = 1e-5 if dtype == torch.float32 else 1e-10
         vertex_gap = float((a.vertices - b.vertices).abs().max())
-        joint_gap = float((a.joints - b.joints[:, :ours.n_joints]).abs().max())
-        print(f"same inputs: max |vertex difference| {vertex_gap:.2e}, max |joint difference| "
-              f"{joint_gap:.2e} (model units)")
+        joint_gap = float((a.joints - b.joints[:, : ours.n_joints]).abs().max())
+        print(
+            f"same inputs: max |vertex difference| {vertex_gap:.2e}, max |joint difference| "
+            f"{joint_gap:.2e} (model units)"
+        )
         if not (vertex_gap < tol and joint_gap < tol):
             sys.exit(f"mp3d and smplx disagree by more than {tol:g}: not timing")
 
@@ -179,17 +198,20 @@ def smplify_seconds(model: SMPL, n_fits: int) -> None:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    data = sample_bodies(model, n_fits, torch.Generator().manual_seed(0), pose_scale=0.5,
-                         noise_px=2.0)
+    data = sample_bodies(
+        model, n_fits, torch.Generator().manual_seed(0), pose_scale=0.5, noise_px=2.0
+    )
     seconds = []
     for i in range(n_fits):
         start = time.perf_counter()
         fit_smplify(model, data.keypoints[i], data.K[i])
         seconds.append(time.perf_counter() - start)
     torch.set_num_threads(threads)
-    print(f"fit_smplify, one person, default config, 1 thread: median "
-          f"{statistics.median(seconds):.3f} s per fit over {n_fits} fits "
-          f"(min {min(seconds):.3f}, max {max(seconds):.3f})")
+    print(
+        f"fit_smplify, one person, default config, 1 thread: median "
+        f"{statistics.median(seconds):.3f} s per fit over {n_fits} fits "
+        f"(min {min(seconds):.3f}, max {max(seconds):.3f})"
+    )
 
 
 if __name__ == "__main__":
