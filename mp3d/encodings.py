@@ -1,5 +1,7 @@
 """Input encodings for coordinate networks: positional encoding, random Fourier features,
-spherical harmonics of directions and the multiresolution hash encoding."""
+spherical harmonics of directions and the multiresolution hash encoding.
+
+`spherical_harmonics` and `hash_encode` are the ops of mp3d.ops, re-exported here."""
 
 from __future__ import annotations
 
@@ -8,7 +10,18 @@ import math
 import torch
 from torch import nn
 
+from mp3d._backend import Impl
 from mp3d.ops.hash_encoding import hash_encode
+from mp3d.ops.sh import spherical_harmonics
+
+__all__ = [
+    "FourierFeatures",
+    "HashEncoding",
+    "PositionalEncoding",
+    "SphericalHarmonics",
+    "hash_encode",
+    "spherical_harmonics",
+]
 
 
 class PositionalEncoding(nn.Module):
@@ -23,8 +36,9 @@ class PositionalEncoding(nn.Module):
             raise ValueError(f"n_frequencies must be >= 0, got {n_frequencies}")
         self.in_dim = in_dim
         self.include_input = include_input
-        self.register_buffer("frequencies", (2.0 ** torch.arange(n_frequencies)) * math.pi,
-                             persistent=False)
+        self.register_buffer(
+            "frequencies", (2.0 ** torch.arange(n_frequencies)) * math.pi, persistent=False
+        )
         self.out_dim = in_dim * (int(include_input) + 2 * n_frequencies)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,44 +65,18 @@ class FourierFeatures(nn.Module):
 
 
 class SphericalHarmonics(nn.Module):
-    """Real spherical harmonics of unit directions up to `degree` (0..4): [...,3] -> [...,(d+1)^2]."""
+    """Real spherical harmonics of unit directions up to `degree` (0..4):
+    [..., 3] -> [..., (degree+1)^2] (see mp3d.ops.sh)."""
 
     def __init__(self, degree: int = 4):
         super().__init__()
-        if not 0 <= degree <= 4:
-            raise ValueError(f"degree must be in 0..4, got {degree}")
+        if isinstance(degree, bool) or not isinstance(degree, int) or not 0 <= degree <= 4:
+            raise ValueError(f"degree must be an int in 0..4, got {degree!r}")
         self.degree = degree
         self.out_dim = (degree + 1) ** 2
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         return spherical_harmonics(d, self.degree)
-
-
-def spherical_harmonics(d: torch.Tensor, degree: int) -> torch.Tensor:
-    """Real SH basis (the constants used by 3DGS/Instant-NGP) of unit vectors d [...,3]."""
-    x, y, z = d.unbind(-1)
-    out = [torch.full_like(x, 0.28209479177387814)]
-    if degree >= 1:
-        out += [-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x]
-    if degree >= 2:
-        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-        out += [1.0925484305920792 * xy, -1.0925484305920792 * yz,
-                0.31539156525252005 * (2 * zz - xx - yy), -1.0925484305920792 * xz,
-                0.5462742152960396 * (xx - yy)]
-    if degree >= 3:
-        out += [-0.5900435899266435 * y * (3 * xx - yy), 2.890611442640554 * xy * z,
-                -0.4570457994644658 * y * (4 * zz - xx - yy),
-                0.3731763325901154 * z * (2 * zz - 3 * xx - 3 * yy),
-                -0.4570457994644658 * x * (4 * zz - xx - yy), 1.445305721320277 * z * (xx - yy),
-                -0.5900435899266435 * x * (xx - 3 * yy)]
-    if degree >= 4:
-        out += [2.5033429417967046 * xy * (xx - yy), -1.7701307697799304 * yz * (3 * xx - yy),
-                0.9461746957575601 * xy * (7 * zz - 1), -0.6690465435572892 * yz * (7 * zz - 3),
-                0.10578554691520431 * (zz * (35 * zz - 30) + 3),
-                -0.6690465435572892 * xz * (7 * zz - 3), 0.47308734787878004 * (xx - yy) * (7 * zz - 1),
-                -1.7701307697799304 * xz * (xx - 3 * yy),
-                0.6258357354491761 * (xx * (xx - 3 * yy) - yy * (3 * xx - yy))]
-    return torch.stack(out, dim=-1)
 
 
 class HashEncoding(nn.Module):
@@ -106,7 +94,7 @@ class HashEncoding(nn.Module):
         log2_table_size: int = 19,
         base_resolution: int = 16,
         finest_resolution: int = 2048,
-        impl: str = "auto",
+        impl: Impl = "auto",
     ):
         super().__init__()
         if n_levels < 1 or n_features < 1 or base_resolution < 1:
@@ -116,10 +104,13 @@ class HashEncoding(nn.Module):
                 f"finest_resolution must be >= base_resolution={base_resolution}, "
                 f"got {finest_resolution}"
             )
-        growth = math.exp((math.log(finest_resolution) - math.log(base_resolution))
-                          / max(n_levels - 1, 1))
-        resolutions = [int(math.floor(base_resolution * growth ** level)) for level in range(n_levels)]
-        sizes = [min(2 ** log2_table_size, (r + 1) ** 3) for r in resolutions]
+        growth = math.exp(
+            (math.log(finest_resolution) - math.log(base_resolution)) / max(n_levels - 1, 1)
+        )
+        resolutions = [
+            int(math.floor(base_resolution * growth**level)) for level in range(n_levels)
+        ]
+        sizes = [min(2**log2_table_size, (r + 1) ** 3) for r in resolutions]
         offsets = [0]
         for size in sizes:
             offsets.append(offsets[-1] + size)

@@ -80,7 +80,9 @@ def test_jit_build_when_extension_missing(tmp_path):
         "                   1, impl='cpp')\n"
         "print(_backend.backend().source, [round(float(x), 4) for x in w])\n"
     )
-    result = _run(code, {"TORCH_EXTENSIONS_DIR": str(tmp_path), "MP3D_FORCE_CPU": "1"})
+    result = _run(
+        code, {"TORCH_EXTENSIONS_DIR": str(tmp_path), "MP3D_FORCE_CPU": "1", "MP3D_NO_JIT": "0"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "jit [0.6321, 0.2325]"
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+import numbers
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -62,9 +65,7 @@ def check_tensor(
             not isinstance(s, int) or value.shape[i] == s for i, s in enumerate(shape)
         )
         if not fits:
-            raise ValueError(
-                f"{name} must have shape {_shape_str(shape)}, got {list(value.shape)}"
-            )
+            raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {list(value.shape)}")
     if dtypes is not None and value.dtype not in dtypes:
         expected = " or ".join(str(d) for d in dtypes)
         raise ValueError(f"{name} must have dtype {expected}, got {value.dtype}")
@@ -117,3 +118,198 @@ def check_length(name: str, tensor: torch.Tensor, expected: int, of: str) -> Non
         raise ValueError(
             f"{name} must have {expected} entries (the length of {of}), got {tensor.shape[0]}"
         )
+
+
+# ----------------------------------------------------------------------------- batched value checks
+
+
+class ValueChecks:
+    """The value checks of one op call, read back from the device in one synchronisation.
+
+    Each check queues a small tensor of statistics (e.g. the min and max of an input, which
+    are both finite iff every entry is, since min and max propagate NaN) and a function that
+    judges them; `run` concatenates all statistics, copies them to the host once and raises
+    the first ValueError. Error messages may read more (e.g. the first bad index): that only
+    happens on the error path. With `enabled` False every method is a no-op.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = bool(enabled)
+        self._stats: list[torch.Tensor] = []
+        self._judges: list[tuple[int, Callable[[list[float]], None]]] = []
+
+    def add(self, stats: torch.Tensor, judge: Callable[[list[float]], None]) -> None:
+        """Queues `stats` (any shape, any real dtype) and `judge(values)`, called with its
+        entries as Python floats; judge raises ValueError when they show bad input."""
+        if not self.enabled:
+            return
+        flat = stats.detach().reshape(-1).to(torch.float64)
+        self._stats.append(flat)
+        self._judges.append((flat.numel(), judge))
+
+    def finite(
+        self,
+        name: str,
+        tensor: torch.Tensor,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        above: float | None = None,
+        hint: str = "",
+    ) -> None:
+        """Every entry of `tensor` is finite, >= minimum, <= maximum and > above (those given).
+        `hint` is appended to range errors (e.g. "activated, e.g. sigmoid of logits")."""
+        if not self.enabled or tensor.numel() == 0:
+            return
+        detached = tensor.detach()
+        suffix = f" ({hint})" if hint else ""
+
+        def judge(values: list[float]) -> None:
+            low, high = values
+            if not (math.isfinite(low) and math.isfinite(high)):
+                bad = int((~torch.isfinite(detached)).sum())
+                raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
+            if minimum is not None and low < minimum:
+                raise ValueError(f"{name} must be >= {minimum:g}{suffix}, got minimum {low:g}")
+            if above is not None and low <= above:
+                raise ValueError(f"{name} must be > {above:g}{suffix}, got minimum {low:g}")
+            if maximum is not None and high > maximum:
+                raise ValueError(f"{name} must be <= {maximum:g}{suffix}, got maximum {high:g}")
+
+        self.add(torch.stack(torch.aminmax(detached)), judge)
+
+    def run(self) -> None:
+        """Reads every queued statistic with one device-to-host copy, then judges them in
+        the order they were queued."""
+        if not self._stats:
+            return
+        values = torch.cat(self._stats).tolist()  # the one device-to-host copy
+        self._stats = []
+        start = 0
+        judges, self._judges = self._judges, []
+        for count, judge in judges:
+            judge(values[start : start + count])
+            start += count
+
+
+# ----------------------------------------------------------------------------- scalar arguments
+
+
+def check_int(
+    name: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Checks that `value` is an integer (int or numpy integer, not a bool) in
+    [minimum, maximum]; returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_scalar(
+    name: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+) -> float:
+    """Checks that `value` is a finite real number (int, float, numpy scalar) within the
+    bounds given (minimum/maximum inclusive, above/below exclusive); returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    low_ok = (minimum is None or number >= minimum) and (above is None or number > above)
+    high_ok = (maximum is None or number <= maximum) and (below is None or number < below)
+    if not (low_ok and high_ok):
+        raise ValueError(
+            f"{name} must be {_range_text(minimum, maximum, above, below)}, got {value!r}"
+        )
+    return number
+
+
+def _range_text(minimum, maximum, above, below) -> str:
+    """'in [0, 1)', '>= 0', '> 0' ... for the bounds given."""
+    low = high = None
+    if minimum is not None or above is not None:
+        low = f"[{minimum:g}" if minimum is not None else f"({above:g}"
+    if maximum is not None or below is not None:
+        high = f"{maximum:g}]" if maximum is not None else f"{below:g})"
+    if low is not None and high is not None:
+        return f"in {low}, {high}"
+    if low is not None:
+        return (">= " if minimum is not None else "> ") + low[1:]
+    if high is not None:
+        return ("<= " if maximum is not None else "< ") + high[:-1]
+    return "a finite number"
+
+
+# ----------------------------------------------------------------------------- output sizes
+
+
+def memory_of(device: torch.device) -> int | None:
+    """Bytes of memory on `device` (physical RAM for the CPU, the GPU's total memory for
+    CUDA), or None where unknown."""
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return None
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return int(torch.cuda.get_device_properties(index).total_memory)
+    return None
+
+
+def check_fits_in_memory(
+    what: str, n_elements: int, dtype: torch.dtype, device: torch.device
+) -> None:
+    """Refuses, up front, outputs of `n_elements` of `dtype` that exceed the memory of
+    `device` (rather than failing deep in the allocator). `what` names the request, e.g.
+    "a 100000x100000 image"."""
+    limit = memory_of(device)
+    n_bytes = n_elements * torch.empty((), dtype=dtype).element_size()
+    if limit is not None and n_bytes > limit:
+        raise ValueError(
+            f"{what} needs {n_bytes / 2**30:.1f} GiB of outputs, more than the "
+            f"{limit / 2**30:.1f} GiB of memory on {device}"
+        )
+
+
+# ----------------------------------------------------------------------------- counting reads
+
+
+class HostReads(TorchFunctionMode):
+    """Counts the calls that read tensor values back into Python (item, tolist, float(),
+    int(), bool(), use as an index, nonzero), each a host synchronisation on a GPU:
+
+        with HostReads() as reads:
+            rasterize(...)
+        print(reads.count, reads.calls)
+
+    Reads done inside C++ ops (e.g. boolean-mask indexing) are not seen.
+    """
+
+    READS = frozenset(
+        {"item", "tolist", "__float__", "__int__", "__bool__", "__index__", "nonzero", "numpy"}
+    )
+
+    def __init__(self):
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    @property
+    def count(self) -> int:
+        """Total reads seen."""
+        return sum(self.calls.values())
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.READS:
+            self.calls[name] = self.calls.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))

@@ -26,10 +26,7 @@ import math
 
 import torch
 
-# `from mp3d import encodings` (not `from mp3d.encodings import ...`): encodings imports
-# mp3d.ops, so a name imported from it here could still be undefined at import time.
-from mp3d import encodings
-from mp3d._backend import resolve_impl
+from mp3d._backend import Impl, resolve_impl
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
     check_finite,
@@ -38,6 +35,7 @@ from mp3d.ops._validation import (
     check_same_dtype,
     check_tensor,
 )
+from mp3d.ops.sh import spherical_harmonics
 
 __all__ = [
     "project_gaussians",
@@ -133,7 +131,7 @@ def project_gaussians(
     width: int,
     height: int,
     near: float = 0.01,
-    impl: str = "auto",
+    impl: Impl = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Projects Gaussians (means [N,3], quats [N,4], positive scales [N,3]) into a camera.
 
@@ -160,13 +158,13 @@ def _sh_colors(sh: torch.Tensor, directions: torch.Tensor, degree: int) -> torch
     """sh_colors without the input checks."""
     n_coeffs = (degree + 1) ** 2
     unit = torch.nn.functional.normalize(directions, dim=-1)
-    basis = encodings.spherical_harmonics(unit, degree)  # [N, n_coeffs]
+    basis = spherical_harmonics(unit, degree)  # [N, n_coeffs]
     colors = (basis[:, :, None] * sh[:, :n_coeffs, :]).sum(dim=1) + 0.5
     return torch.clamp(colors, min=0.0)
 
 
 def sh_colors(
-    sh: torch.Tensor, directions: torch.Tensor, degree: int, impl: str = "auto"
+    sh: torch.Tensor, directions: torch.Tensor, degree: int, impl: Impl = "auto"
 ) -> torch.Tensor:
     """RGB [N,3] = max(SH_degree(directions) . sh + 0.5, 0) of sh [N,K,3] and directions [N,3].
 
@@ -361,7 +359,7 @@ def rasterize_splats(
     width: int,
     height: int,
     background: torch.Tensor | float | None = None,
-    impl: str = "auto",
+    impl: Impl = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """rgb [H,W,3], alpha [H,W], depth [H,W] of 2D Gaussians (means2d [N,2] px, conics [N,3],
     colors [N,3], opacities [N] in [0,1], depths [N]): rasterize_reference's contract, run by
@@ -538,7 +536,7 @@ def rasterize(
     sh_degree: int | None = None,
     background: torch.Tensor | float | None = None,
     near: float = 0.01,
-    impl: str = "auto",
+    impl: Impl = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Renders Gaussians (means [N,3], quats [N,4], positive scales [N,3], opacities [N] in
     [0,1], colors RGB [N,3] or SH [N,K,3]) into rgb [H,W,3], alpha [H,W], depth [H,W].

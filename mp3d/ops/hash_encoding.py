@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import torch
 
-from mp3d._backend import resolve_impl
+from mp3d._backend import Impl, resolve_impl
+from mp3d.ops._autograd import backward_kernel
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
-    check_finite,
+    ValueChecks,
+    check_fits_in_memory,
     check_same_device,
     check_same_dtype,
     check_tensor,
+    value_checks,
 )
 
 __all__ = ["hash_encode", "reference", "PRIMES"]
 
+FAMILY = "hash_encoding"
+
 PRIMES = (1, 2654435761, 805459861)
+# (res+1)^3 must fit in int64 where the kernels compare it with the table size.
+MAX_RESOLUTION = 2**20
 # The 8 corners of a cell as (dx, dy, dz), in the order bit 0 = x, bit 1 = y, bit 2 = z.
 _CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])
 
@@ -30,9 +37,10 @@ _CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in ran
 def level_indices(corner: torch.Tensor, resolution: int, size: int) -> torch.Tensor:
     """Table row (within its level) of integer grid vertices corner [...,3]."""
     side = resolution + 1
-    if side ** 3 <= size:
+    if side**3 <= size:
         return corner[..., 0] + side * (corner[..., 1] + side * corner[..., 2])
-    hashed = (corner[..., 0] * PRIMES[0]) ^ (corner[..., 1] * PRIMES[1]) ^ (corner[..., 2] * PRIMES[2])
+    x, y, z = corner[..., 0], corner[..., 1], corner[..., 2]
+    hashed = (x * PRIMES[0]) ^ (y * PRIMES[1]) ^ (z * PRIMES[2])
     return hashed % size
 
 
@@ -68,8 +76,15 @@ class _EncodeKernel(torch.autograd.Function):
     def backward(ctx, grad_features):
         points, embeddings, resolutions, offsets = ctx.saved_tensors
         points_grad = ctx.needs_input_grad[0]
-        grad_embeddings, grad_points = _EncodeKernelBackward.apply(
-            grad_features.contiguous(), points, embeddings, resolutions, offsets, points_grad
+        grad_embeddings, grad_points = backward_kernel(
+            FAMILY,
+            torch.ops.mp3d.hash_encode_bwd,
+            grad_features.contiguous(),
+            points,
+            embeddings,
+            resolutions,
+            offsets,
+            points_grad,
         )
         return (
             grad_points if points_grad else None,
@@ -79,25 +94,9 @@ class _EncodeKernel(torch.autograd.Function):
         )
 
 
-class _EncodeKernelBackward(torch.autograd.Function):
-    """The kernels' backward as a node of its own, so that differentiating it (create_graph)
-    raises instead of silently treating the gradients as constants."""
-
-    @staticmethod
-    def forward(ctx, grad_features, points, embeddings, resolutions, offsets, points_grad):
-        return torch.ops.mp3d.hash_encode_bwd(
-            grad_features, points, embeddings, resolutions, offsets, points_grad
-        )
-
-    @staticmethod
-    def backward(ctx, grad_grad_embeddings, grad_grad_points):
-        raise NotImplementedError(
-            "hash_encode has no double backward in its compiled kernels (needed to train "
-            "through the points gradient, e.g. an eikonal loss); use impl='torch' for that"
-        )
-
-
-def _validate(points, embeddings, resolutions, offsets) -> None:
+def _validate(points, embeddings, resolutions, offsets, validate: bool | None) -> None:
+    """Shapes, dtypes, devices and the level layout (CPU tensors: reading them costs no
+    device synchronisation) always; the points' finiteness when value_checks(validate)."""
     check_tensor("points", points, shape=(None, 3), dtypes=FLOAT_DTYPES)
     check_tensor("embeddings", embeddings, shape=(None, None))
     check_same_dtype({"points": points, "embeddings": embeddings})
@@ -107,16 +106,28 @@ def _validate(points, embeddings, resolutions, offsets) -> None:
     check_same_device({"points": points, "embeddings": embeddings})
     if resolutions.device.type != "cpu" or offsets.device.type != "cpu":
         raise ValueError("resolutions and offsets must be CPU tensors (they describe the layout)")
-    if n_levels == 0 or bool((resolutions < 1).any()):
-        raise ValueError(f"resolutions must be >= 1 with at least one level, got {resolutions.tolist()}")
-    sizes = offsets[1:] - offsets[:-1]
-    if int(offsets[0]) != 0 or bool((sizes < 1).any()) or int(offsets[-1]) != embeddings.shape[0]:
+    levels, bounds = resolutions.tolist(), offsets.tolist()
+    if n_levels == 0 or not all(1 <= r <= MAX_RESOLUTION for r in levels):
+        raise ValueError(
+            f"resolutions must be in 1..{MAX_RESOLUTION} with at least one level, got {levels}"
+        )
+    increasing = all(bounds[i + 1] > bounds[i] for i in range(n_levels))
+    if bounds[0] != 0 or not increasing or bounds[-1] != embeddings.shape[0]:
         raise ValueError(
             f"offsets must start at 0, increase, and end at embeddings.shape[0]="
-            f"{embeddings.shape[0]}, got {offsets.tolist()}"
+            f"{embeddings.shape[0]}, got {bounds}"
         )
-    with torch.no_grad():
-        check_finite("points", points)
+    n_out = points.shape[0] * n_levels * embeddings.shape[1]
+    check_fits_in_memory(
+        f"encoding {points.shape[0]} points into {n_levels} levels of "
+        f"{embeddings.shape[1]} features",
+        n_out,
+        points.dtype,
+        points.device,
+    )
+    checks = ValueChecks(value_checks(validate))
+    checks.finite("points", points)
+    checks.run()
 
 
 def hash_encode(
@@ -124,15 +135,18 @@ def hash_encode(
     embeddings: torch.Tensor,
     resolutions: torch.Tensor,
     offsets: torch.Tensor,
-    impl: str = "auto",
+    impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> torch.Tensor:
     """Hash-encodes points [N,3] in the unit cube (clamped to it) -> features [N, L*F].
 
     embeddings [E,F]: all levels' tables stacked; resolutions [L] and offsets [L+1] (int64,
     CPU) give each level's grid resolution and its rows [offsets[l], offsets[l+1]).
+    validate: check that the points are finite whatever set_checks says (None: as it says).
+    The compiled kernels give first derivatives only (see mp3d.ops._autograd).
     """
-    _validate(points, embeddings, resolutions, offsets)
-    if resolve_impl(impl, points.device, "hash_encoding") == "torch":
+    _validate(points, embeddings, resolutions, offsets, validate)
+    if resolve_impl(impl, points.device, FAMILY) == "torch":
         return reference(points, embeddings, resolutions, offsets)
     return _EncodeKernel.apply(
         points.contiguous(), embeddings.contiguous(), resolutions.contiguous(), offsets.contiguous()

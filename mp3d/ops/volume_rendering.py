@@ -17,17 +17,24 @@ from __future__ import annotations
 
 import torch
 
-from mp3d._backend import resolve_impl
+from mp3d._backend import Impl, resolve_impl
+from mp3d.ops._autograd import backward_kernel
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
-    check_finite,
+    ValueChecks,
+    check_fits_in_memory,
+    check_int,
     check_length,
     check_same_device,
     check_same_dtype,
+    check_scalar,
     check_tensor,
+    value_checks,
 )
 
 __all__ = ["render_weights", "render_rays", "ray_offsets", "reference"]
+
+FAMILY = "volume_rendering"
 
 
 def ray_offsets(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
@@ -108,7 +115,9 @@ class _RenderKernel(torch.autograd.Function):
         def prepared(grad):
             return None if grad is None else grad.contiguous()
 
-        grad_sigmas, grad_rgbs, grad_t_starts, grad_t_ends = torch.ops.mp3d.volume_render_bwd(
+        grad_sigmas, grad_rgbs, grad_t_starts, grad_t_ends = backward_kernel(
+            FAMILY,
+            torch.ops.mp3d.volume_render_bwd,
             prepared(grad_weights),
             prepared(grad_rgb) if rgbs is not None else None,
             prepared(grad_opacity),
@@ -143,7 +152,12 @@ def _validate(
     ray_indices: torch.Tensor,
     n_rays: int,
     early_stop_eps: float,
-) -> None:
+    background: torch.Tensor | float | None,
+    validate: bool | None,
+) -> tuple[int, float, torch.Tensor | None]:
+    """Checks every argument; returns n_rays, early_stop_eps and the background as a tensor
+    broadcastable to [R,3] (or None). Value checks (finite, sorted, in range) run when
+    value_checks(validate), all read back in one synchronisation."""
     check_tensor("sigmas", sigmas, shape=(None,), dtypes=FLOAT_DTYPES)
     n_samples = sigmas.shape[0]
     tensors = {"sigmas": sigmas, "t_starts": t_starts, "t_ends": t_ends}
@@ -159,46 +173,77 @@ def _validate(
     check_tensor("ray_indices", ray_indices, shape=(None,), dtypes=(torch.int64,))
     check_length("ray_indices", ray_indices, n_samples, "sigmas")
     check_same_device({**tensors, "ray_indices": ray_indices})
-    if isinstance(n_rays, bool) or not isinstance(n_rays, int) or n_rays < 0:
-        raise ValueError(f"n_rays must be an int >= 0, got {n_rays!r}")
-    if not 0.0 <= float(early_stop_eps) < 1.0:
-        raise ValueError(f"early_stop_eps must be in [0, 1), got {early_stop_eps!r}")
-    if n_samples == 0:
+    n_rays = check_int("n_rays", n_rays, minimum=0)
+    early_stop_eps = check_scalar("early_stop_eps", early_stop_eps, minimum=0.0, below=1.0)
+    # rgb [R,3], opacity [R], depth [R] (and offsets [R+1] int64, as wide as two floats)
+    check_fits_in_memory(f"rendering {n_rays} rays", 7 * n_rays, sigmas.dtype, sigmas.device)
+    checks = ValueChecks(value_checks(validate))
+    bg = _background_for(background, n_rays, sigmas, checks)
+    if n_samples > 0:
+        checks.finite("sigmas", sigmas, minimum=0.0)
+        checks.finite("t_starts", t_starts)
+        checks.finite("t_ends", t_ends)
+        if rgbs is not None:
+            checks.finite("rgbs", rgbs)
+        checks.add(
+            (t_ends.detach() - t_starts.detach()).min(),
+            lambda v: _intervals_judge(v, t_starts, t_ends),
+        )
+        if n_samples > 1:
+            checks.add(
+                (ray_indices[1:] - ray_indices[:-1]).min(), lambda v: _sorted_judge(v, ray_indices)
+            )
+        checks.add(torch.stack(torch.aminmax(ray_indices)), lambda v: _range_judge(v, n_rays))
+    checks.run()
+    return n_rays, early_stop_eps, bg
+
+
+def _intervals_judge(values: list[float], t_starts: torch.Tensor, t_ends: torch.Tensor) -> None:
+    if values[0] >= 0:
         return
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            check_finite(name, tensor, minimum=0.0 if name == "sigmas" else None)
-        if bool((t_ends < t_starts).any()):
-            bad = int(torch.nonzero(t_ends < t_starts)[0, 0])
-            raise ValueError(
-                f"t_ends must be >= t_starts, got t_ends[{bad}]={float(t_ends[bad]):g} < "
-                f"t_starts[{bad}]={float(t_starts[bad]):g}"
-            )
-        if bool((ray_indices[1:] < ray_indices[:-1]).any()):
-            bad = int(torch.nonzero(ray_indices[1:] < ray_indices[:-1])[0, 0]) + 1
-            raise ValueError(
-                f"ray_indices must be sorted (samples of a ray contiguous), got "
-                f"ray_indices[{bad}]={int(ray_indices[bad])} after {int(ray_indices[bad - 1])}"
-            )
-        lo, hi = int(ray_indices[0]), int(ray_indices[-1])
-        if lo < 0 or hi >= n_rays:
-            raise ValueError(f"ray_indices must be in [0, n_rays={n_rays}), got range [{lo}, {hi}]")
-
-
-def _render(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, impl):
-    _validate(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps)
-    path = resolve_impl(impl, sigmas.device, "volume_rendering")
-    if path == "torch":
-        return reference(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps)
-    offsets = ray_offsets(ray_indices, n_rays)
-    return _RenderKernel.apply(
-        sigmas.contiguous(),
-        None if rgbs is None else rgbs.contiguous(),
-        t_starts.contiguous(),
-        t_ends.contiguous(),
-        offsets,
-        float(early_stop_eps),
+    bad = int(torch.nonzero(t_ends.detach() < t_starts.detach())[0, 0])
+    raise ValueError(
+        f"t_ends must be >= t_starts, got t_ends[{bad}]={float(t_ends[bad]):g} < "
+        f"t_starts[{bad}]={float(t_starts[bad]):g}"
     )
+
+
+def _sorted_judge(values: list[float], ray_indices: torch.Tensor) -> None:
+    if values[0] >= 0:
+        return
+    bad = int(torch.nonzero(ray_indices[1:] < ray_indices[:-1])[0, 0]) + 1
+    raise ValueError(
+        f"ray_indices must be sorted (samples of a ray contiguous), got "
+        f"ray_indices[{bad}]={int(ray_indices[bad])} after {int(ray_indices[bad - 1])}"
+    )
+
+
+def _range_judge(values: list[float], n_rays: int) -> None:
+    lo, hi = int(values[0]), int(values[1])
+    if lo < 0 or hi >= n_rays:
+        raise ValueError(f"ray_indices must be in [0, n_rays={n_rays}), got range [{lo}, {hi}]")
+
+
+def _render(
+    sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, background, impl, validate
+):
+    n_rays, early_stop_eps, bg = _validate(
+        sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, background, validate
+    )
+    path = resolve_impl(impl, sigmas.device, FAMILY)
+    if path == "torch":
+        out = reference(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps)
+    else:
+        offsets = ray_offsets(ray_indices, n_rays)
+        out = _RenderKernel.apply(
+            sigmas.contiguous(),
+            None if rgbs is None else rgbs.contiguous(),
+            t_starts.contiguous(),
+            t_ends.contiguous(),
+            offsets,
+            early_stop_eps,
+        )
+    return (*out, bg)
 
 
 def render_weights(
@@ -208,29 +253,46 @@ def render_weights(
     ray_indices: torch.Tensor,
     n_rays: int,
     early_stop_eps: float = 1e-4,
-    impl: str = "auto",
+    impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> torch.Tensor:
-    """Compositing weights w_i = T_i alpha_i [S] of packed samples (sigma in 1/length units)."""
-    weights, _, _, _ = _render(
-        sigmas, None, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, impl
+    """Compositing weights w_i = T_i alpha_i [S] of packed samples (sigma in 1/length units).
+
+    early_stop_eps in [0, 1); validate: run the value checks (finite, sorted, in range)
+    whatever set_checks says (None: as set_checks says).
+    """
+    weights, _, _, _, _ = _render(
+        sigmas, None, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, None, impl, validate
     )
     return weights
 
 
-def _background_for(background, n_rays: int, like: torch.Tensor) -> torch.Tensor | None:
-    """Background as a tensor broadcastable to [R,3], or None for none (black)."""
+def _background_for(
+    background, n_rays: int, like: torch.Tensor, checks: ValueChecks
+) -> torch.Tensor | None:
+    """Background as a tensor broadcastable to [R,3] of `like`'s dtype, or None for none
+    (black); its finiteness is queued on `checks`."""
     if background is None:
         return None
     if not isinstance(background, torch.Tensor):
+        if isinstance(background, (list, tuple)):
+            for i, value in enumerate(background):
+                check_scalar(f"background[{i}]", value)
+        else:
+            check_scalar("background", background)
         background = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     if background.dim() == 0:
         background = background.expand(3)
     if background.shape not in ((3,), (n_rays, 3)):
         raise ValueError(
-            f"background must be a scalar, [3] or [n_rays={n_rays}, 3], got {list(background.shape)}"
+            f"background must be a scalar, [3] or [n_rays={n_rays}, 3], "
+            f"got {list(background.shape)}"
         )
     if background.device != like.device:
         raise ValueError(f"background must be on {like.device}, got {background.device}")
+    if not background.dtype.is_floating_point:
+        raise ValueError(f"background must be a floating-point tensor, got {background.dtype}")
+    checks.finite("background", background)
     return background.to(like.dtype)
 
 
@@ -243,21 +305,31 @@ def render_rays(
     n_rays: int,
     background: torch.Tensor | float | None = None,
     early_stop_eps: float = 1e-4,
-    impl: str = "auto",
+    impl: Impl = "auto",
     return_weights: bool = False,
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Composites packed samples into (rgb [R,3], opacity [R], depth [R]), plus the
     weights [S] when return_weights (gradients flow through all of them).
 
     rgb = sum_i w_i c_i + (1 - opacity) background; opacity = sum_i w_i;
     depth = sum_i w_i (t_start_i + t_end_i) / 2 (0 for rays with no samples).
+    background: a finite scalar, [3] or [R,3] (None: black). validate: as in render_weights.
     """
     if rgbs is None:
         raise ValueError("rgbs must be a tensor of shape [S, 3], got None")
-    weights, rgb, opacity, depth = _render(
-        sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, early_stop_eps, impl
+    weights, rgb, opacity, depth, bg = _render(
+        sigmas,
+        rgbs,
+        t_starts,
+        t_ends,
+        ray_indices,
+        n_rays,
+        early_stop_eps,
+        background,
+        impl,
+        validate,
     )
-    bg = _background_for(background, n_rays, rgb)
     if bg is not None:
         rgb = rgb + (1.0 - opacity)[:, None] * bg
     return (rgb, opacity, depth, weights) if return_weights else (rgb, opacity, depth)
