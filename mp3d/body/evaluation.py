@@ -9,15 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mp3d.body.fit import (
-    JointModel,
-    _rotation_x,
-    _rotation_y,
-    joint_limits,
-    matrix_to_axis_angle,
-    project_points,
-)
-from mp3d.body.smpl import SMPL
+from mp3d.body.priors import joint_limits
+from mp3d.body.smpl import SMPL, JointModel
+from mp3d.transforms import axis_rotation, matrix_to_axis_angle, project_points
 
 __all__ = [
     "SyntheticBodies",
@@ -141,10 +135,9 @@ def sample_bodies(
     rotations = []
     for y, pitch, roll in zip(uniform(*yaw, n).tolist(), uniform(-tilt, tilt, n).tolist(),
                               uniform(-tilt, tilt, n).tolist(), strict=True):
-        c, s = math.cos(roll), math.sin(roll)
-        roll_z = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-        rotations.append(roll_z @ _rotation_x(math.pi + pitch, dtype=torch.float64)
-                         @ _rotation_y(y, dtype=torch.float64))
+        roll_z = axis_rotation("z", roll, dtype=torch.float64)
+        rotations.append(roll_z @ axis_rotation("x", math.pi + pitch, dtype=torch.float64)
+                         @ axis_rotation("y", y, dtype=torch.float64))
     global_orient = matrix_to_axis_angle(torch.stack(rotations))
     depth = uniform(*distance, n)
     offset = torch.stack([uniform(-0.15, 0.15, n) * width, uniform(-0.1, 0.1, n) * height], 1)

@@ -13,17 +13,8 @@ The SMPLify objective of one person, minimised over betas, body_pose, global_ori
       + w_shape |beta|^2                                          shape prior
       + w_angle sum_{elbows, knees} (exp(h) - 1)^2                angle prior
 
-- rho is Geman-McClure, rho(r) = sigma^2 r^2 / (sigma^2 + r^2) (`gmof`): r^2 for residuals
-  well below sigma pixels, saturating at sigma^2 for outliers.
-- The pose prior is a diagonal Gaussian fitted to poses drawn uniformly within per-joint
-  limits (`JOINT_LIMITS`): mean mu at the centre of each axis-angle component's range and
-  standard deviation s = range / sqrt(12), the moments of the uniform distribution, so no
-  sample set is needed. No licensed GMM data is used.
-- The angle prior penalises elbows and knees bending the wrong way: h = max(0, hyperextension
-  angle) (`HYPEREXTENSION` names the axis and sign for the built-in body, found by posing it:
-  the forearms fold forwards on -y (left) and +y (right) rotations, the shins backwards on
-  +x). SMPLify penalises exp(+-theta) itself; exp(h) - 1 is instead exactly zero for natural
-  bends and grows exponentially past the straight limb.
+- rho is Geman-McClure (`gmof`); the pose, shape and angle priors and the joint limits they
+  come from are in mp3d.body.priors (all re-exported here).
 - Dividing the data term by keypoint_std^2 (the assumed keypoint noise, pixels) makes E a
   negative log-posterior up to a factor 2, so the prior weights do not depend on image size.
 
@@ -44,7 +35,8 @@ of bench/quality_body_fit.py (one CPU thread) Adam's 450 iterations gave 35.7 mm
 9.7 s, LBFGS's 250 iterations 48.3 mm in 8.2 s (150 iterations: 56.4 mm in 4.9 s).
 
 Learned gradient descent is in mp3d.body.lgd, evaluation helpers (Procrustes-aligned
-joint errors, sampled bodies) in mp3d.body.evaluation, keypoint files in mp3d.body.keypoints.
+joint errors, sampled bodies) in mp3d.body.evaluation, keypoint files in mp3d.body.keypoints,
+the result type in mp3d.body.result, the rotations and projection in mp3d.transforms.
 """
 
 from __future__ import annotations
@@ -52,13 +44,29 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mp3d.body.skeleton import SMPL_JOINT_NAMES
-from mp3d.body.smpl import SMPL, batch_rigid_transform, batch_rodrigues
+from mp3d.body.priors import (
+    HYPEREXTENSION,
+    JOINT_LIMITS,
+    angle_prior,
+    gmof,
+    joint_limits,
+    pose_prior,
+    pose_prior_params,
+    shape_prior,
+)
+from mp3d.body.result import FitResult
+from mp3d.body.smpl import SMPL, JointModel
+from mp3d.transforms import (
+    axis_angle_to_matrix,
+    axis_rotation,
+    matrix_to_axis_angle,
+    project_points,
+)
 
 __all__ = [
     "HYPEREXTENSION",
@@ -66,6 +74,7 @@ __all__ = [
     "TORSO_JOINTS",
     "FitResult",
     "JointModel",
+    "MIN_DEPTH",
     "SMPLifyConfig",
     "angle_prior",
     "axis_angle_to_matrix",
@@ -87,212 +96,10 @@ TORSO_JOINTS: tuple[str, ...] = (
     "right_collar", "left_shoulder", "right_shoulder",
 )
 
-# Plausible ranges (radians) of each axis-angle component (x, y, z) in the joint's parent
-# frame, for the body's left side and centre line; the right side mirrors them (x kept, y and
-# z negated and swapped). Axes of the T-pose: y up, the body facing +z, its left on +x.
-_LEFT_AND_CENTRE_LIMITS: dict[str, tuple[tuple[float, float], ...]] = {
-    "hip": ((-1.5, 0.4), (-0.5, 0.5), (-0.3, 0.7)),  # -x: thigh forward, +z: outward
-    "knee": ((0.0, 2.2), (-0.1, 0.1), (-0.1, 0.1)),  # +x: shin backward
-    "ankle": ((-0.4, 0.6), (-0.3, 0.3), (-0.25, 0.25)),
-    "foot": ((-0.3, 0.3), (-0.1, 0.1), (-0.1, 0.1)),
-    "collar": ((-0.2, 0.2), (-0.25, 0.15), (-0.15, 0.3)),
-    "shoulder": ((-0.8, 0.8), (-1.2, 0.6), (-1.4, 0.9)),  # -y: arm forward, -z: arm down
-    "elbow": ((-0.5, 0.5), (-2.3, 0.0), (-0.1, 0.1)),  # -y: forearm forward
-    "wrist": ((-0.6, 0.6), (-0.6, 0.6), (-0.5, 0.5)),
-    "hand": ((-0.3, 0.3), (-0.3, 0.3), (-0.3, 0.3)),
-    "spine1": ((-0.3, 0.6), (-0.4, 0.4), (-0.3, 0.3)),  # +x: lean forward
-    "spine2": ((-0.2, 0.4), (-0.3, 0.3), (-0.2, 0.2)),
-    "spine3": ((-0.2, 0.3), (-0.3, 0.3), (-0.2, 0.2)),
-    "neck": ((-0.4, 0.5), (-0.6, 0.6), (-0.3, 0.3)),
-    "head": ((-0.3, 0.3), (-0.4, 0.4), (-0.2, 0.2)),
-}
-# Joints the table does not name (models with other skeletons) get this range on every axis.
-_DEFAULT_LIMIT = (-0.5, 0.5)
-
-
-def _limits_of(name: str) -> tuple[tuple[float, float], ...]:
-    side, _, part = name.partition("_")
-    if side == "left" and part in _LEFT_AND_CENTRE_LIMITS:
-        return _LEFT_AND_CENTRE_LIMITS[part]
-    if side == "right" and part in _LEFT_AND_CENTRE_LIMITS:
-        (xl, xh), (yl, yh), (zl, zh) = _LEFT_AND_CENTRE_LIMITS[part]
-        return ((xl, xh), (-yh, -yl), (-zh, -zl))
-    return _LEFT_AND_CENTRE_LIMITS.get(name, (_DEFAULT_LIMIT,) * 3)
-
-
-JOINT_LIMITS: dict[str, tuple[tuple[float, float], ...]] = {
-    name: _limits_of(name) for name in SMPL_JOINT_NAMES[1:]}
-
-# (axis, sign): the joint bends the wrong way when sign * theta[axis] > 0.
-HYPEREXTENSION: dict[str, tuple[int, float]] = {
-    "left_elbow": (1, 1.0), "right_elbow": (1, -1.0), "left_knee": (0, -1.0),
-    "right_knee": (0, -1.0),
-}
-
 # Depths below this (model units) are clamped before dividing by them in the projection.
-_MIN_DEPTH = 1e-3
+MIN_DEPTH = 1e-3
 # Adam steps over which fit_smplify's stages ramp the step size up.
 _WARMUP = 10
-
-
-# ----------------------------------------------------------------------------- rotations
-
-
-def axis_angle_to_matrix(rot_vecs: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [...,3,3] from axis-angle vectors [...,3] (radians)."""
-    return batch_rodrigues(rot_vecs.reshape(-1, 3)).view(*rot_vecs.shape[:-1], 3, 3)
-
-
-def matrix_to_axis_angle(matrices: torch.Tensor) -> torch.Tensor:
-    """Axis-angle vectors [...,3] (angle in [0, pi]) of rotation matrices [...,3,3]."""
-    m = matrices.reshape(-1, 3, 3)
-    # Quaternion by the largest of four candidate denominators (stable for every angle).
-    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    candidates = torch.stack([1.0 + trace, 1.0 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2],
-                              1.0 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
-                              1.0 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], dim=1)
-    best = candidates.argmax(dim=1)
-    quats = torch.empty(m.shape[0], 4, dtype=m.dtype, device=m.device)
-    for case in range(4):
-        rows = best == case
-        if not bool(rows.any()):
-            continue
-        r = m[rows]
-        s = 2.0 * torch.sqrt(candidates[rows, case].clamp(min=1e-12))  # 4 * the big component
-        if case == 0:
-            q = [0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
-                 (r[:, 1, 0] - r[:, 0, 1]) / s]
-        elif case == 1:
-            q = [(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s, (r[:, 0, 1] + r[:, 1, 0]) / s,
-                 (r[:, 0, 2] + r[:, 2, 0]) / s]
-        elif case == 2:
-            q = [(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s, 0.25 * s,
-                 (r[:, 1, 2] + r[:, 2, 1]) / s]
-        else:
-            q = [(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s,
-                 (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s]
-        quats[rows] = torch.stack(q, dim=1)
-    quats = quats * torch.where(quats[:, :1] < 0, -1.0, 1.0)  # w >= 0: angle in [0, pi]
-    sin_half = quats[:, 1:].norm(dim=1)
-    angle = 2.0 * torch.atan2(sin_half, quats[:, 0])
-    # angle / sin(angle / 2), which tends to 2 as the angle goes to zero.
-    factor = torch.where(sin_half > 1e-8, angle / sin_half.clamp(min=1e-12),
-                         torch.full_like(angle, 2.0))
-    return (quats[:, 1:] * factor[:, None]).view(*matrices.shape[:-2], 3)
-
-
-def _rotation_x(angle: float, **like) -> torch.Tensor:
-    c, s = math.cos(angle), math.sin(angle)
-    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], **like)
-
-
-def _rotation_y(angle: float, **like) -> torch.Tensor:
-    c, s = math.cos(angle), math.sin(angle)
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], **like)
-
-
-# ----------------------------------------------------------------------------- joints, camera
-
-
-class JointModel:
-    """The posed joints of an SMPL model without its mesh: the joint regressor applied to the
-    shape blend shapes once (J(beta) = J_0 + D beta), then forward kinematics. Equal to
-    SMPL.forward(...).joints, at a fraction of the cost (pose correctives move no joint)."""
-
-    def __init__(self, model: SMPL) -> None:
-        if not isinstance(model, SMPL):
-            raise ValueError(f"model must be an mp3d.body.SMPL, got {type(model).__name__}")
-        with torch.no_grad():
-            self.template = model.J_regressor @ model.v_template  # [J,3]
-            self.dirs = torch.einsum("jv,vcs->jcs", model.J_regressor, model.shapedirs)  # [J,3,S]
-        self.parents = list(model.parents)
-        self.joint_names = tuple(model.joint_names)
-        self.n_joints = model.n_joints
-        self.n_betas = model.n_betas
-        self.dtype = model.v_template.dtype
-        self.device = model.v_template.device
-
-    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
-        """Rest-pose joints [B,J,3] of shapes betas [B,S<=n_betas]."""
-        return self.template + torch.einsum("jcs,bs->bjc", self.dirs[..., :betas.shape[1]], betas)
-
-    def __call__(self, betas: torch.Tensor, body_pose: torch.Tensor, global_orient: torch.Tensor,
-                 transl: torch.Tensor) -> torch.Tensor:
-        """Posed joints [B,J,3] from betas [B,S], body_pose [B,3(J-1)], global_orient [B,3]
-        (axis-angle, radians) and transl [B,3]."""
-        return self.posed(betas, body_pose, axis_angle_to_matrix(global_orient), transl)
-
-    def posed(self, betas: torch.Tensor, body_pose: torch.Tensor, root_rotation: torch.Tensor,
-              transl: torch.Tensor) -> torch.Tensor:
-        """Posed joints [B,J,3] with the root's rotation given as a matrix [B,3,3]."""
-        n_batch = body_pose.shape[0]
-        rest = self.rest_joints(betas)
-        rot_mats = batch_rodrigues(body_pose.reshape(-1, 3)).view(n_batch, self.n_joints - 1, 3, 3)
-        rot_mats = torch.cat([root_rotation[:, None], rot_mats], dim=1)
-        world, _ = batch_rigid_transform(rot_mats, rest, self.parents)
-        return world[..., :3, 3] + transl[:, None]
-
-
-def project_points(points: torch.Tensor, K: torch.Tensor, viewmat: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel coordinates [B,N,2] and camera depth [B,N] of points [B,N,3] seen through K
-    [B,3,3] from viewmat [B,4,4] (world-to-camera; None: the camera frame)."""
-    if viewmat is not None:
-        points = points @ viewmat[:, :3, :3].transpose(1, 2) + viewmat[:, None, :3, 3]
-    depth = points[..., 2]
-    homogeneous = points @ K.transpose(1, 2)
-    return homogeneous[..., :2] / depth.clamp(min=_MIN_DEPTH)[..., None], depth
-
-
-# ----------------------------------------------------------------------------- priors, robust loss
-
-
-def gmof(residual_sq: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Geman-McClure rho = sigma^2 r^2 / (sigma^2 + r^2) of squared residuals r^2 [...]
-    (pixels^2, sigma in pixels): r^2 near zero, sigma^2 for outliers; same shape."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0 pixels, got {sigma}")
-    sigma_sq = sigma * sigma
-    return sigma_sq * residual_sq / (sigma_sq + residual_sq)
-
-
-def joint_limits(joint_names: Sequence[str], dtype: torch.dtype = torch.float32
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower and upper limits [3(J-1)] (radians) of body_pose for joints named joint_names
-    (root first, not posed by body_pose), from JOINT_LIMITS; unknown names get +-0.5."""
-    ranges = [JOINT_LIMITS.get(name, (_DEFAULT_LIMIT,) * 3) for name in joint_names[1:]]
-    flat = torch.tensor([axis for joint in ranges for axis in joint], dtype=dtype)  # [3(J-1),2]
-    return flat[:, 0].contiguous(), flat[:, 1].contiguous()
-
-
-def pose_prior_params(joint_names: Sequence[str], dtype: torch.dtype = torch.float32
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation [3(J-1)] (radians) of the Gaussian pose prior: the moments
-    of a uniform distribution within the joint limits (centre, range / sqrt(12))."""
-    low, high = joint_limits(joint_names, dtype)
-    return 0.5 * (low + high), (high - low) / math.sqrt(12.0)
-
-
-def pose_prior(body_pose: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Gaussian pose prior [B]: sum of ((body_pose - mean) / std)^2 over body_pose [B,P]."""
-    return (((body_pose - mean) / std) ** 2).sum(dim=1)
-
-
-def shape_prior(betas: torch.Tensor) -> torch.Tensor:
-    """Shape prior [B]: |betas|^2 of betas [B,S] (SMPL's betas are unit-variance)."""
-    return (betas * betas).sum(dim=1)
-
-
-def angle_prior(body_pose: torch.Tensor, joint_names: Sequence[str]) -> torch.Tensor:
-    """Angle prior [B]: sum over elbows and knees of (exp(h) - 1)^2, h = max(0, angle bent the
-    wrong way) in radians (HYPEREXTENSION), of body_pose [B,3(J-1)]; zero for natural bends."""
-    total = torch.zeros(body_pose.shape[0], dtype=body_pose.dtype, device=body_pose.device)
-    for name, (axis, sign) in HYPEREXTENSION.items():
-        if name not in joint_names or joint_names.index(name) == 0:
-            continue
-        angle = sign * body_pose[:, 3 * (joint_names.index(name) - 1) + axis]
-        total = total + torch.expm1(angle.clamp(min=0.0)) ** 2
-    return total
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -473,10 +280,10 @@ def _initial_params(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor
     betas = torch.zeros(n_batch, n_betas, **like)
     pelvis_camera = _camera_start(joints, keypoints, K, confidences)
     root_rest = joints.rest_joints(betas)[:, 0]  # [B,3]
-    upright = _rotation_x(math.pi, **like)  # body y up -> camera -y (image up), facing -z
+    upright = axis_rotation("x", math.pi, **like)  # body y up -> camera -y (image up), facing -z
     orients, transls = [], []
     for yaw in yaws:
-        rotation_camera = (_rotation_y(yaw, **like) @ upright).expand(n_batch, 3, 3)
+        rotation_camera = (axis_rotation("y", yaw, **like) @ upright).expand(n_batch, 3, 3)
         rotation, pelvis = _to_world(rotation_camera, pelvis_camera, viewmat)
         orients.append(matrix_to_axis_angle(rotation))
         transls.append(pelvis - root_rest)
@@ -536,34 +343,6 @@ class SMPLifyConfig:
             raise ValueError(f"config.yaw_starts must be >= 1, got {self.yaw_starts}")
 
 
-@dataclass
-class FitResult:
-    """What fit_smplify returns; B people (B = 1 for unbatched keypoints)."""
-
-    betas: torch.Tensor  # [B,S]
-    body_pose: torch.Tensor  # [B,3(J-1)] axis-angle, radians
-    global_orient: torch.Tensor  # [B,3] axis-angle, radians
-    transl: torch.Tensor  # [B,3] model units (world frame with a viewmat, else camera frame)
-    joints: torch.Tensor  # [B,J,3] fitted joints in the same frame
-    projected: torch.Tensor  # [B,J,2] fitted joints in the image, pixels
-    joint_errors: torch.Tensor  # [B,J] reprojection error of each joint, pixels
-    initial_joint_errors: torch.Tensor  # [B,J] the same at the start of stage 2
-    confidences: torch.Tensor  # [B,J] the confidences fitted with
-    final_loss: torch.Tensor  # [B] objective E at the end (last prior weights)
-    # Stage name -> E at each iteration, of each person's best heading, mean over people.
-    losses: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def params(self) -> dict[str, torch.Tensor]:
-        """betas, body_pose, global_orient and transl, ready for SMPL.forward(**params)."""
-        return {"betas": self.betas, "body_pose": self.body_pose,
-                "global_orient": self.global_orient, "transl": self.transl}
-
-    def mean_error(self) -> torch.Tensor:
-        """Confidence-weighted mean reprojection error [B] in pixels over joints with c > 0."""
-        weights = self.confidences
-        return (weights * self.joint_errors).sum(dim=1) / weights.sum(dim=1)
-
 
 class _Objective:
     """Terms of the SMPLify objective E for fixed keypoints, camera and confidences."""
@@ -578,7 +357,7 @@ class _Objective:
 
     def data_of_joints(self, posed: torch.Tensor) -> torch.Tensor:
         """Robust reprojection term [B] of posed joints [B,J,3]."""
-        pixels, _ = project_points(posed, self.K, self.viewmat)
+        pixels, _ = project_points(posed, self.K, self.viewmat, min_depth=MIN_DEPTH)
         residual_sq = ((pixels - self.keypoints) ** 2).sum(dim=-1)
         rho = gmof(residual_sq, self.config.sigma)
         return (self.confidences * rho).sum(dim=1) / self.config.keypoint_std ** 2
@@ -721,7 +500,7 @@ def fit_smplify(
         pick = best * n_batch + torch.arange(n_batch, device=best.device)
         params = {name: p.detach()[pick] for name, p in params.items()}
         posed = joints(**params)
-        projected, _ = project_points(posed, K, viewmat)
+        projected, _ = project_points(posed, K, viewmat, min_depth=MIN_DEPTH)
     return FitResult(
         betas=params["betas"], body_pose=params["body_pose"],
         global_orient=params["global_orient"], transl=params["transl"], joints=posed,
@@ -734,5 +513,5 @@ def fit_smplify(
 def _reprojection_errors(joints: JointModel, params: Mapping[str, torch.Tensor],
                          keypoints: torch.Tensor, K: torch.Tensor,
                          viewmat: torch.Tensor | None) -> torch.Tensor:
-    pixels, _ = project_points(joints(**params), K, viewmat)
+    pixels, _ = project_points(joints(**params), K, viewmat, min_depth=MIN_DEPTH)
     return (pixels - keypoints).norm(dim=-1)

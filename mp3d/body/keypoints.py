@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mp3d.body.fit import FitResult, SMPLifyConfig, project_points
+from mp3d.body.result import FitResult
 from mp3d.body.smpl import SMPL
 from mp3d.io import atomic_path
+from mp3d.transforms import project_points
 
 __all__ = [
     "KEYPOINTS_FORMAT",
@@ -224,10 +225,14 @@ def keypoints_from_joints(
 
 def save_fit(result: FitResult, model: SMPL, out_dir: str | Path,
              info: Mapping[str, object] | None = None,
-             config: SMPLifyConfig | None = None) -> dict[str, Path]:
+             config: object | None = None) -> dict[str, Path]:
     """Writes a fit to out_dir, atomically: params.npz (betas, body_pose, global_orient,
     transl [B,...], joints [B,J,3], joint_names), mesh.obj (the posed body; mesh_<i>.obj for
-    B > 1) and fit.json (per-stage losses, per-joint reprojection errors, settings, info)."""
+    B > 1) and fit.json (per-stage losses, per-joint reprojection errors, info, and the
+    settings `config`, a dataclass such as mp3d.body.fit.SMPLifyConfig)."""
+    if config is not None and not (is_dataclass(config) and not isinstance(config, type)):
+        raise ValueError(f"config must be a dataclass instance (e.g. SMPLifyConfig) or None, "
+                         f"got {type(config).__name__}")
     from mp3d.body.export import save_body_mesh
 
     out_dir = Path(out_dir)

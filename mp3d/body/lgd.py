@@ -20,22 +20,24 @@ from torch import nn
 
 from mp3d.body.evaluation import mpjpe, sample_bodies
 from mp3d.body.fit import (
-    JointModel,
+    MIN_DEPTH,
     SMPLifyConfig,
     _anchor_pixel,
     _camera_start,
     _check_inputs,
     _normalised,
     _Objective,
-    _rotation_x,
     _spread,
     _to_world,
+)
+from mp3d.body.smpl import SMPL, JointModel
+from mp3d.io import atomic_path
+from mp3d.transforms import (
     axis_angle_to_matrix,
+    axis_rotation,
     matrix_to_axis_angle,
     project_points,
 )
-from mp3d.body.smpl import SMPL
-from mp3d.io import atomic_path
 
 __all__ = [
     "DescentResult",
@@ -86,7 +88,7 @@ class _DescentProblem:
         self.start = torch.cat([
             torch.zeros(n_batch, n_betas + 3 * (joints.n_joints - 1) + 3, **like),
             pelvis[:, :2], torch.log(pelvis[:, 2:])], dim=1)
-        self.upright = _rotation_x(math.pi, **like).expand(n_batch, 3, 3)
+        self.upright = axis_rotation("x", math.pi, **like).expand(n_batch, 3, 3)
         # Keypoints for the network: normalised image coordinates about the anchor, over
         # their spread; with the anchor, log spread and the confidences.
         image = _normalised(keypoints, K)
@@ -140,7 +142,7 @@ class _DescentProblem:
             transl = pelvis - self.joints.rest_joints(betas)[:, 0]
             global_orient = matrix_to_axis_angle(rotation)
             posed = self.joints(betas, body_pose, global_orient, transl)
-            pixels, _ = project_points(posed, self.objective.K, viewmat)
+            pixels, _ = project_points(posed, self.objective.K, viewmat, min_depth=MIN_DEPTH)
             errors = (pixels - self.objective.keypoints).norm(dim=-1)
         return DescentResult(betas=betas.detach(), body_pose=body_pose.detach(),
                              global_orient=global_orient, transl=transl, joints=posed,

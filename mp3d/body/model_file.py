@@ -233,7 +233,7 @@ def validate_model(model: Mapping[str, Any], source: str = "model") -> dict[str,
     def expect(key: str, shape: tuple[int | None, ...], text: str) -> None:
         array = arrays[key]
         if array.ndim != len(shape) or any(s is not None and a != s
-                                           for a, s in zip(array.shape, shape)):
+                                           for a, s in zip(array.shape, shape, strict=True)):
             raise ValueError(f"{source}: {key} must have shape {text}, got {list(array.shape)}")
 
     v_template = arrays["v_template"]

@@ -26,10 +26,12 @@ from mp3d._backend import IMPLS
 from mp3d.body.model_file import load_model_file, validate_model
 from mp3d.body.skeleton import SMPL_JOINT_NAMES, parents_from_kintree
 from mp3d.ops import skinning
+from mp3d.transforms import axis_angle_to_matrix
 
 __all__ = [
     "BUILTIN_BODY",
     "SMPL",
+    "JointModel",
     "SMPLOutput",
     "batch_rigid_transform",
     "batch_rodrigues",
@@ -39,9 +41,6 @@ __all__ = [
 ]
 
 BUILTIN_BODY = Path(__file__).resolve().parent / "data" / "builtin_body.npz"
-
-# Below this angle (radians) Rodrigues uses Taylor series (exact to float64 round-off).
-_SMALL_ANGLE = 1e-3
 
 
 # ----------------------------------------------------------------------------- functions
@@ -58,26 +57,9 @@ def vertices2joints(J_regressor: torch.Tensor, vertices: torch.Tensor) -> torch.
 
 
 def batch_rodrigues(rot_vecs: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N,3,3] from axis-angle vectors [N,3] (radians).
-
-    R = I + sin(t)/t K + (1-cos t)/t^2 K^2 with K the cross-product matrix of the vector and
-    t its length; both factors use Taylor series near t = 0, so R and its gradient are exact
-    and finite at the zero rotation (where fitting usually starts).
-    """
-    n = rot_vecs.shape[0]
-    angle_sq = (rot_vecs * rot_vecs).sum(dim=1)  # [N]
-    small = angle_sq < _SMALL_ANGLE**2
-    angle = torch.sqrt(torch.where(small, torch.ones_like(angle_sq), angle_sq))
-    half = 0.5 * angle
-    sinc = torch.where(small, 1.0 - angle_sq / 6.0 + angle_sq * angle_sq / 120.0,
-                       torch.sin(angle) / angle)
-    cosc = torch.where(small, 0.5 - angle_sq / 24.0 + angle_sq * angle_sq / 720.0,
-                       0.5 * (torch.sin(half) / half) ** 2)  # (1 - cos t) / t^2
-    x, y, z = rot_vecs.unbind(dim=1)
-    zero = torch.zeros_like(x)
-    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=1).view(n, 3, 3)
-    eye = torch.eye(3, dtype=rot_vecs.dtype, device=rot_vecs.device).expand(n, 3, 3)
-    return eye + sinc.view(n, 1, 1) * K + cosc.view(n, 1, 1) * torch.bmm(K, K)
+    """Rotation matrices [N,3,3] from axis-angle vectors [N,3] (radians); exact and smooth at
+    the zero rotation. The same as mp3d.transforms.axis_angle_to_matrix (any batch shape)."""
+    return axis_angle_to_matrix(rot_vecs)
 
 
 def pose_features(rot_mats: torch.Tensor) -> torch.Tensor:
@@ -282,3 +264,43 @@ class SMPL(nn.Module):
         return SMPLOutput(vertices=vertices, joints=world[..., :3, 3], faces=self.faces,
                           joint_transforms=world, skinning_transforms=skin,
                           rest_vertices=v_posed)
+
+
+class JointModel:
+    """The posed joints of an SMPL model without its mesh: the joint regressor applied to the
+    shape blend shapes once (J(beta) = J_0 + D beta), then forward kinematics. Equal to
+    SMPL.forward(...).joints, at a fraction of the cost (pose correctives move no joint)."""
+
+    def __init__(self, model: SMPL) -> None:
+        if not isinstance(model, SMPL):
+            raise ValueError(f"model must be an mp3d.body.SMPL, got {type(model).__name__}")
+        with torch.no_grad():
+            self.template = model.J_regressor @ model.v_template  # [J,3]
+            self.dirs = torch.einsum("jv,vcs->jcs", model.J_regressor, model.shapedirs)  # [J,3,S]
+        self.parents = list(model.parents)
+        self.joint_names = tuple(model.joint_names)
+        self.n_joints = model.n_joints
+        self.n_betas = model.n_betas
+        self.dtype = model.v_template.dtype
+        self.device = model.v_template.device
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """Rest-pose joints [B,J,3] of shapes betas [B,S<=n_betas]."""
+        return self.template + torch.einsum("jcs,bs->bjc", self.dirs[..., :betas.shape[1]], betas)
+
+    def __call__(self, betas: torch.Tensor, body_pose: torch.Tensor, global_orient: torch.Tensor,
+                 transl: torch.Tensor) -> torch.Tensor:
+        """Posed joints [B,J,3] from betas [B,S], body_pose [B,3(J-1)], global_orient [B,3]
+        (axis-angle, radians) and transl [B,3]."""
+        return self.posed(betas, body_pose, axis_angle_to_matrix(global_orient), transl)
+
+    def posed(self, betas: torch.Tensor, body_pose: torch.Tensor, root_rotation: torch.Tensor,
+              transl: torch.Tensor) -> torch.Tensor:
+        """Posed joints [B,J,3] with the root's rotation given as a matrix [B,3,3]."""
+        n_batch = body_pose.shape[0]
+        rest = self.rest_joints(betas)
+        rot_mats = axis_angle_to_matrix(body_pose.reshape(n_batch, self.n_joints - 1, 3))
+        rot_mats = torch.cat([root_rotation[:, None], rot_mats], dim=1)
+        world, _ = batch_rigid_transform(rot_mats, rest, self.parents)
+        return world[..., :3, 3] + transl[:, None]
+

@@ -163,7 +163,7 @@ def test_fit_recovers_keypoints_and_3d_joints(fitted, bodies):
 def test_stages_improve_on_the_start(fitted):
     assert set(fitted.losses) == {"torso", "full_1_prior_x10", "full_2_prior_x3",
                                   "full_3_prior_x1"}
-    assert all(len(h) == n for h, n in zip(fitted.losses.values(), (40, 60, 60, 80)))
+    assert all(len(h) == n for h, n in zip(fitted.losses.values(), (40, 60, 60, 80), strict=True))
     for history in fitted.losses.values():
         assert history[-1] < history[0]
     initial = fitted.initial_joint_errors.mean(dim=1)
@@ -373,3 +373,53 @@ def test_cli_fit_errors_are_clear(tmp_path, capsys):
     assert "intrinsics" in capsys.readouterr().err
     assert main(["body", "fit", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")]) == 2
     assert "none.json" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- module layout
+
+
+def _imported_modules(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_keypoints_and_evaluation_do_not_import_the_fitting():
+    """Saving and reading fits, and sampling test bodies, need no fitting algorithm."""
+    from pathlib import Path
+
+    import mp3d.body
+
+    root = Path(mp3d.body.__file__).parent
+    for name in ("keypoints.py", "evaluation.py", "result.py", "priors.py", "smpl.py"):
+        imported = _imported_modules(root / name)
+        assert not imported & {"mp3d.body.fit", "mp3d.body.lgd"}, name
+
+
+def test_public_names_stay_importable_from_fit():
+    import mp3d.body.fit as fit
+    from mp3d import transforms
+    from mp3d.body import priors, result, smpl
+
+    assert fit.gmof is priors.gmof and fit.JOINT_LIMITS is priors.JOINT_LIMITS
+    assert fit.FitResult is result.FitResult and fit.JointModel is smpl.JointModel
+    assert fit.project_points is transforms.project_points
+    assert fit.axis_angle_to_matrix is transforms.axis_angle_to_matrix
+    for name in fit.__all__:
+        assert hasattr(fit, name), name
+
+
+def test_save_fit_rejects_a_config_that_is_not_a_dataclass(fitted, model, tmp_path):
+    from mp3d.body.keypoints import save_fit
+
+    with pytest.raises(ValueError, match="config must be a dataclass instance"):
+        save_fit(fitted, model, tmp_path, config={"sigma": 100.0})
+    paths = save_fit(fitted, model, tmp_path, config=QUICK)
+    assert json.loads(paths["summary"].read_text())["config"]["torso_iterations"] == 40
