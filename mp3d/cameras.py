@@ -104,13 +104,87 @@ def look_at(
     return invert_rigid(c2w)
 
 
-def turntable_directions(n_frames: int, elevation_deg: float = 30.0) -> torch.Tensor:
-    """Unit vectors [n,3] (float64) circling the z axis once at a fixed elevation (z up)."""
-    azimuth = torch.arange(n_frames, dtype=torch.float64) * (2 * math.pi / n_frames)
-    elevation = math.radians(elevation_deg)
-    return torch.stack([math.cos(elevation) * torch.cos(azimuth),
-                        math.cos(elevation) * torch.sin(azimuth),
-                        torch.full_like(azimuth, math.sin(elevation))], dim=-1)
+AXES = {"+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0), "+y": (0.0, 1.0, 0.0),
+        "-y": (0.0, -1.0, 0.0), "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0)}
+
+
+@dataclass
+class Orbit:
+    """A circle of cameras looking at `centre` [3]: the circle turns about the unit axis `up`
+    [3] at `radius` (scene units) and `elevation_deg` above the plane through the centre.
+    The first camera lies towards +x (towards +y if `up` is within 25 degrees of the x axis),
+    and they advance counter-clockwise seen from above."""
+
+    centre: torch.Tensor
+    up: torch.Tensor
+    radius: float
+    elevation_deg: float = 30.0
+
+    @classmethod
+    def around(cls, centre=(0.0, 0.0, 0.0), up: str = "+z", radius: float = 4.0,
+               elevation_deg: float = 30.0) -> Orbit:
+        """An orbit about a named world axis `up` ("+x", "-y", ...)."""
+        if up not in AXES:
+            raise ValueError(f"up must be one of {sorted(AXES)}, got {up!r}")
+        return cls(torch.as_tensor(centre, dtype=torch.float32), torch.tensor(AXES[up]),
+                   float(radius), float(elevation_deg))
+
+    def eyes(self, n_frames: int) -> torch.Tensor:
+        """Camera positions [n_frames,3] (float64) evenly spaced on the circle."""
+        if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
+            raise ValueError(f"n_frames must be an int >= 1, got {n_frames!r}")
+        if not (math.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f"orbit radius must be a finite number > 0, got {self.radius!r}")
+        up = torch.nn.functional.normalize(self.up.detach().double().cpu(), dim=0)
+        helper = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+        if abs(float(helper @ up)) > 0.9:
+            helper = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+        first = torch.nn.functional.normalize(helper - (helper @ up) * up, dim=0)
+        second = torch.linalg.cross(up, first)
+        azimuth = torch.arange(n_frames, dtype=torch.float64) * (2 * math.pi / n_frames)
+        elevation = math.radians(self.elevation_deg)
+        directions = (math.cos(elevation) * (torch.cos(azimuth)[:, None] * first
+                                             + torch.sin(azimuth)[:, None] * second)
+                      + math.sin(elevation) * up)
+        return self.centre.detach().double().cpu() + self.radius * directions
+
+    def viewmats(self, n_frames: int) -> torch.Tensor:
+        """World-to-camera [n_frames,4,4] (float32), each camera looking at the centre with
+        `up` upwards in its image."""
+        eyes = self.eyes(n_frames)
+        centre = self.centre.detach().double().cpu().expand_as(eyes)
+        return look_at(eyes, centre, self.up.detach().double().cpu()).float()
+
+    def cameras(self, K: torch.Tensor, width: int, height: int, n_frames: int) -> list[Camera]:
+        """The orbit's cameras with intrinsics K [3,3] and images of width x height pixels."""
+        return [Camera(K, viewmat, width, height) for viewmat in self.viewmats(n_frames)]
+
+
+def orbit_of_views(c2ws: torch.Tensor) -> Orbit:
+    """The orbit that cameras c2ws [N,4,4] (OpenCV) suggest: centred on the point nearest all
+    their optical axes (their mean position if the axes are near parallel), up = the mean of
+    their image-up directions, at their mean distance and mean elevation."""
+    c2ws = c2ws.detach().double().cpu()
+    positions, forwards = c2ws[:, :3, 3], c2ws[:, :3, 2]
+    up = -c2ws[:, :3, 1].mean(dim=0)  # image y points down in OpenCV
+    if float(up.norm()) < 1e-6:
+        up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    up = up / up.norm()
+    # Least squares: sum_i (I - f_i f_i^T) (p - c_i) = 0.
+    projectors = torch.eye(3, dtype=torch.float64) - forwards[:, :, None] * forwards[:, None, :]
+    system = projectors.sum(dim=0)
+    if torch.linalg.matrix_rank(system, rtol=1e-3) == 3:
+        centre = torch.linalg.solve(system, (projectors @ positions[:, :, None]).sum(dim=0))[:, 0]
+    else:
+        centre = positions.mean(dim=0)
+    offsets = positions - centre
+    distances = offsets.norm(dim=-1)
+    radius = float(distances.mean())
+    if radius <= 0.0:
+        radius = 1.0
+    sines = ((offsets @ up) / distances.clamp(min=1e-12)).clamp(-1.0, 1.0)
+    elevation = math.degrees(float(torch.asin(sines).mean()))
+    return Orbit(centre.float(), up.float(), radius, max(-80.0, min(80.0, elevation)))
 
 
 def pixel_centers(width: int, height: int, device=None, dtype=torch.float32) -> torch.Tensor:

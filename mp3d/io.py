@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temporaries(path: str | Path, older_than: float = 60.0) -> list[Path]:
+    """Deletes the temporaries that atomic_path(`path`) left behind when a process was killed
+    mid-write (hidden `.NAME.*` files beside `path`, untouched for `older_than` seconds, so a
+    save in progress elsewhere is spared); returns what it removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for candidate in path.parent.glob(f".{path.name}.*{path.suffix}"):
+        try:
+            if candidate.is_file() and now - candidate.stat().st_mtime > older_than:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:  # raced with another cleaner or a finishing save: leave it
+            continue
+    return removed
 
 
 def _umask() -> int:
@@ -63,6 +85,15 @@ def save_gif(frames: torch.Tensor, path: str | Path, fps: float = 12.0) -> Path:
     return Path(path)
 
 
+def write_checkpoint(path: str | Path, format_name: str, version: int, payload: dict) -> Path:
+    """Writes an mp3d checkpoint: `payload` (tensors and plain containers only, so that
+    read_checkpoint can load it without running code) tagged with its format and version,
+    atomically, so an interrupted save never replaces a good checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": format_name, "version": version, **payload}, tmp)
+    return Path(path)
+
+
 def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str) -> dict:
     """The payload dict of an mp3d checkpoint file, checked to be of `format_name` and
     `version`; FileNotFoundError or ValueError (naming the file) otherwise. `kind` names the
@@ -71,7 +102,16 @@ def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint holds tensors and plain containers, never code to run.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        if found is None:
+            raise ValueError(f"{path}: not a readable checkpoint (not a torch.save file)"
+                             ) from error
+        raise ValueError(f"{path}: refused: the file holds a Python object ({found.group(1)}) "
+                         f"besides tensors and plain containers, which could run code when "
+                         f"loaded; mp3d never writes such checkpoints") from error
     except Exception as error:
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != format_name:

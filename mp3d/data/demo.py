@@ -20,12 +20,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from mp3d.cameras import (
+    Orbit,
     image_rays,
     intrinsics_from_fov,
     invert_rigid,
     look_at,
     opencv_to_opengl,
-    turntable_directions,
 )
 from mp3d.io import to_uint8
 from mp3d.ops.volume_rendering import render_rays
@@ -149,7 +149,8 @@ def orbit_c2ws(directions: torch.Tensor, distance: float = CAMERA_DISTANCE) -> t
 
 def turntable_c2ws(n_frames: int, elevation_deg: float = 25.0) -> torch.Tensor:
     """Camera-to-world [n,4,4] (OpenCV) of a full circle at fixed elevation around the object."""
-    return orbit_c2ws(turntable_directions(n_frames, elevation_deg))
+    orbit = Orbit.around(radius=CAMERA_DISTANCE, elevation_deg=elevation_deg)
+    return invert_rigid(orbit.viewmats(n_frames).double())
 
 
 # ----------------------------------------------------------------------------- files

@@ -1,5 +1,6 @@
-"""What every dataset of posed images shares: per-view tensors, cameras, subsets, and
-reading an image file downscaled by area averaging."""
+"""What every dataset of posed images shares: per-view tensors, cameras, subsets, the
+hold-out rule for evaluation views, and reading an image file downscaled by area
+averaging."""
 
 from __future__ import annotations
 
@@ -39,6 +40,33 @@ class PosedViews:
         idx = torch.as_tensor(list(indices), dtype=torch.long)
         views = {name: getattr(self, name)[idx] for name in self.PER_VIEW}
         return dataclasses.replace(self, names=[self.names[i] for i in idx.tolist()], **views)
+
+    def to(self, device: torch.device | str):
+        """The same views with every tensor field on `device`."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        return dataclasses.replace(self, **moved)
+
+    @property
+    def background_rgb(self) -> torch.Tensor:
+        """The background [3] the images are composited on (black if the scene has none)."""
+        background = getattr(self, "background", None)
+        if background is None:
+            return torch.zeros(3)
+        return torch.as_tensor(background, dtype=torch.float32).reshape(3)
+
+
+def hold_out(views: PosedViews, every: int, where: object = "views"
+             ) -> tuple[PosedViews, PosedViews]:
+    """(views kept for training, views held back for evaluation): every `every`-th view,
+    indices 0, every, 2 every, ... is held back. `where` names the data in errors."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 2:
+        raise ValueError(f"holdout must be an int >= 2, got {every!r}")
+    if len(views) < 2:
+        raise ValueError(f"{where}: needs at least 2 views to hold some back, got {len(views)}")
+    held = list(range(0, len(views), every))
+    kept = [i for i in range(len(views)) if i % every != 0]
+    return views.subset(kept), views.subset(held)
 
 
 def read_image(path: Path, mode: str, downscale: int, missing: str = "image not found"

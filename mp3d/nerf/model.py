@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from mp3d.cameras import Camera, look_at, turntable_directions
+from mp3d.cameras import Camera
 from mp3d.nerf.fields import HashNeRF, VanillaNeRF
 from mp3d.nerf.occupancy import OccupancyGrid
 from mp3d.nerf.samplers import importance_bins, merge_bins, pack_bins, ray_aabb, stratified_bins
 from mp3d.ops.volume_rendering import render_rays, render_weights
+from mp3d.rendering import Rendering
+from mp3d.training import Config, check_choice, check_float, check_int
 
 MODEL_KINDS = ("hash", "vanilla")
 
 
 @dataclass
-class ModelLayout:
+class ModelLayout(Config):
     """Sizes of a NeRF model's parts, shared by the training config and the model spec."""
 
     # hash model
@@ -31,6 +34,18 @@ class ModelLayout:
     n_coarse: int = 64
     n_fine: int = 128
 
+    def validate(self) -> None:
+        super().validate()
+        check_int("n_levels", self.n_levels, 1, 32)
+        check_int("log2_table_size", self.log2_table_size, 4, 30)
+        check_int("finest_resolution", self.finest_resolution, 2)
+        check_int("grid_resolution", self.grid_resolution, 1, 1024)
+        if self.march_steps is not None:
+            check_int("march_steps", self.march_steps, 1)
+        check_float("alpha_threshold", self.alpha_threshold, 0.0, 1.0)
+        check_int("n_coarse", self.n_coarse, 1)
+        check_int("n_fine", self.n_fine, 0)
+
 
 @dataclass
 class ModelSpec(ModelLayout):
@@ -41,13 +56,14 @@ class ModelSpec(ModelLayout):
     near: float = 2.0
     far: float = 6.0
 
-    def __post_init__(self):
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
-        if len(self.aabb) != 6 or not all(lo < hi for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
+    def validate(self) -> None:
+        super().validate()
+        check_choice("model kind", self.kind, MODEL_KINDS)
+        if len(self.aabb) != 6 or not all(math.isfinite(v) for v in self.aabb) \
+                or not all(lo < hi for lo, hi in zip(self.aabb[:3], self.aabb[3:], strict=True)):
             raise ValueError(f"aabb must be [xmin, ymin, zmin, xmax, ymax, zmax], got {self.aabb}")
-        if not 0 <= self.near < self.far:
-            raise ValueError(f"need 0 <= near < far, got near={self.near}, far={self.far}")
+        check_float("near", self.near, 0.0)
+        check_float("far", self.far, self.near, exclusive_minimum=True)
         if self.march_steps is None:
             self.march_steps = 512
 
@@ -131,10 +147,17 @@ class NeRFModel(nn.Module):
         return {"rgb": rgb, "opacity": opacity, "depth": depth, "coarse_rgb": coarse_rgb,
                 "n_samples": torch.tensor(packed[0].shape[0])}
 
+    def forward(self, origins: torch.Tensor, directions: torch.Tensor,
+                background: torch.Tensor | float, jitter: bool = False,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """render_rays, so that DistributedDataParallel can wrap the model."""
+        return self.render_rays(origins, directions, background, jitter, generator)
+
     @torch.no_grad()
     def render(self, camera: Camera, background=(1.0, 1.0, 1.0), chunk: int = 16384
-               ) -> dict[str, torch.Tensor]:
-        """Renders a full image: {"rgb" [H,W,3], "depth" [H,W], "opacity" [H,W]}."""
+               ) -> Rendering:
+        """Renders a full image seen by `camera`, composited on `background` (an RGB triple
+        or a grey level): Rendering(rgb [H,W,3], depth [H,W], opacity [H,W])."""
         device = self.aabb.device
         origins, directions = camera.to(device).rays()
         origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
@@ -142,11 +165,11 @@ class NeRFModel(nn.Module):
         parts = [self.render_rays(origins[i:i + chunk], directions[i:i + chunk], bg)
                  for i in range(0, origins.shape[0], chunk)]
         h, w = camera.height, camera.width
-        return {
-            "rgb": torch.cat([p["rgb"] for p in parts]).reshape(h, w, 3),
-            "depth": torch.cat([p["depth"] for p in parts]).reshape(h, w),
-            "opacity": torch.cat([p["opacity"] for p in parts]).reshape(h, w),
-        }
+        return Rendering(
+            rgb=torch.cat([p["rgb"] for p in parts]).reshape(h, w, 3),
+            depth=torch.cat([p["depth"] for p in parts]).reshape(h, w),
+            opacity=torch.cat([p["opacity"] for p in parts]).reshape(h, w),
+        )
 
     @torch.no_grad()
     def density(self, points: torch.Tensor) -> torch.Tensor:
@@ -160,10 +183,3 @@ class NeRFModel(nn.Module):
             directions = torch.tensor([0.0, 0.0, -1.0], device=points.device).expand_as(points)
         return self.field(points, directions)[1]
 
-
-def orbit_cameras(K: torch.Tensor, width: int, height: int, radius: float, n_frames: int,
-                  elevation_deg: float = 30.0) -> list[Camera]:
-    """Cameras on a circle of `radius` around the origin (z up), for turntable renders."""
-    eyes = (turntable_directions(n_frames, elevation_deg) * radius).float()
-    viewmats = look_at(eyes, torch.zeros_like(eyes))
-    return [Camera(K, viewmat, width, height) for viewmat in viewmats]

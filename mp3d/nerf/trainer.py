@@ -1,56 +1,66 @@
 """Training a NeRF on posed images: random ray batches, Adam with a decaying learning rate,
-occupancy-grid refreshes, progress, TensorBoard scalars, and atomic checkpoints to resume."""
+occupancy-grid refreshes, on the shared training layer (budget, progress, TensorBoard
+scalars, atomic checkpoints to resume). Under torchrun each rank draws its own rays, the
+model is wrapped in DistributedDataParallel (gradients averaged; its buffers, the occupancy
+grid among them, broadcast from rank 0 at every step), and rank 0 alone writes checkpoints.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from torch.nn.parallel import DistributedDataParallel
 
+from mp3d import distributed
 from mp3d.cameras import invert_rigid, random_rays
-from mp3d.data.blender import BlenderScene
+from mp3d.data.views import PosedViews
 from mp3d.metrics import mse_to_psnr
-from mp3d.nerf.checkpoint import load_checkpoint, save_checkpoint
+from mp3d.nerf.checkpoint import FORMAT, VERSION, load_checkpoint, model_payload
 from mp3d.nerf.model import ModelLayout, ModelSpec, NeRFModel
+from mp3d.training import (
+    TrainerConfig,
+    TrainingRun,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_device,
+)
 
 BACKGROUNDS = ("white", "black", "random")
 
 
 @dataclass
-class TrainConfig(ModelLayout):
+class TrainConfig(TrainerConfig, ModelLayout):
     """How to train. `steps` bounds the run; `minutes`, if set, bounds it by wall time too.
-    The inherited layout fields size the model (march_steps defaults to ~1.5 per pixel)."""
+    The inherited layout fields size the model (march_steps defaults to ~1.5 per pixel).
+    `batch_rays` is the batch of each process (under torchrun the total is N times it)."""
 
     model: str = "hash"
-    steps: int = 5000
-    minutes: float | None = None
+    steps: int | None = 5000
     batch_rays: int = 4096
     lr: float | None = None  # default: 1e-2 for hash, 5e-4 for vanilla
     lr_final_factor: float = 0.03
     background: str = "random"
     grid_update_every: int = 16
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 25
 
-    def __post_init__(self):
-        if self.background not in BACKGROUNDS:
-            raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
-        if self.steps < 1 or self.batch_rays < 1:
-            raise ValueError(f"steps and batch_rays must be >= 1, got {self.steps}, {self.batch_rays}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+    def validate(self) -> None:
+        super().validate()
+        check_choice("model", self.model, ("hash", "vanilla"))
+        check_choice("background", self.background, BACKGROUNDS)
+        check_int("batch_rays", self.batch_rays, 1, 1 << 24)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0.0, exclusive_minimum=True)
+        check_float("lr_final_factor", self.lr_final_factor, 0.0, 1.0, exclusive_minimum=True)
+        check_int("grid_update_every", self.grid_update_every, 1)
 
-    def model_spec(self, dataset: BlenderScene) -> ModelSpec:
+    def model_spec(self, dataset: PosedViews) -> ModelSpec:
         """The spec of a model for `dataset`: its box and depth range, this layout."""
         layout = {f.name: getattr(self, f.name) for f in fields(ModelLayout)}
         if layout["march_steps"] is None:
             layout["march_steps"] = max(64, round(1.5 * max(dataset.width, dataset.height)))
-        return ModelSpec(kind=self.model, aabb=dataset.aabb.tolist(), near=dataset.near,
-                         far=dataset.far, **layout)
+        return ModelSpec(kind=self.model, aabb=[float(v) for v in dataset.aabb.tolist()],
+                         near=float(dataset.near), far=float(dataset.far), **layout)
 
     @property
     def initial_lr(self) -> float:
@@ -66,12 +76,16 @@ def _optimizer(model: NeRFModel, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
 
 
-def _training_targets(dataset: BlenderScene, image: torch.Tensor, pixels: torch.Tensor,
+def _training_targets(dataset: PosedViews, image: torch.Tensor, pixels: torch.Tensor,
                       background: torch.Tensor) -> torch.Tensor:
-    """Ground-truth colours [n,3] of the sampled pixels, re-composited on `background` [n,3]."""
+    """Ground-truth colours [n,3] of the sampled pixels, re-composited on `background` [n,3]
+    where the views have alpha masks (opaque images are their own targets)."""
     rgb = dataset.images[image, pixels[:, 1], pixels[:, 0]]
-    alpha = dataset.alphas[image, pixels[:, 1], pixels[:, 0]][:, None]
-    return rgb + (1.0 - alpha) * (background - dataset.background)
+    alphas = getattr(dataset, "alphas", None)
+    if alphas is None:
+        return rgb
+    alpha = alphas[image, pixels[:, 1], pixels[:, 0]][:, None]
+    return rgb + (1.0 - alpha) * (background - dataset.background_rgb.to(rgb))
 
 
 def _lr_factor(progress: float, final: float) -> float:
@@ -79,111 +93,85 @@ def _lr_factor(progress: float, final: float) -> float:
     return final ** max(0.0, 2.0 * progress - 1.0)
 
 
-class _Clock:
-    """Training progress in [0,1] by steps and by wall time, whichever is further."""
-
-    def __init__(self, config: TrainConfig, elapsed: float):
-        self.config = config
-        self.started = time.perf_counter() - elapsed
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def progress(self, step: int) -> float:
-        fraction = step / self.config.steps
-        if self.config.minutes is not None:
-            fraction = max(fraction, self.elapsed / (60.0 * self.config.minutes))
-        return min(fraction, 1.0)
+def _check_dataset(dataset: PosedViews) -> None:
+    for name in ("images", "Ks", "c2ws", "aabb"):
+        if not isinstance(getattr(dataset, name, None), torch.Tensor):
+            raise ValueError(f"dataset must have a tensor .{name} (a PosedViews such as "
+                             f"BlenderScene or ColmapScene), got {type(dataset).__name__}")
+    if len(dataset) == 0:
+        raise ValueError("dataset must hold at least one view, got 0")
 
 
-def _tensorboard(out_dir: Path | None):
-    if out_dir is None:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def train(dataset: BlenderScene, config: TrainConfig | None = None,
-          out_dir: str | Path | None = None, device: str | torch.device | None = None,
-          progress: bool = True, meta: dict | None = None) -> NeRFModel:
-    """Trains a NeRF on `dataset`; with `out_dir`, checkpoints to out_dir/checkpoint.pt and
-    resumes from it if present (`meta`, e.g. where the data came from, is stored with it).
-    Returns the model (in eval mode)."""
+def train(dataset: PosedViews, config: TrainConfig | None = None,
+          out_dir=None, device: str | torch.device | None = None,
+          progress: bool = True, meta: dict | None = None, fresh: bool = False) -> NeRFModel:
+    """Trains a NeRF on `dataset` (any PosedViews with a scene box: Blender, COLMAP); with
+    `out_dir`, checkpoints to out_dir/checkpoint.pt and resumes from it if present (unless
+    `fresh`; a checkpoint whose `meta`, e.g. where the data came from, differs is refused).
+    Returns the model (in eval mode) with .train_stats."""
     config = config or TrainConfig()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out_dir = Path(out_dir) if out_dir is not None else None
-    checkpoint = out_dir / "checkpoint.pt" if out_dir is not None else None
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _check_dataset(dataset)
+    device = resolve_device(device)
+    distributed.init(device)
+    rank = distributed.rank()
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    rays = torch.Generator().manual_seed(config.seed + rank)  # each rank its own batches
+    grid_draws = torch.Generator().manual_seed(config.seed)  # identical grid updates
 
-    if checkpoint is not None and checkpoint.is_file():
-        model, state = load_checkpoint(checkpoint, device=device)
+    run = TrainingRun(config, out_dir, FORMAT, VERSION, meta=meta, desc="training NeRF",
+                      progress=progress, fresh=fresh, kind="NeRF")
+    payload = run.resume()
+    if payload is not None:
+        model, _ = load_checkpoint(run.checkpoint, device=device)
         if model.spec.kind != config.model:
-            raise ValueError(f"{checkpoint}: holds a {model.spec.kind!r} model, "
+            raise ValueError(f"{run.checkpoint}: holds a {model.spec.kind!r} model, "
                              f"but config.model is {config.model!r}")
         optimizer = _optimizer(model, config)
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
-        generator.set_state(state["generator"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if payload.get("generator") is not None and rank == 0:
+            rays.set_state(payload["generator"])
+        else:
+            rays.manual_seed(config.seed + rank + 7919 * run.step)
+        grid_draws.manual_seed(config.seed + run.step)
     else:
         model = NeRFModel(config.model_spec(dataset)).to(device)
         optimizer = _optimizer(model, config)
-        step, elapsed = 0, 0.0
 
-    data = _on_device(dataset, device)
-    if config.model == "hash" and step == 0:
-        model.grid.carve(data.Ks, invert_rigid(data.c2ws), data.alphas)
-    clock = _Clock(config, elapsed)
-    writer = _tensorboard(out_dir)
+    data = dataset.to(device)
+    alphas = getattr(data, "alphas", None)
+    if config.model == "hash" and run.step == 0 and alphas is not None:
+        model.grid.carve(data.Ks, invert_rigid(data.c2ws), alphas)
+    network = model
+    if distributed.active():
+        distributed.broadcast_(list(model.state_dict().values()))
+        network = DistributedDataParallel(model, device_ids=[device.index]
+                                          if device.type == "cuda" else None)
     model.train()
-    # A time-bounded run shows its progress in seconds of the budget, else in steps.
-    timed = config.minutes is not None
-    bar = tqdm(total=round(60 * config.minutes) if timed else config.steps,
-               initial=round(elapsed) if timed else step, unit="s" if timed else "step",
-               desc="training NeRF", disable=not progress, dynamic_ncols=True)
     rays_seen = 0
-    while step < config.steps and clock.progress(step) < 1.0:
+    while run.running():
         for group in optimizer.param_groups:
-            group["lr"] = config.initial_lr * _lr_factor(clock.progress(step), config.lr_final_factor)
-        if config.model == "hash" and step % config.grid_update_every == 0:
-            model.grid.update(model.field.density, model.step_size, generator=generator)
-        loss, mse = _train_step(model, optimizer, data, config, generator, device)
-        step += 1
+            group["lr"] = config.initial_lr * _lr_factor(run.progress, config.lr_final_factor)
+        if config.model == "hash" and run.step % config.grid_update_every == 0:
+            model.grid.update(model.field.density, model.step_size, generator=grid_draws)
+        loss, mse = _train_step(network, optimizer, data, config, rays, device)
         rays_seen += config.batch_rays
-        bar.update(min(round(clock.elapsed), bar.total) - bar.n if timed else 1)
-        if step % config.log_every == 0 or step == 1:
-            psnr = mse_to_psnr(mse)
-            bar.set_postfix(step=step, loss=f"{loss:.4f}", psnr=f"{psnr:.2f}")
-            if writer is not None:
-                writer.add_scalar("train/loss", loss, step)
-                writer.add_scalar("train/psnr", psnr, step)
-        if checkpoint is not None and step % config.checkpoint_every == 0:
-            save_checkpoint(checkpoint, model, optimizer, step, clock.elapsed, generator, config,
-                            meta)
-    bar.close()
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, model, optimizer, step, clock.elapsed, generator, config, meta)
-    if writer is not None:
-        writer.close()
-    model.train_stats = {"steps": step, "seconds": clock.elapsed,
-                         "rays_per_second": rays_seen / max(clock.elapsed - elapsed, 1e-9)}
+        run.advance(loss=loss, psnr=mse_to_psnr(mse))
+        if run.checkpoint_due():
+            run.save(model_payload(model, optimizer, rays))
+    stats = run.finish(model_payload(model, optimizer, rays))
+    seconds = max(stats["seconds"] - run.start_elapsed, 1e-9)
+    model.train_stats = {**stats, "rays_per_second": rays_seen * distributed.world_size()
+                         / seconds}
     return model.eval()
 
 
-def _on_device(dataset: BlenderScene, device: torch.device) -> BlenderScene:
-    return BlenderScene(dataset.images.to(device), dataset.alphas.to(device),
-                        dataset.Ks.to(device), dataset.c2ws.to(device), dataset.names,
-                        dataset.background.to(device), dataset.near, dataset.far,
-                        dataset.aabb.to(device))
-
-
-def _train_step(model: NeRFModel, optimizer: torch.optim.Optimizer, data: BlenderScene,
+def _train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, data: PosedViews,
                 config: TrainConfig, generator: torch.Generator, device: torch.device
                 ) -> tuple[float, float]:
+    """One batch of random rays: render, MSE (plus the coarse MSE of the vanilla model),
+    backward, Adam step -> (loss, mse)."""
     origins, directions, image, pixels = random_rays(data.Ks, data.c2ws, data.width, data.height,
                                                      config.batch_rays, generator=generator)
     n = origins.shape[0]
@@ -193,7 +181,7 @@ def _train_step(model: NeRFModel, optimizer: torch.optim.Optimizer, data: Blende
         value = 1.0 if config.background == "white" else 0.0
         background = torch.full((n, 3), value, device=device)
     target = _training_targets(data, image, pixels, background)
-    out = model.render_rays(origins, directions, background, jitter=True, generator=generator)
+    out = network(origins, directions, background, jitter=True, generator=generator)
     mse = torch.mean((out["rgb"] - target) ** 2)
     loss = mse
     if "coarse_rgb" in out:

@@ -26,11 +26,12 @@ reset opacities every 3000 steps, max_screen_size = 20 px once past the first re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from mp3d import distributed
 from mp3d.ops._validation import check_tensor
 from mp3d.ops.gaussians import quaternion_to_rotation
 from mp3d.splat.model import GaussianModel, inverse_sigmoid
@@ -133,6 +134,18 @@ class DensityStats:
     ) -> None:
         """Adds one view: means2d_grad [N,2] (pixels, from info["means2d"].grad), visible
         [N] (bool) and optionally radii [N] (pixels) for screen-size pruning."""
+        self.add(*self.increments(means2d_grad, visible, width, height, radii))
+
+    def increments(
+        self,
+        means2d_grad: torch.Tensor | None,
+        visible: torch.Tensor,
+        width: int,
+        height: int,
+        radii: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What one view adds (see update): gradient norms in NDC units [N] and view counts
+        [N] of the Gaussians it saw, and its radii [N] (or None)."""
         if means2d_grad is None:
             raise ValueError("means2d_grad is None: call info['means2d'].retain_grad() "
                              "before backward()")
@@ -141,11 +154,20 @@ class DensityStats:
         check_tensor("visible", visible, shape=(n,), dtypes=(torch.bool,))
         ndc_scale = means2d_grad.new_tensor([width / 2.0, height / 2.0])
         norms = torch.linalg.vector_norm(means2d_grad.detach() * ndc_scale, dim=-1)
-        self.grad_sum[visible] += norms[visible].to(self.grad_sum.dtype)
-        self.count[visible] += 1
+        seen = visible.to(self.grad_sum.device)
+        grads = torch.where(seen, norms.to(self.grad_sum), torch.zeros_like(self.grad_sum))
         if radii is not None:
             check_tensor("radii", radii, shape=(n,))
-            self.max_radii = torch.maximum(self.max_radii, radii.to(self.max_radii.dtype))
+            radii = radii.to(self.max_radii.dtype)
+        return grads, seen.to(self.count.dtype), radii
+
+    def add(self, grads: torch.Tensor, counts: torch.Tensor,
+            radii: torch.Tensor | None = None) -> None:
+        """Adds gradient norms [N] and view counts [N]; keeps the largest radii [N]."""
+        self.grad_sum += grads
+        self.count += counts
+        if radii is not None:
+            self.max_radii = torch.maximum(self.max_radii, radii)
 
     def mean_grads(self) -> torch.Tensor:
         """Mean gradient norm [N] over the views that saw each Gaussian (0 if none did)."""
@@ -249,3 +271,80 @@ def reset_opacity(
     for moment in optimizer.state.get(logits, {}).values():
         if torch.is_tensor(moment) and moment.shape == logits.shape:
             moment.zero_()
+
+
+# ----------------------------------------------------------------------------- the strategy
+
+
+@dataclass
+class DensityControl:
+    """The adaptive density control of 3DGS as an object the training loop calls around each
+    step, so the loop stays short and the policy can be swapped:
+    `step_pre_backward` before loss.backward() (keeps the 2D means' gradient),
+    `step_post_backward` after it and the optimizer step (gathers the gradient statistics,
+    densifies and prunes, resets opacities, on the schedule of the module docstring).
+
+    Steps count from 1, as the original schedule does. Gathering (and with it densification
+    and opacity resets) runs while the step is before `densify_until` and the run's progress
+    before `densify_until_fraction`. Under torchrun the statistics are summed over the ranks,
+    so every rank edits the same Gaussians.
+    """
+
+    scene_extent: float
+    densify_from: int = 500
+    densify_until: int = 15_000
+    densify_until_fraction: float = 0.5
+    densify_every: int = 100
+    opacity_reset_every: int = 3000
+    grad_threshold: float = GRAD_THRESHOLD
+    percent_dense: float = PERCENT_DENSE
+    min_opacity: float = MIN_OPACITY
+    max_screen_size: float | None = 20.0
+    stats: DensityStats | None = None
+    totals: dict[str, int] = field(default_factory=lambda: {
+        "densifications": 0, "cloned": 0, "split": 0, "pruned": 0, "opacity_resets": 0})
+
+    def gathering(self, step: int, progress: float) -> bool:
+        """Whether step `step` (1-based), begun at `progress`, gathers statistics."""
+        return step < self.densify_until and progress < self.densify_until_fraction
+
+    def step_pre_backward(self, info: dict[str, torch.Tensor], step: int,
+                          progress: float) -> None:
+        """Keeps the gradient of info["means2d"] when this step gathers statistics."""
+        means2d = info["means2d"]
+        if self.gathering(step, progress) and means2d.requires_grad:
+            means2d.retain_grad()
+
+    def step_post_backward(self, model: GaussianModel, optimizer: torch.optim.Optimizer,
+                           info: dict[str, torch.Tensor], step: int, progress: float,
+                           width: int, height: int,
+                           generator: torch.Generator | None = None) -> None:
+        """After step `step` (1-based, begun at `progress`) of a width x height view: adds its
+        statistics, then densifies and prunes or resets opacities when the schedule says."""
+        if self.stats is None or len(self.stats.grad_sum) != len(model):
+            self.stats = DensityStats.zeros(len(model), model.means.device)
+        if not self.gathering(step, progress):
+            return
+        means2d = info["means2d"]
+        grad = means2d.grad if means2d.grad is not None else torch.zeros_like(means2d)
+        grads, counts, radii = self.stats.increments(grad, info["visible"], width, height,
+                                                     info["radii"])
+        distributed.all_reduce_sum_([grads, counts])
+        distributed.all_reduce_max_([radii])
+        self.stats.add(grads, counts, radii)
+        if step > self.densify_from and step % self.densify_every == 0:
+            screen = self.max_screen_size if step > self.opacity_reset_every else None
+            counts = densify_and_prune(model, optimizer, self.stats, self.scene_extent,
+                                       grad_threshold=self.grad_threshold,
+                                       percent_dense=self.percent_dense,
+                                       min_opacity=self.min_opacity, max_screen_size=screen,
+                                       generator=generator)
+            self.totals["densifications"] += 1
+            for key, value in counts.items():
+                self.totals[key] += value
+            if len(model) == 0:
+                raise RuntimeError(f"densification at step {step} pruned every Gaussian "
+                                   f"(min_opacity={self.min_opacity})")
+        if step % self.opacity_reset_every == 0:
+            reset_opacity(model, optimizer)
+            self.totals["opacity_resets"] += 1

@@ -16,8 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mp3d._backend import Impl
+from mp3d.cameras import Camera
 from mp3d.ops._validation import FLOAT_DTYPES, check_finite, check_length, check_tensor
 from mp3d.ops.gaussians import MAX_SH_DEGREE, rasterize
+from mp3d.rendering import Rendering
 from mp3d.splat import ply
 
 __all__ = ["SH_C0", "GaussianModel", "inverse_sigmoid", "nearest_neighbour_scales"]
@@ -205,17 +208,30 @@ class GaussianModel(nn.Module):
 
     # ------------------------------------------------------------------------- rendering
 
-    def render(
+    def rasterize(
         self,
         viewmat: torch.Tensor,
         K: torch.Tensor,
         width: int,
         height: int,
         background: torch.Tensor | float | None = None,
-        impl: str = "auto",
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """rgb [H,W,3], alpha [H,W], depth [H,W] and info (see mp3d.ops.gaussians.rasterize)
-        from a world-to-camera viewmat [4,4] and pixel intrinsics K [3,3]."""
-        return rasterize(self.means, self.unit_quats, self.scales, self.opacities, self.sh,
-                         viewmat, K, width, height, sh_degree=self.active_sh_degree,
-                         background=background, impl=impl)
+        impl: Impl = "auto",
+    ) -> tuple[Rendering, dict[str, torch.Tensor]]:
+        """The image seen from a world-to-camera viewmat [4,4] with pixel intrinsics K [3,3]
+        (depth: expected camera z, not divided by opacity), and the rasterizer's info (the 2D
+        means, radii and visibility that densification needs; see
+        mp3d.ops.gaussians.rasterize)."""
+        rgb, opacity, depth, info = rasterize(
+            self.means, self.unit_quats, self.scales, self.opacities, self.sh, viewmat, K,
+            width, height, sh_degree=self.active_sh_degree, background=background, impl=impl)
+        return Rendering(rgb=rgb, depth=depth, opacity=opacity), info
+
+    def render(self, camera: Camera, background: torch.Tensor | float | None = None,
+               impl: Impl = "auto") -> Rendering:
+        """The image `camera` sees, composited on `background` (RGB [3] or a grey level;
+        none: black): Rendering(rgb [H,W,3], depth [H,W], opacity [H,W])."""
+        camera = camera.to(self.means.device)
+        if isinstance(background, torch.Tensor):
+            background = background.to(self.means)
+        return self.rasterize(camera.viewmat.to(self.means), camera.K.to(self.means),
+                              camera.width, camera.height, background, impl)[0]

@@ -16,35 +16,29 @@ from pathlib import Path
 
 import torch
 
-from mp3d.cameras import intrinsics_from_fov, invert_rigid, project
-from mp3d.data.blender import BlenderScene, load_blender, parse_background
-from mp3d.data.colmap import ColmapScene, load_colmap
+from mp3d import distributed
+from mp3d.cameras import intrinsics_from_fov, invert_rigid, orbit_of_views, project
+from mp3d.data.blender import BlenderScene, parse_background
+from mp3d.data.colmap import ColmapScene
+from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene
 from mp3d.data.views import PosedViews
 from mp3d.ops.gaussians import MAX_SH_DEGREE
-from mp3d.splat.export import (
-    evaluate,
-    orbit_of_gaussians,
-    orbit_of_views,
-    render_turntable,
-    view_background,
-    write_json,
-)
+from mp3d.rendering import evaluate, render_turntable, write_json
+from mp3d.splat.export import orbit_of_gaussians
 from mp3d.splat.model import GaussianModel
 from mp3d.splat.trainer import CHECKPOINT_NAME, SplatConfig, train
+from mp3d.training import check_int, check_out_dir, resolve_device
 
 __all__ = [
     "default_init_points",
-    "detect_format",
     "fit_scene",
     "initial_gaussians",
-    "load_views",
     "render_ply",
     "visual_hull_points",
 ]
 
 INIT_POINTS_CUDA = 100_000  # the original's random start for synthetic scenes
 INIT_POINTS_CPU = 20_000  # keeps the first densification rounds affordable on a few cores
-FORMATS = ("blender", "colmap")
 HULL_MIN_ALPHA = 0.01  # foreground where the (area-averaged) alpha exceeds this
 HULL_MAX_ROUNDS = 20  # batches of 4 n draws before the visual hull gives up
 
@@ -52,49 +46,6 @@ HULL_MAX_ROUNDS = 20  # batches of 4 n draws before the visual hull gives up
 def default_init_points(device: str | torch.device) -> int:
     """Random Gaussians to start a scene without a point cloud on `device`."""
     return INIT_POINTS_CUDA if torch.device(device).type == "cuda" else INIT_POINTS_CPU
-
-
-def detect_format(data_dir: str | Path) -> str:
-    """"blender" for a folder with transforms_train.json, "colmap" for one with sparse/0."""
-    data_dir = Path(data_dir)
-    if (data_dir / "transforms_train.json").is_file():
-        return "blender"
-    if (data_dir / "sparse" / "0").is_dir():
-        return "colmap"
-    raise FileNotFoundError(f"{data_dir}: not a scene folder (expected transforms_train.json "
-                            f"for a Blender scene or sparse/0 for a COLMAP reconstruction)")
-
-
-def _hold_out(views: PosedViews, holdout: int, data_dir: Path) -> tuple[PosedViews, PosedViews]:
-    """(views kept for training, every holdout-th view: indices 0, holdout, 2 holdout, ...)."""
-    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 2:
-        raise ValueError(f"holdout must be an int >= 2, got {holdout!r}")
-    if len(views) < 2:
-        raise ValueError(f"{data_dir}: needs at least 2 views to hold some back, got {len(views)}")
-    held = list(range(0, len(views), holdout))
-    kept = [i for i in range(len(views)) if i % holdout != 0]
-    return views.subset(kept), views.subset(held)
-
-
-def load_views(
-    data_dir: str | Path,
-    downscale: int = 1,
-    background="white",
-    holdout: int = 8,
-    progress: bool = True,
-) -> tuple[PosedViews, PosedViews, str]:
-    """(training views, evaluation views, format) of a scene folder. Blender: the test split
-    if there is one, else every `holdout`-th training view held back (images composited on
-    `background`); COLMAP: every `holdout`-th image, sorted by name, held back."""
-    data_dir = Path(data_dir)
-    kind = detect_format(data_dir)
-    if kind == "colmap":
-        return (*_hold_out(load_colmap(data_dir, downscale, progress=progress), holdout,
-                           data_dir), kind)
-    views = load_blender(data_dir, "train", downscale, background, progress)
-    if (data_dir / "transforms_test.json").is_file():
-        return views, load_blender(data_dir, "test", downscale, background, progress), kind
-    return (*_hold_out(views, holdout, data_dir), kind)
 
 
 def visual_hull_points(
@@ -165,46 +116,59 @@ def fit_scene(
     config: SplatConfig | None = None,
     downscale: int = 1,
     background="white",
-    holdout: int = 8,
+    holdout: int = DEFAULT_HOLDOUT,
     init_points: int | None = None,
     sh_degree: int = MAX_SH_DEGREE,
     carve: bool = True,
     turntable_frames: int = 36,
     device: str | torch.device | None = None,
     progress: bool = True,
+    fresh: bool = False,
 ) -> dict:
-    """Trains Gaussians on a Blender or COLMAP folder (see load_views; initial_gaussians
-    starts them, with init_points, sh_degree and carve), then evaluates them on the held-out
-    views and renders a turntable. Writes out_dir/checkpoint.pt, point_cloud.ply (3DGS
-    layout), metrics.json (PSNR in dB, SSIM, training statistics), test/*.png, turntable.gif."""
+    """Trains Gaussians on a Blender or COLMAP folder (see mp3d.data.scene.load_scene;
+    initial_gaussians starts them, with init_points, sh_degree and carve), then evaluates them
+    on the held-out views and renders a turntable. Writes out_dir/checkpoint.pt,
+    point_cloud.ply (3DGS layout), metrics.json (PSNR in dB, SSIM, training statistics),
+    test/*.png and test/metrics.json, turntable.gif. Under torchrun, rank 0 alone writes
+    and evaluates."""
     config = config if config is not None else SplatConfig()
-    if init_points is not None and (isinstance(init_points, bool)
-                                    or not isinstance(init_points, int) or init_points < 2):
-        raise ValueError(f"init_points must be an int >= 2 or None, got {init_points!r}")
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_views, eval_views, kind = load_views(data_dir, downscale, background, holdout, progress)
+    if init_points is not None:
+        check_int("init_points", init_points, 2)
+    check_int("turntable_frames", turntable_frames, 1)
+    out_dir, data_dir = check_out_dir(out_dir), Path(data_dir)
+    device = resolve_device(device)
+    train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout,
+                                               progress)
     model = initial_gaussians(train_views, init_points, sh_degree, config.seed, device, carve)
     initial = len(model)
     meta = {"data": str(data_dir.resolve()), "format": kind, "downscale": downscale,
-            "width": train_views.width, "height": train_views.height,
-            "background": view_background(train_views).tolist()}
+            "holdout": holdout, "width": train_views.width, "height": train_views.height,
+            "background": train_views.background_rgb.tolist()}
     train(train_views, model, config, out_dir=out_dir, device=device, progress=progress,
-          meta=meta)
-    stats = model.train_stats
-    ply = model.save_ply(out_dir / "point_cloud.ply")
-    metrics = evaluate(model, eval_views, out_dir / "test", impl=config.impl, progress=progress)
-    gif = render_turntable(model, orbit_of_views(train_views.c2ws), train_views.Ks[0],
-                           train_views.width, train_views.height, out_dir / "turntable.gif",
-                           turntable_frames, background=view_background(train_views),
-                           impl=config.impl, progress=progress)
-    summary = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "format": kind,
-               "train_views": len(train_views), "eval_views": len(eval_views),
-               "initial_gaussians": initial, **stats}
-    write_json(out_dir / "metrics.json", {**summary, "views": metrics["views"]})
-    return {**summary, "checkpoint": out_dir / CHECKPOINT_NAME, "ply": ply,
-            "metrics": out_dir / "metrics.json", "images": out_dir / "test", "turntable": gif,
-            "model": model}
+          meta=meta, fresh=fresh)
+    summary = {"format": kind, "train_views": len(train_views), "eval_views": len(eval_views),
+               "initial_gaussians": initial, **model.train_stats}
+    paths = {"checkpoint": out_dir / CHECKPOINT_NAME, "ply": out_dir / "point_cloud.ply",
+             "metrics": out_dir / "metrics.json", "images": out_dir / "test",
+             "turntable": out_dir / "turntable.gif"}
+    if not distributed.is_main_process():
+        return {**summary, **paths, "model": model}
+    model.save_ply(paths["ply"])
+    render = _renderer(model, config.impl)
+    metrics = evaluate(render(train_views.background_rgb), eval_views, paths["images"],
+                       progress=progress)
+    cameras = orbit_of_views(train_views.c2ws).cameras(train_views.Ks[0], train_views.width,
+                                                       train_views.height, turntable_frames)
+    render_turntable(render(train_views.background_rgb), cameras, paths["turntable"],
+                     progress=progress)
+    summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
+    write_json(paths["metrics"], {**summary, "views": metrics["views"]})
+    return {**summary, **paths, "model": model}
+
+
+def _renderer(model: GaussianModel, impl: str):
+    """background -> (camera -> Rendering) of `model` with the kernel `impl`."""
+    return lambda background: lambda camera: model.render(camera, background, impl)
 
 
 def render_ply(
@@ -225,13 +189,13 @@ def render_ply(
     """Renders a turntable around the Gaussians of a 3DGS PLY file about the world axis `up`
     ("+z", "-y", ...): out_dir/frames/frame_NNN.png and out_dir/turntable.gif. The camera
     circles the opaque Gaussians' median at `radius` (default: framing them in `fov_deg`)."""
-    for name, value in (("width", width), ("height", height), ("n_frames", n_frames)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if radius is not None and not radius > 0:
-        raise ValueError(f"radius must be > 0 or None, got {radius!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    ply, out_dir = Path(ply), Path(out_dir)
+    for name, value in (("width", width), ("height", height), ("frames", n_frames)):
+        check_int(name, value, 1)
+    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius)
+                                   and radius > 0):
+        raise ValueError(f"radius must be a finite number > 0 or None, got {radius!r}")
+    device = resolve_device(device)
+    ply, out_dir = Path(ply), check_out_dir(out_dir)
     if not ply.is_file():
         raise FileNotFoundError(f"PLY file not found: {ply}")
     model = GaussianModel.load_ply(ply).to(device)
@@ -239,8 +203,8 @@ def render_ply(
     if radius is not None:
         orbit.radius = float(radius)
     K = intrinsics_from_fov(math.radians(fov_deg), width, height)
-    gif = render_turntable(model, orbit, K, width, height, out_dir / "turntable.gif", n_frames,
-                           background=parse_background(background), frames_dir=out_dir / "frames",
-                           impl=impl, progress=progress)
+    gif = render_turntable(_renderer(model, impl)(parse_background(background).to(device)),
+                           orbit.cameras(K, width, height, n_frames), out_dir / "turntable.gif",
+                           frames_dir=out_dir / "frames", progress=progress)
     return {"turntable": gif, "frames": out_dir / "frames", "gaussians": len(model),
             "radius": orbit.radius, "centre": orbit.centre.tolist()}

@@ -22,50 +22,64 @@ the run's length, its intervals do not:
 For 30000 steps all of this is exactly the original schedule.
 
 Checkpoints go to out_dir/checkpoint.pt (atomically: a crash never loses the previous one),
-and training resumes from there.
+and training resumes from there. Under torchrun the Gaussians are replicated on every rank,
+each rank renders its own views, gradients are averaged and the densification statistics
+summed (mp3d.splat.density.DensityControl), so every rank edits the same Gaussians; rank 0
+alone writes files.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from mp3d._backend import IMPLS
+from mp3d import distributed
+from mp3d._backend import IMPLS, Impl
 from mp3d.cameras import invert_rigid
 from mp3d.data.views import PosedViews
 from mp3d.metrics import mse_to_psnr, ssim
-from mp3d.splat.checkpoint import density_stats_of, load_checkpoint, save_checkpoint
+from mp3d.splat.checkpoint import (
+    FORMAT,
+    VERSION,
+    density_stats_of,
+    gaussians_from_payload,
+    model_payload,
+)
 from mp3d.splat.density import (
     GRAD_THRESHOLD,
     MIN_OPACITY,
     PERCENT_DENSE,
+    DensityControl,
     DensityStats,
-    densify_and_prune,
-    reset_opacity,
 )
-from mp3d.splat.export import view_background
 from mp3d.splat.model import GaussianModel
+from mp3d.training import (
+    CHECKPOINT_NAME,
+    TrainerConfig,
+    TrainingRun,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_device,
+)
 
-__all__ = ["SplatConfig", "means_lr_factor", "scene_extent", "splat_loss", "train"]
+__all__ = ["CHECKPOINT_NAME", "SplatConfig", "means_lr_factor", "scene_extent", "splat_loss",
+           "train"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 EXTENT_MARGIN = 1.1
 SSIM_WINDOW = 11
 
 
 @dataclass
-class SplatConfig:
+class SplatConfig(TrainerConfig):
     """How to train Gaussians; defaults are those of the original 3DGS code. `steps` and/or
     `minutes` bound the run (either may be None, not both); learning rates of the means are
     multiplied by the scene extent. See the module docstring for short runs."""
 
     steps: int | None = 30_000
-    minutes: float | None = None
     means_lr: float = 1.6e-4
     means_lr_final: float = 1.6e-6
     sh_dc_lr: float = 2.5e-3
@@ -85,35 +99,24 @@ class SplatConfig:
     min_opacity: float = MIN_OPACITY
     opacity_reset_every: int = 3000
     max_screen_size: float | None = 20.0
-    seed: int = 0
     checkpoint_every: int = 1000
     log_every: int = 50
-    impl: str = "auto"
+    impl: Impl = "auto"
 
-    def __post_init__(self) -> None:
-        if self.steps is None and self.minutes is None:
-            raise ValueError("steps and minutes must not both be None: one has to bound the run")
-        if self.steps is not None:
-            _check_int("steps", self.steps, 1)
-        if self.minutes is not None and not _positive(self.minutes):
-            raise ValueError(f"minutes must be > 0 or None, got {self.minutes!r}")
+    def validate(self) -> None:
+        super().validate()
         for name in ("means_lr", "means_lr_final", "sh_dc_lr", "sh_rest_lr", "opacity_lr",
                      "scales_lr", "quats_lr", "adam_eps", "grad_threshold", "percent_dense"):
-            if not _positive(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            check_float(name, getattr(self, name), 0.0, exclusive_minimum=True)
         for name in ("ssim_weight", "densify_until_fraction", "min_opacity"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        for name in ("sh_every", "densify_every", "opacity_reset_every", "checkpoint_every",
-                     "log_every"):
-            _check_int(name, getattr(self, name), 1)
-        for name in ("densify_from", "densify_until", "seed"):
-            _check_int(name, getattr(self, name), 0)
-        if self.max_screen_size is not None and not _positive(self.max_screen_size):
-            raise ValueError(f"max_screen_size must be > 0 or None, got {self.max_screen_size!r}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got {self.impl!r}")
+            check_float(name, getattr(self, name), 0.0, 1.0)
+        for name in ("sh_every", "densify_every", "opacity_reset_every"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("densify_from", "densify_until"):
+            check_int(name, getattr(self, name), 0)
+        if self.max_screen_size is not None:
+            check_float("max_screen_size", self.max_screen_size, 0.0, exclusive_minimum=True)
+        check_choice("impl", self.impl, IMPLS)
 
     def learning_rates(self, extent: float) -> dict[str, float]:
         """Initial learning rate of each GaussianModel parameter for a scene of `extent`."""
@@ -121,15 +124,14 @@ class SplatConfig:
                 "log_scales": self.scales_lr, "opacity_logits": self.opacity_lr,
                 "sh_dc": self.sh_dc_lr, "sh_rest": self.sh_rest_lr}
 
-
-def _positive(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and value > 0
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    def density_control(self, extent: float) -> DensityControl:
+        """The densification strategy this config describes, for a scene of `extent`."""
+        return DensityControl(
+            extent, densify_from=self.densify_from, densify_until=self.densify_until,
+            densify_until_fraction=self.densify_until_fraction,
+            densify_every=self.densify_every, opacity_reset_every=self.opacity_reset_every,
+            grad_threshold=self.grad_threshold, percent_dense=self.percent_dense,
+            min_opacity=self.min_opacity, max_screen_size=self.max_screen_size)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -179,26 +181,6 @@ def _set_learning_rates(optimizer: torch.optim.Optimizer, config: SplatConfig, e
         group["lr"] = rates[group["name"]]
 
 
-class _Clock:
-    """Progress in [0,1] by steps and by wall time, whichever is further along."""
-
-    def __init__(self, config: SplatConfig, elapsed: float) -> None:
-        self.config = config
-        self.started = time.perf_counter() - elapsed
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def progress(self, step: int) -> float:
-        fraction = 0.0
-        if self.config.steps is not None:
-            fraction = step / self.config.steps
-        if self.config.minutes is not None:
-            fraction = max(fraction, self.elapsed / (60.0 * self.config.minutes))
-        return min(fraction, 1.0)
-
-
 def _check_dataset(dataset: PosedViews) -> None:
     for name in ("images", "Ks", "c2ws"):
         if not isinstance(getattr(dataset, name, None), torch.Tensor):
@@ -213,8 +195,10 @@ def _check_dataset(dataset: PosedViews) -> None:
                          f"got {list(dataset.Ks.shape)} and {list(dataset.c2ws.shape)}")
 
 
-def _restore(model: GaussianModel, saved: GaussianModel, path: Path) -> None:
+def _restore(model: GaussianModel, payload: dict, path: Path | None,
+             device: torch.device) -> None:
     """Puts the checkpoint's Gaussians into `model` (the caller's object) in place."""
+    saved = gaussians_from_payload(payload, path).to(device)
     if saved.max_sh_degree != model.max_sh_degree:
         raise ValueError(f"{path}: holds Gaussians with SH degree {saved.max_sh_degree}, but "
                          f"model has max_sh_degree {model.max_sh_degree}")
@@ -234,13 +218,15 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     meta: dict | None = None,
+    fresh: bool = False,
 ) -> GaussianModel:
     """Trains `model` in place on `dataset` (images [N,H,W,3] composited on its
     .background, black if it has none; cameras Ks [N,3,3], c2ws [N,4,4]) and returns it.
 
     With `out_dir`, checkpoints to out_dir/checkpoint.pt every config.checkpoint_every steps
     and at the end, and resumes from that file if it exists (the model's parameters are then
-    replaced by the checkpoint's); `meta` is stored with it. Sets model.train_stats.
+    replaced by the checkpoint's) unless `fresh`; `meta` is stored with it, and a checkpoint
+    with other meta (other data) is refused. Sets model.train_stats.
     """
     config = config if config is not None else SplatConfig()
     if not isinstance(config, SplatConfig):
@@ -252,121 +238,75 @@ def train(
     if config.ssim_weight > 0 and min(width, height) < SSIM_WINDOW:
         raise ValueError(f"dataset images must be at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
                          f"for the SSIM loss (or set ssim_weight=0), got {width}x{height}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out_dir = Path(out_dir) if out_dir is not None else None
-    checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    device = resolve_device(device)
+    distributed.init(device)
+    # One generator draws views and split positions; under torchrun each rank draws its own
+    # views, while split positions come from a generator every rank shares.
     generator = torch.Generator().manual_seed(config.seed)
+    views = generator if distributed.world_size() == 1 else \
+        torch.Generator().manual_seed(config.seed + 1 + distributed.rank())
     extent = scene_extent(dataset.c2ws)
 
+    run = TrainingRun(config, out_dir, FORMAT, VERSION, meta=meta, desc="training Gaussians",
+                      progress=progress, fresh=fresh, kind="splatting")
+    payload = run.resume()
     model.to(device)
-    step, elapsed, payload = 0, 0.0, None
-    if checkpoint is not None and checkpoint.is_file():
-        saved, payload = load_checkpoint(checkpoint, device=device)
-        _restore(model, saved, checkpoint)
-        step, elapsed = payload["step"], payload["elapsed"]
+    if payload is not None:
+        _restore(model, payload, run.checkpoint, device)
         if payload.get("generator") is not None:
             generator.set_state(payload["generator"])
     if len(model) == 0:
         raise ValueError("model must hold at least one Gaussian, got 0")
+    distributed.broadcast_([p.data for p in model.parameters()])
     optimizer = _optimizer(model, config, extent)
-    stats = DensityStats.zeros(len(model), device)
+    strategy = config.density_control(extent)
+    strategy.stats = DensityStats.zeros(len(model), device)
     if payload is not None:
         if payload.get("optimizer") is not None:
             optimizer.load_state_dict(payload["optimizer"])
-        stats = density_stats_of(payload, len(model), device)
+        strategy.stats = density_stats_of(payload, len(model), device)
+        strategy.totals.update(payload.get("totals") or {})
 
     dtype = model.means.dtype
     images = dataset.images.to(device, dtype)
     Ks = dataset.Ks.to(device, dtype)
     viewmats = invert_rigid(dataset.c2ws.double()).to(device, dtype)
-    background = view_background(dataset).to(device, dtype)
+    background = dataset.background_rgb.to(device, dtype)
 
-    clock = _Clock(config, elapsed)
-    timed = config.minutes is not None
-    bar = tqdm(total=round(60 * config.minutes) if timed else config.steps,
-               initial=min(round(elapsed), round(60 * config.minutes)) if timed else step,
-               unit="s" if timed else "step", desc="training Gaussians", disable=not progress,
-               dynamic_ncols=True)
-    start_step, start_elapsed = step, elapsed
-    saved_step = step if payload is not None else None  # the checkpoint on disk, if any
-    totals = {"densifications": 0, "cloned": 0, "split": 0, "pruned": 0, "opacity_resets": 0}
+    def checkpoint_payload() -> dict:
+        return {**model_payload(model, optimizer, strategy.stats, generator),
+                "totals": dict(strategy.totals)}
+
+    start_totals = dict(strategy.totals)
     loss = mse = float("nan")
     model.train()
-    while (config.steps is None or step < config.steps) and clock.progress(step) < 1.0:
-        iteration = step + 1  # 1-based, as the original schedule counts
-        window = iteration < config.densify_until \
-            and clock.progress(step) < config.densify_until_fraction
-        _set_learning_rates(optimizer, config, extent, clock.progress(step))
-        view = int(torch.randint(len(images), (1,), generator=generator))
-        loss, mse = _train_step(model, optimizer, images[view], viewmats[view], Ks[view],
-                                background, config, stats if window else None)
-        step = iteration
+    while run.running():
+        step, progress_before = run.step + 1, run.progress  # steps count from 1, as in 3DGS
+        _set_learning_rates(optimizer, config, extent, progress_before)
+        view = int(torch.randint(len(images), (1,), generator=views))
+        rendering, info = model.rasterize(viewmats[view], Ks[view], width, height,
+                                          background=background, impl=config.impl)
+        strategy.step_pre_backward(info, step, progress_before)
+        loss_tensor = splat_loss(rendering.rgb, images[view], config.ssim_weight)
+        optimizer.zero_grad(set_to_none=True)
+        if loss_tensor.requires_grad:
+            loss_tensor.backward()
+        distributed.average_gradients(model.parameters())
+        optimizer.step()
+        with torch.no_grad():
+            mse = float(torch.mean((rendering.rgb.detach() - images[view]) ** 2))
+        loss = float(loss_tensor.detach())
         if step % config.sh_every == 0:
             model.raise_sh_degree()
-        if window and step > config.densify_from and step % config.densify_every == 0:
-            screen = config.max_screen_size if step > config.opacity_reset_every else None
-            counts = densify_and_prune(model, optimizer, stats, extent,
-                                       grad_threshold=config.grad_threshold,
-                                       percent_dense=config.percent_dense,
-                                       min_opacity=config.min_opacity,
-                                       max_screen_size=screen, generator=generator)
-            totals["densifications"] += 1
-            for key, value in counts.items():
-                totals[key] += value
-            if len(model) == 0:
-                raise RuntimeError(f"densification at step {step} pruned every Gaussian "
-                                   f"(min_opacity={config.min_opacity})")
-        if window and step % config.opacity_reset_every == 0:
-            reset_opacity(model, optimizer)
-            totals["opacity_resets"] += 1
-        bar.update(min(round(clock.elapsed), bar.total) - bar.n if timed else 1)
-        if step % config.log_every == 0 or step == start_step + 1:
-            bar.set_postfix(step=step, loss=f"{loss:.4f}", psnr=f"{mse_to_psnr(mse):.2f}",
-                            gaussians=len(model))
-        if checkpoint is not None and step % config.checkpoint_every == 0:
-            save_checkpoint(checkpoint, model, optimizer, stats, step, clock.elapsed, generator,
-                            config, meta)
-            saved_step = step
-    bar.close()
-    if checkpoint is not None and saved_step != step:
-        save_checkpoint(checkpoint, model, optimizer, stats, step, clock.elapsed, generator,
-                        config, meta)
-    seconds = clock.elapsed
+        strategy.step_post_backward(model, optimizer, info, step, progress_before, width,
+                                    height, generator)
+        run.advance(loss=loss, psnr=mse_to_psnr(mse), gaussians=len(model))
+        if run.checkpoint_due():
+            run.save(checkpoint_payload())
+    stats = run.finish(checkpoint_payload())
+    totals = {key: value - start_totals.get(key, 0) for key, value in strategy.totals.items()}
     model.train_stats = {
-        "steps": step, "start_step": start_step, "seconds": seconds,
-        "steps_per_second": (step - start_step) / max(seconds - start_elapsed, 1e-9),
-        "gaussians": len(model), "scene_extent": extent, "active_sh_degree":
-        model.active_sh_degree, "last_loss": loss, **totals,
+        **stats, "gaussians": len(model), "scene_extent": extent,
+        "active_sh_degree": model.active_sh_degree, "last_loss": loss, **totals,
     }
     return model.eval()
-
-
-def _train_step(
-    model: GaussianModel,
-    optimizer: torch.optim.Optimizer,
-    target: torch.Tensor,
-    viewmat: torch.Tensor,
-    K: torch.Tensor,
-    background: torch.Tensor,
-    config: SplatConfig,
-    stats: DensityStats | None,
-) -> tuple[float, float]:
-    """One view: render, loss, backward, density statistics, Adam step -> (loss, mse)."""
-    height, width = target.shape[:2]
-    rgb, _, _, info = model.render(viewmat, K, width, height, background=background,
-                                   impl=config.impl)
-    means2d = info["means2d"]
-    if means2d.requires_grad:
-        means2d.retain_grad()
-    loss = splat_loss(rgb, target, config.ssim_weight)
-    optimizer.zero_grad(set_to_none=True)
-    if loss.requires_grad:
-        loss.backward()
-    if stats is not None:
-        grad = means2d.grad if means2d.grad is not None else torch.zeros_like(means2d)
-        stats.update(grad, info["visible"], width, height, info["radii"])
-    optimizer.step()
-    with torch.no_grad():
-        mse = torch.mean((rgb.detach() - target) ** 2)
-    return float(loss.detach()), float(mse)
-

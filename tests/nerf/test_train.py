@@ -38,9 +38,9 @@ def test_hash_nerf_learns_tiny_scene(trained, tiny_views):
     metrics = evaluate(model, tiny_views[1], progress=False)
     assert metrics["psnr"] > 18.0, metrics  # a flat colour scores about 11 dB here
     image = model.render(tiny_views[1].camera(0))
-    assert image["rgb"].shape == (32, 32, 3) and image["depth"].shape == (32, 32)
-    assert float(image["rgb"].min()) >= 0 and float(image["rgb"].max()) <= 1
-    assert float(image["opacity"].max()) <= 1 + 1e-5
+    assert image.rgb.shape == (32, 32, 3) and image.depth.shape == (32, 32)
+    assert float(image.rgb.min()) >= 0 and float(image.rgb.max()) <= 1
+    assert float(image.opacity.max()) <= 1 + 1e-5
 
 
 def test_checkpoint_round_trip_and_resume(trained, tiny_views):
@@ -48,7 +48,7 @@ def test_checkpoint_round_trip_and_resume(trained, tiny_views):
     restored, payload = load_checkpoint(out / "checkpoint.pt")
     assert payload["step"] == 200 and restored.spec == model.spec
     camera = tiny_views[1].camera(1)
-    torch.testing.assert_close(restored.eval().render(camera)["rgb"], model.render(camera)["rgb"])
+    torch.testing.assert_close(restored.eval().render(camera).rgb, model.render(camera).rgb)
     # Resuming with more steps continues from step 200 rather than starting over.
     longer = TrainConfig(**{**config.__dict__, "steps": 210})
     train(tiny_views[0], longer, out_dir=out, progress=False)
@@ -100,7 +100,7 @@ def test_vanilla_nerf_loss_falls(tiny_views):
         model = train(tiny_views[0], TrainConfig(**{**config.__dict__, "steps": steps}),
                       progress=False)
         image = model.render(tiny_views[0].camera(0), background=(1, 1, 1))
-        losses.append(float(((image["rgb"] - tiny_views[0].images[0]) ** 2).mean()))
+        losses.append(float(((image.rgb - tiny_views[0].images[0]) ** 2).mean()))
     assert losses[1] < losses[0]
     out = model.render_rays(torch.zeros(4, 3) + torch.tensor([0.0, 0.0, 4.0]),
                             torch.tensor([[0.0, 0.0, -1.0]]).expand(4, 3), torch.ones(3))
@@ -133,5 +133,46 @@ def test_bad_config():
         TrainConfig(background="green")
     with pytest.raises(ValueError, match="model kind must be one of"):
         NeRFModel(ModelSpec(kind="gaussian"))
-    with pytest.raises(ValueError, match="minutes must be > 0"):
+    with pytest.raises(ValueError, match="minutes must be a finite number > 0"):
         TrainConfig(minutes=0)
+
+
+def test_resuming_refuses_other_data_and_fresh_starts_over(tiny_views, tmp_path):
+    import os
+    import time
+
+    config = TrainConfig(steps=3, checkpoint_every=100, **TINY_HASH)
+    train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "a"})
+    with pytest.raises(ValueError, match="was trained on other data .data: 'a' there, 'b' now"
+                                         ".*--fresh"):
+        train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "b"})
+    stale = tmp_path / ".checkpoint.pt.abc123.pt"  # what a kill during a save leaves behind
+    stale.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    model = train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "b"},
+                  fresh=True)
+    assert not stale.exists()
+    assert model.train_stats["start_step"] == 0 and model.train_stats["steps"] == 3
+    assert load_checkpoint(tmp_path / "checkpoint.pt")[1]["meta"] == {"data": "b"}
+
+
+def test_a_checkpoint_carrying_code_is_refused(tmp_path):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    crafted = tmp_path / "checkpoint.pt"
+    torch.save({"format": "mp3d.nerf", "version": 1, "spec": RunsCode()}, crafted)
+    with pytest.raises(ValueError, match="checkpoint.pt: refused: the file holds a Python object .posix.system"):
+        load_checkpoint(crafted)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_checkpoint_without_its_keys_is_an_error(tmp_path):
+    partial = tmp_path / "checkpoint.pt"
+    torch.save({"format": "mp3d.nerf", "version": 1, "spec": {}}, partial)
+    with pytest.raises(ValueError, match="checkpoint.pt: NeRF checkpoint lacks elapsed, model"):
+        load_checkpoint(partial)

@@ -10,7 +10,7 @@ import torch
 from mp3d.cameras import Camera, intrinsics_from_fov, invert_rigid
 from mp3d.data.blender import BlenderScene
 from mp3d.data.demo import orbit_c2ws, view_directions
-from mp3d.splat import GaussianModel, render_view
+from mp3d.splat import GaussianModel
 
 SIZE = 24
 N_VIEWS = 12
@@ -44,9 +44,9 @@ def render_scene(hidden: GaussianModel, n_views: int = N_VIEWS, size: int = SIZE
     white = torch.ones(3)
     images, alphas = [], []
     for c2w in c2ws:
-        rgb, alpha, _, _ = render_view(hidden, Camera(K, invert_rigid(c2w), size, size), white)
-        images.append(rgb.clamp(0, 1))
-        alphas.append(alpha)
+        image = hidden.render(Camera(K, invert_rigid(c2w), size, size), white)
+        images.append(image.rgb.clamp(0, 1))
+        alphas.append(image.opacity)
     return BlenderScene(torch.stack(images), torch.stack(alphas), K.expand(n_views, 3, 3).clone(),
                         c2ws, [f"view_{i}" for i in range(n_views)], white)
 

@@ -179,7 +179,7 @@ def test_optimizer_state_follows_the_surgery():
     viewmat = torch.eye(4)
     viewmat[:3, 3] = torch.tensor([-1.0, 0.0, 1.0])
     K = torch.tensor([[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]])
-    model.render(viewmat, K, 16, 16)[0].sum().backward()
+    model.rasterize(viewmat, K, 16, 16)[0].rgb.sum().backward()
     optimizer.step()
     assert not torch.equal(model.means.detach(), previous["means"])
 
@@ -194,7 +194,7 @@ def test_densify_after_a_rendered_view():
     viewmat[2, 3] = 4.0
     K = torch.tensor([[16.0, 0.0, 8.0], [0.0, 16.0, 8.0], [0.0, 0.0, 1.0]])
     stats = DensityStats.zeros(len(model))
-    rgb, _, _, info = model.render(viewmat, K, 16, 16)
+    (rgb, _, _), info = model.rasterize(viewmat, K, 16, 16)
     info["means2d"].retain_grad()
     (rgb - 0.3).abs().mean().backward()
     stats.update(info["means2d"].grad, info["visible"], 16, 16, info["radii"])
@@ -204,7 +204,7 @@ def test_densify_after_a_rendered_view():
     assert len(model) == 30 + counts["cloned"] + counts["split"] - counts["pruned"]
     assert counts["cloned"] + counts["split"] > 0
     optimizer.zero_grad()
-    model.render(viewmat, K, 16, 16)[0].mean().backward()
+    model.rasterize(viewmat, K, 16, 16)[0].rgb.mean().backward()
     optimizer.step()
 
 

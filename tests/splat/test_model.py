@@ -37,7 +37,7 @@ def test_from_points_renders_its_colour_at_degree_0():
     points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -20.0]])
     model = GaussianModel.from_points(points, torch.stack([colour, colour]), sh_degree=0)
     viewmat, K = _camera(size=9)
-    rgb, alpha, depth, _ = model.render(viewmat, K, 9, 9)
+    (rgb, depth, alpha), _ = model.rasterize(viewmat, K, 9, 9)
     torch.testing.assert_close(alpha[4, 4], torch.tensor(0.1), atol=1e-4, rtol=0)
     torch.testing.assert_close(rgb[4, 4] / alpha[4, 4], colour, atol=1e-4, rtol=0)
     torch.testing.assert_close(depth[4, 4] / alpha[4, 4], torch.tensor(4.0), atol=1e-4, rtol=0)
@@ -93,7 +93,7 @@ def test_render_shapes_and_gradients():
         model.log_scales[:, 0] -= 1.0
     model.raise_sh_degree()
     viewmat, K = _camera()
-    rgb, alpha, depth, info = model.render(viewmat, K, 16, 12, background=1.0)
+    (rgb, depth, alpha), info = model.rasterize(viewmat, K, 16, 12, background=1.0)
     assert rgb.shape == (12, 16, 3) and alpha.shape == depth.shape == (12, 16)
     assert info["means2d"].shape == (20, 2) and info["visible"].shape == (20,)
     rgb.sum().backward()
@@ -159,12 +159,12 @@ def test_model_trains_on_a_tiny_image():
     hidden = GaussianModel.random_in_box(15, BOX, torch.Generator().manual_seed(10), sh_degree=0)
     with torch.no_grad():
         hidden.opacity_logits.fill_(2.0)
-        target = hidden.render(viewmat, K, 16, 16, background=0.0)[0]
+        target = hidden.rasterize(viewmat, K, 16, 16, background=0.0)[0].rgb
     model = GaussianModel.random_in_box(50, BOX, torch.Generator().manual_seed(11), sh_degree=0)
     optimizer = _optimizer(model)
     losses = []
     for _ in range(40):
-        rgb, alpha, depth, _ = model.render(viewmat, K, 16, 16, background=0.0)
+        (rgb, depth, alpha), _ = model.rasterize(viewmat, K, 16, 16, background=0.0)
         loss = _loss(rgb, target)
         optimizer.zero_grad()
         loss.backward()

@@ -11,20 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mp3d.cameras import invert_rigid, project
+from mp3d.cameras import Orbit, invert_rigid, orbit_of_views, project
 from mp3d.data.colmap import write_colmap_text
 from mp3d.io import save_image
 from mp3d.splat import GaussianModel, SplatConfig
-from mp3d.splat.export import Orbit, orbit_of_gaussians, orbit_of_views
+from mp3d.data.scene import detect_format, load_scene
+from mp3d.splat.export import orbit_of_gaussians
 from mp3d.splat.model import SH_C0
-from mp3d.splat.pipeline import (
-    detect_format,
-    fit_scene,
-    initial_gaussians,
-    load_views,
-    render_ply,
-    visual_hull_points,
-)
+from mp3d.splat.pipeline import fit_scene, initial_gaussians, render_ply, visual_hull_points
 
 from .conftest import hidden_gaussians, render_scene
 
@@ -82,16 +76,16 @@ def test_blender_without_test_split_holds_out_every_8th_view(tiny_demo_scene, tm
     meta["frames"] = [dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" /
                                                                  f"r_{i % 4}")) for i in range(10)]
     (folder / "transforms_train.json").write_text(json.dumps(meta))
-    train_views, eval_views, kind = load_views(folder, progress=False)
+    train_views, eval_views, kind = load_scene(folder, progress=False)
     assert kind == "blender" and len(train_views) == 8 and len(eval_views) == 2
     with pytest.raises(ValueError, match="holdout must be an int >= 2, got 1"):
-        load_views(folder, holdout=1, progress=False)
+        load_scene(folder, holdout=1, progress=False)
 
 
 def test_colmap_folder_starts_from_points3d(colmap_dir):
     root, hidden, colours = colmap_dir
     assert detect_format(root) == "colmap"
-    train_views, eval_views, kind = load_views(root, progress=False)
+    train_views, eval_views, kind = load_scene(root, progress=False)
     assert kind == "colmap" and len(train_views) == 7 and len(eval_views) == 2
     assert eval_views.names == ["img_00.png", "img_08.png"]
     model = initial_gaussians(train_views, n_points=5)  # n_points: only for random starts
@@ -115,7 +109,7 @@ def test_fit_colmap_scene(colmap_dir, tmp_path):
 def test_scene_folder_errors_name_what_is_missing(tmp_path, tiny_demo_scene):
     with pytest.raises(FileNotFoundError, match="transforms_train.json.*sparse/0"):
         detect_format(tmp_path)
-    with pytest.raises(ValueError, match="init_points must be an int >= 2 or None, got 1"):
+    with pytest.raises(ValueError, match="init_points must be an int >= 2, got 1"):
         fit_scene(tiny_demo_scene, tmp_path / "out", SplatConfig(steps=1), init_points=1,
                   progress=False)
     assert not (tmp_path / "out").exists()
@@ -167,7 +161,7 @@ def test_render_ply_bad_arguments(blender_fit, tmp_path):
         render_ply(ply, tmp_path, width=0, progress=False)
     with pytest.raises(ValueError, match="up must be one of"):
         render_ply(ply, tmp_path, up="z", progress=False)
-    with pytest.raises(ValueError, match="radius must be > 0"):
+    with pytest.raises(ValueError, match="radius must be a finite number > 0"):
         render_ply(ply, tmp_path, radius=-1.0, progress=False)
     with pytest.raises(FileNotFoundError, match="missing.ply"):
         render_ply(tmp_path / "missing.ply", tmp_path, progress=False)
