@@ -160,8 +160,12 @@ def main() -> None:
     if on_gpu and peer is None:
         print("gsplat: not installed (pip install gsplat; it compiles its CUDA code on first use)")
     if peer is not None:
-        rows.append(("gsplat rasterization", median_seconds(peer, device, repeats=args.repeats),
-                     peak_bytes(peer, device)))
+        try:
+            rows.append(("gsplat rasterization",
+                         median_seconds(peer, device, repeats=args.repeats),
+                         peak_bytes(peer, device)))
+        except Exception as error:  # e.g. its CUDA code failed to compile: report, go on
+            print(f"gsplat failed ({type(error).__name__}: {error}): peer comparison skipped")
     if not args.no_reference:
         reference = reference_step(scene, width, height, args.chunk)
         rows.append(("torch reference", median_seconds(reference, device,

@@ -5,6 +5,7 @@ of 2 features, up to 2^19 rows per level, resolutions 16 to 2048. The backward p
 the embeddings gradient (NeRF training), and the points gradient too with --points-grad.
 
     python bench/bench_hash_encoding.py [--device cpu|cuda] [--repeats N] [--points-grad]
+        [--points 262144,1048576]   # default: 2^18 on CPU, 2^18 and 2^20 on CUDA
 """
 
 from __future__ import annotations
@@ -68,10 +69,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--points-grad", action="store_true",
                         help="also differentiate with respect to the points")
+    parser.add_argument("--points", type=lambda text: [int(v) for v in text.split(",")],
+                        default=None, help="comma-separated point counts "
+                        "(default: 262144 on CPU, 262144,1048576 on CUDA)")
     args = parser.parse_args()
     device = torch.device(args.device)
     kernel = "cuda" if device.type == "cuda" else "cpp"
-    sizes = [2**18, 2**20] if device.type == "cuda" else [2**18]
+    sizes = args.points or ([2**18, 2**20] if device.type == "cuda" else [2**18])
     resolutions, offsets = instant_ngp_layout()
     print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
           f"kernels {backend().source}")

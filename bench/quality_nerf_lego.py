@@ -38,13 +38,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000, help="upper bound on steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
+    parser.add_argument("--turntable-frames", type=int, default=12,
+                        help="frames of the turntable GIF (default: %(default)s)")
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
         raise SystemExit(f"lego scene not found at {args.data} (see shared/data/README.md)")
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-lego-"))
     config = config_for(args.device, args.minutes, args.steps)
     summary = fit_scene(args.data, out, config, downscale=args.downscale, holdout=8,
-                        turntable_frames=12, device=args.device)
+                        turntable_frames=args.turntable_frames, device=args.device)
     print(f"lego {800 // args.downscale}px on {args.device} "
           f"({torch.get_num_threads()} threads), {args.minutes:g} min budget")
     print(f"train views {summary['train_views']}, held-back views {summary['eval_views']}")

@@ -50,6 +50,8 @@ def main() -> None:
                         help="random starting Gaussians (default: 20000 on CPU, 100000 on CUDA)")
     parser.add_argument("--impl", default="auto", help="gaussians kernel: auto, cpp, cuda, torch")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
+    parser.add_argument("--turntable-frames", type=int, default=12,
+                        help="frames of the turntable GIF (default: %(default)s)")
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
         raise SystemExit(f"lego scene not found at {args.data} (see shared/data/README.md)")
@@ -62,7 +64,8 @@ def main() -> None:
     init_points = args.init_points or default_init_points(args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-splat-lego-"))
     summary = fit_scene(args.data, out, config, downscale=downscale, holdout=8,
-                        init_points=init_points, turntable_frames=12, device=args.device)
+                        init_points=init_points, turntable_frames=args.turntable_frames,
+                        device=args.device)
     budget = f"{minutes:g} min" if minutes is not None else f"{steps} steps"
     print(f"lego {800 // downscale}px on {args.device} "
           f"({torch.get_num_threads()} threads), budget {budget}")
