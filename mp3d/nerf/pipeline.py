@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mp3d import distributed
 from mp3d.cameras import Orbit, orbit_of_views
 from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene
 from mp3d.mesh.marching_cubes import save_mesh
@@ -37,17 +38,20 @@ def fit_scene(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | N
             "K": train_views.Ks[0].tolist(), "orbit": _orbit_dict(orbit)}
     model = train(train_views, config, out_dir=out_dir, device=device, progress=progress,
                   meta=meta, fresh=fresh)
-    metrics = evaluate(model, eval_views, out_dir / "test", progress=progress)
+    summary = {"format": kind, "eval_views": len(eval_views), "train_views": len(train_views),
+               **model.train_stats}
+    paths = {"checkpoint": out_dir / CHECKPOINT_NAME, "turntable": out_dir / "turntable.gif",
+             "metrics": out_dir / "metrics.json", "images": out_dir / "test"}
+    if not distributed.is_main_process():  # under torchrun, rank 0 evaluates and writes
+        return {**summary, **paths, "psnr": float("nan"), "ssim": float("nan"), "model": model}
+    metrics = evaluate(model, eval_views, paths["images"], progress=progress)
     cameras = orbit.cameras(train_views.Ks[0], train_views.width, train_views.height,
                             turntable_frames)
-    gif = render_turntable(model, cameras, out_dir / "turntable.gif",
-                           background=train_views.background_rgb, progress=progress)
-    summary = {"psnr": metrics["psnr"], "ssim": metrics["ssim"], "format": kind,
-               "eval_views": len(eval_views), "train_views": len(train_views),
-               **model.train_stats}
-    write_json(out_dir / "metrics.json", {**summary, "views": metrics["views"]})
-    return {**summary, "checkpoint": out_dir / CHECKPOINT_NAME, "turntable": gif,
-            "metrics": out_dir / "metrics.json", "images": out_dir / "test", "model": model}
+    render_turntable(model, cameras, paths["turntable"], background=train_views.background_rgb,
+                     progress=progress)
+    summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
+    write_json(paths["metrics"], {**summary, "views": metrics["views"]})
+    return {**summary, **paths, "model": model}
 
 
 def _orbit_dict(orbit: Orbit) -> dict:

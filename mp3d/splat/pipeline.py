@@ -151,8 +151,8 @@ def fit_scene(
     paths = {"checkpoint": out_dir / CHECKPOINT_NAME, "ply": out_dir / "point_cloud.ply",
              "metrics": out_dir / "metrics.json", "images": out_dir / "test",
              "turntable": out_dir / "turntable.gif"}
-    if not distributed.is_main_process():
-        return {**summary, **paths, "model": model}
+    if not distributed.is_main_process():  # under torchrun, rank 0 evaluates and writes
+        return {**summary, **paths, "psnr": float("nan"), "ssim": float("nan"), "model": model}
     model.save_ply(paths["ply"])
     render = _renderer(model, config.impl)
     metrics = evaluate(render(train_views.background_rgb), eval_views, paths["images"],
