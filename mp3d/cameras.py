@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mp3d.transforms import project_points
+
 _FLIP_YZ = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
@@ -249,11 +251,9 @@ def random_rays(
 def project(
     points: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """World points [N,3] -> pixel coordinates [N,2] and camera-space depth z [N]."""
-    camera = points @ viewmat[:3, :3].T + viewmat[:3, 3]
-    depth = camera[:, 2]
-    uv_h = camera @ K.T
-    return uv_h[:, :2] / depth[:, None], depth
+    """World points [N,3] -> pixel coordinates [N,2] and camera-space depth z [N] (see
+    mp3d.transforms.project_points, which this calls)."""
+    return project_points(points, K, viewmat)
 
 
 def unproject(

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mp3d.nerf.samplers import ray_aabb
+from mp3d.transforms import project_points
 
 
 class OccupancyGrid(nn.Module):
@@ -50,12 +51,10 @@ class OccupancyGrid(nn.Module):
         for K, viewmat, alpha in zip(Ks, viewmats, alphas):
             if float(alpha.min()) >= empty_below:
                 continue
-            camera = centres[remaining] @ viewmat[:3, :3].T + viewmat[:3, 3]
-            depth = camera[:, 2]
+            uv, depth = project_points(centres[remaining], K, viewmat, min_depth=1e-6)
             in_front = depth > half_diagonal
             if not bool(in_front.any()):
                 continue
-            uv = (camera @ K.T)[:, :2] / depth.clamp(min=1e-6)[:, None]
             # Dilate the mask by the largest footprint radius of a cell in this view.
             radius = int(torch.ceil(K[0, 0] * half_diagonal / depth[in_front].min()).item()) + 1
             grown = torch.nn.functional.max_pool2d(alpha[None, None], 2 * radius + 1, stride=1,
