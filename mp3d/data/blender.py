@@ -22,6 +22,7 @@ from mp3d.data.views import PosedViews, read_image
 
 SPLITS = ("train", "val", "test")
 NAMED_BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+RIGID_TOLERANCE = 1e-3  # |R^T R - I| and |last row - [0,0,0,1]| allowed in camera matrices
 
 
 @dataclass
@@ -42,19 +43,28 @@ class BlenderScene(PosedViews):
 
 
 def parse_background(background) -> torch.Tensor:
-    """"white", "black", a grey level or an (r, g, b) triple in [0,1] -> tensor [3]."""
+    """ "white", "black", a grey level or an (r, g, b) triple in [0,1] -> tensor [3]. Strings
+    may also spell the numbers: "0.5" (grey) or "0.2,0.4,0.6" (r,g,b)."""
+    expected = (
+        f"one of {sorted(NAMED_BACKGROUNDS)}, a grey level in [0, 1] or 3 values R,G,B in [0, 1]"
+    )
+    given = background
     if isinstance(background, str):
-        if background not in NAMED_BACKGROUNDS:
-            raise ValueError(
-                f"background must be one of {sorted(NAMED_BACKGROUNDS)} or an RGB triple, "
-                f"got {background!r}"
-            )
-        background = NAMED_BACKGROUNDS[background]
-    value = torch.as_tensor(background, dtype=torch.float32).flatten()
+        if background.strip().lower() in NAMED_BACKGROUNDS:
+            background = NAMED_BACKGROUNDS[background.strip().lower()]
+        else:
+            try:
+                background = [float(part) for part in background.split(",")]
+            except ValueError:
+                raise ValueError(f"background must be {expected}, got {given!r}") from None
+    try:
+        value = torch.as_tensor(background, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"background must be {expected}, got {given!r}") from None
     if value.numel() == 1:
         value = value.expand(3).clone()
     if value.numel() != 3 or not bool(((value >= 0) & (value <= 1)).all()):
-        raise ValueError(f"background must be 3 values in [0, 1], got {background!r}")
+        raise ValueError(f"background must be {expected}, got {given!r}")
     return value
 
 
@@ -80,24 +90,136 @@ def _image_path(root: Path, file_path: str) -> Path:
     return path.with_name(path.name + ".png")
 
 
-def _intrinsics(meta: dict, frame: dict, width: int, height: int, json_path: Path) -> list[float]:
-    """(fx, fy, cx, cy) in pixels of the full-resolution image; per-frame keys win."""
+def _number(
+    json_path: Path,
+    where: str,
+    key: str,
+    value,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    """`value` of `key` as a finite float in (minimum, maximum) (bounds exclusive, optional);
+    ValueError naming the file, the frame (`where`) and the key otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if (
+        not math.isfinite(number)
+        or (minimum is not None and not number > minimum)
+        or (maximum is not None and not number < maximum)
+    ):
+        low = "" if minimum is None else f" > {minimum:g}"
+        high = "" if maximum is None else f" < {maximum:g}"
+        bounds = " and".join(b for b in (low, high) if b)
+        raise ValueError(
+            f"{json_path}: {where}'{key}' must be a finite number{bounds}, got {value!r}"
+        )
+    return number
+
+
+def _intrinsics(
+    meta: dict, frame: dict, index: int, json_path: Path
+) -> tuple[str, float, float, float | None, float | None]:
+    """(kind, x, y, cx, cy) of one frame, checked: kind "focal" (x, y: focal lengths in
+    pixels) or "fov" (x, y: full fields of view in radians); cx, cy None for the image
+    centre. Per-frame keys win over the file's."""
 
     def get(key):
         return frame.get(key, meta.get(key))
 
+    def where(key):
+        return f"frame {index}: " if key in frame else ""
+
+    def value(key, minimum=None, maximum=None):
+        return _number(json_path, where(key), key, get(key), minimum, maximum)
+
     if get("fl_x") is not None:
-        fx = float(get("fl_x"))
-        fy = float(get("fl_y")) if get("fl_y") is not None else fx
+        kind, x = "focal", value("fl_x", 0.0)
+        y = value("fl_y", 0.0) if get("fl_y") is not None else x
     elif get("camera_angle_x") is not None:
-        fx = focal_from_fov(float(get("camera_angle_x")), width)
-        fy = focal_from_fov(float(get("camera_angle_y")), height) \
-            if get("camera_angle_y") is not None else fx
+        kind, x = "fov", value("camera_angle_x", 0.0, math.pi)
+        y = value("camera_angle_y", 0.0, math.pi) if get("camera_angle_y") is not None else None
     else:
         raise ValueError(f"{json_path}: needs 'camera_angle_x' or 'fl_x' for the intrinsics")
-    cx = float(get("cx")) if get("cx") is not None else 0.5 * width
-    cy = float(get("cy")) if get("cy") is not None else 0.5 * height
-    return [fx, fy, cx, cy]
+    cx = value("cx") if get("cx") is not None else None
+    cy = value("cy") if get("cy") is not None else None
+    return kind, x, y, cx, cy
+
+
+def _pixel_intrinsics(intrinsics: tuple, width: int, height: int) -> list[float]:
+    """(fx, fy, cx, cy) in pixels of a width x height image from _intrinsics' values."""
+    kind, x, y, cx, cy = intrinsics
+    if kind == "fov":
+        fx = focal_from_fov(x, width)
+        fy = focal_from_fov(y, height) if y is not None else fx
+    else:
+        fx, fy = x, y
+    return [fx, fy, 0.5 * width if cx is None else cx, 0.5 * height if cy is None else cy]
+
+
+def check_camera_matrix(matrix, where: str, tolerance: float = RIGID_TOLERANCE) -> np.ndarray:
+    """A camera-to-world matrix as a float64 [4,4] array, checked to be rigid: finite, its
+    last row [0, 0, 0, 1], its rotation part orthonormal with determinant +1 (each entry of
+    R^T R - I within `tolerance`). ValueError starting with `where` otherwise."""
+    try:
+        array = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: transform_matrix must be 4 rows of 4 numbers, got {_short(matrix)}"
+        ) from None
+    if array.shape != (4, 4):
+        raise ValueError(
+            f"{where}: transform_matrix must be 4x4, got shape "
+            f"{'x'.join(map(str, array.shape)) or 'scalar'}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where}: transform_matrix must be finite, got {_short(matrix)}")
+    if np.abs(array[3] - (0.0, 0.0, 0.0, 1.0)).max() > tolerance:
+        raise ValueError(
+            f"{where}: transform_matrix's last row must be [0, 0, 0, 1], got {array[3].tolist()}"
+        )
+    rotation = array[:3, :3]
+    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if error > tolerance or np.linalg.det(rotation) < 0:
+        what = f"is off by {error:.3g}" if error > tolerance else "is a reflection (det -1)"
+        raise ValueError(
+            f"{where}: transform_matrix is not a rigid camera pose: its 3x3 "
+            f"rotation part must be orthonormal with determinant +1 (R^T R = I "
+            f"within {tolerance:g}), but {what}"
+        )
+    return array
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_frames(meta: dict, root: Path, json_path: Path) -> tuple[list, list, list]:
+    """(image paths, c2w [4,4] arrays, intrinsics) of every frame, checked before any image
+    is read; ValueError naming the file and the frame otherwise."""
+    frames = meta["frames"]
+    if not frames:
+        raise ValueError(f"{json_path}: 'frames' is empty")
+    paths, matrices, intrinsics = [], [], []
+    for i, frame in enumerate(frames):
+        if (
+            not isinstance(frame, dict)
+            or "file_path" not in frame
+            or "transform_matrix" not in frame
+        ):
+            raise ValueError(f"{json_path}: frame {i} needs 'file_path' and 'transform_matrix'")
+        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+            raise ValueError(
+                f"{json_path}: frame {i}: 'file_path' must be a non-empty string, "
+                f"got {frame['file_path']!r}"
+            )
+        where = f"{json_path}: frame {i} ({frame['file_path']})"
+        paths.append(_image_path(root, frame["file_path"]))
+        matrices.append(check_camera_matrix(frame["transform_matrix"], where))
+        intrinsics.append(_intrinsics(meta, frame, i, json_path))
+    return paths, matrices, intrinsics
 
 
 def load_blender(
@@ -110,7 +232,8 @@ def load_blender(
     """Loads one split of a Blender-format scene folder.
 
     downscale: integer factor (8 turns 800x800 into 100x100); background: "white",
-    "black", a grey level or an RGB triple in [0,1].
+    "black", a grey level or an RGB triple in [0,1]. Every frame's camera is checked
+    (check_camera_matrix, intrinsics) before any image is read.
     """
     root = Path(root)
     if split not in SPLITS:
@@ -120,35 +243,29 @@ def load_blender(
     bg = parse_background(background)
     json_path = root / f"transforms_{split}.json"
     meta = _read_json(json_path)
-    frames = meta["frames"]
-    if not frames:
-        raise ValueError(f"{json_path}: 'frames' is empty")
-    paths = []
-    for i, frame in enumerate(frames):
-        if "file_path" not in frame or "transform_matrix" not in frame:
-            raise ValueError(f"{json_path}: frame {i} needs 'file_path' and 'transform_matrix'")
-        paths.append(_image_path(root, frame["file_path"]))
+    paths, c2ws, intrinsics = _check_frames(meta, root, json_path)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        loaded = list(tqdm(
-            pool.map(lambda p: read_image(p, "RGBA", downscale), paths), total=len(paths),
-            desc=f"reading {split} views", disable=not progress, leave=False,
-        ))
-    images, alphas, Ks, c2ws = [], [], [], []
+        loaded = list(
+            tqdm(
+                pool.map(lambda p: read_image(p, "RGBA", downscale), paths),
+                total=len(paths),
+                desc=f"reading {split} views",
+                disable=not progress,
+                leave=False,
+            )
+        )
+    images, alphas, Ks = [], [], []
     first_size = loaded[0][1]
-    for (rgba, size), path, frame in zip(loaded, paths, frames):
+    for (rgba, size), path, camera in zip(loaded, paths, intrinsics):
         if size != first_size:
             raise ValueError(
                 f"{path}: image size {size[0]}x{size[1]} differs from the first view's "
                 f"{first_size[0]}x{first_size[1]}"
             )
-        fx, fy, cx, cy = _intrinsics(meta, frame, size[0], size[1], json_path)
+        fx, fy, cx, cy = _pixel_intrinsics(camera, size[0], size[1])
         sx, sy = rgba.shape[1] / size[0], rgba.shape[0] / size[1]
         Ks.append([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]])
-        matrix = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-            raise ValueError(f"{json_path}: transform_matrix of {path.name} must be a finite 4x4")
-        c2ws.append(matrix)
         rgba_t = torch.from_numpy(rgba)
         alpha = rgba_t[..., 3]
         images.append(rgba_t[..., :3] + (1.0 - alpha[..., None]) * bg)
@@ -164,12 +281,19 @@ def load_blender(
         background=bg,
     )
     if "near" in meta and "far" in meta:
-        scene.near, scene.far = float(meta["near"]), float(meta["far"])
+        scene.near = _number(json_path, "", "near", meta["near"], 0.0)
+        scene.far = _number(json_path, "", "far", meta["far"], 0.0)
     if "aabb" in meta:
-        aabb = torch.tensor(meta["aabb"], dtype=torch.float32).flatten()
-        if aabb.numel() != 6:
-            raise ValueError(f"{json_path}: 'aabb' must hold 6 numbers (min xyz, max xyz)")
-        scene.aabb = aabb
-    if not 0 < scene.near < scene.far or not math.isfinite(scene.far):
+        try:
+            aabb = np.asarray(meta["aabb"], dtype=np.float64).flatten()
+        except (TypeError, ValueError):
+            aabb = np.zeros(0)
+        if aabb.size != 6 or not np.isfinite(aabb).all() or not (aabb[:3] < aabb[3:]).all():
+            raise ValueError(
+                f"{json_path}: 'aabb' must hold 6 finite numbers (min xyz, max "
+                f"xyz, each min below its max), got {_short(meta['aabb'])}"
+            )
+        scene.aabb = torch.tensor(aabb, dtype=torch.float32)
+    if not 0 < scene.near < scene.far:
         raise ValueError(f"{json_path}: needs 0 < near < far, got {scene.near}, {scene.far}")
     return scene

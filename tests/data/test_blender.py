@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from mp3d.cameras import project
-from mp3d.data.blender import load_blender
+from mp3d.data.blender import load_blender, parse_background
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
@@ -52,7 +52,9 @@ def test_reads_lego(lego_dir):
     scene = load_blender(lego_dir, split="train", downscale=8, progress=False)
     assert len(scene) == 87 and scene.images.shape == (87, 100, 100, 3)
     focal = 0.5 * 100 / math.tan(0.5 * 0.6911112070083618)
-    torch.testing.assert_close(scene.Ks[0], torch.tensor([[focal, 0, 50], [0, focal, 50], [0, 0, 1]]))
+    torch.testing.assert_close(
+        scene.Ks[0], torch.tensor([[focal, 0, 50], [0, focal, 50], [0, 0, 1]])
+    )
     # Lego cameras look at the scene centre from about 4 units away.
     for i in (0, 40, 86):
         uv, depth = project(torch.zeros(1, 3), scene.camera(i).viewmat, scene.Ks[i])
@@ -120,6 +122,104 @@ def test_focal_and_principal_point_keys(tiny_demo_scene, tmp_path):
     meta["frames"][1]["fl_x"] = 40.0  # per-frame values win
     (scene / "transforms_train.json").write_text(json.dumps(meta))
     loaded = load_blender(scene, downscale=2, progress=False)
-    torch.testing.assert_close(loaded.Ks[0], torch.tensor([[15.0, 0, 5.5], [0, 16.0, 6.5],
-                                                           [0, 0, 1]]))
+    torch.testing.assert_close(
+        loaded.Ks[0], torch.tensor([[15.0, 0, 5.5], [0, 16.0, 6.5], [0, 0, 1]])
+    )
     assert float(loaded.Ks[1, 0, 0]) == 20.0
+
+
+def _edit_meta(scene, edit) -> None:
+    path = scene / "transforms_train.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def _set_matrix(index, matrix):
+    def edit(meta):
+        meta["frames"][index]["transform_matrix"] = matrix
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "matrix, message",
+    [
+        (np.zeros((4, 4)).tolist(), "last row must be"),
+        ([[0, 0, 0, 0]] * 3 + [[0, 0, 0, 1]], "not a rigid camera pose"),
+        ([[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "off by 3"),
+        ([[1, 0.5, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "not a rigid camera pose"),
+        ([[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], r"reflection \(det -1\)"),
+        ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]], "last row must be"),
+        ([[1, 0, 0, float("nan")], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "must be finite"),
+        ([[1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "must be 4 rows of 4 numbers"),
+        ([[1, 0, 0, "x"], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "must be 4 rows of 4 numbers"),
+        ([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], "must be 4x4, got shape 3x4"),
+    ],
+)
+def test_degenerate_camera_names_file_and_frame(tiny_demo_scene, tmp_path, matrix, message):
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    _edit_meta(scene, _set_matrix(2, matrix))
+    with pytest.raises(ValueError, match=message) as error:
+        load_blender(scene, progress=False)
+    assert "transforms_train.json: frame 2 (./train/r_2)" in str(error.value)
+
+
+def test_nearly_rigid_camera_is_accepted(tiny_demo_scene, tmp_path):
+    """Matrices written with a few decimals are rigid up to rounding: still accepted."""
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    _edit_meta(
+        scene,
+        lambda meta: [
+            f.update(transform_matrix=np.round(f["transform_matrix"], 4).tolist())
+            for f in meta["frames"]
+        ],
+    )
+    assert len(load_blender(scene, progress=False)) == 4
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda m: m.update(camera_angle_x=-0.5),
+            r"transforms_train.json: 'camera_angle_x' must be a finite number > 0 and < 3.14159, "
+            r"got -0.5",
+        ),
+        (lambda m: m.update(camera_angle_x="wide"), "'camera_angle_x' must be a finite number"),
+        (lambda m: m["frames"][1].update(fl_x=0), r"frame 1: 'fl_x' must be a finite number > 0"),
+        (lambda m: m.update(cx=float("nan")), "'cx' must be a finite number"),
+        (lambda m: m.update(near="close"), "'near' must be a finite number > 0"),
+        (lambda m: m.update(aabb=[1, 2, 3]), "'aabb' must hold 6 finite numbers"),
+        (lambda m: m["frames"].__setitem__(0, 7), "frame 0 needs 'file_path'"),
+        (lambda m: m["frames"][0].update(file_path=3), "frame 0: 'file_path' must be a non-empty"),
+    ],
+)
+def test_bad_values_name_file(tiny_demo_scene, tmp_path, edit, message):
+    scene = _copy_scene(tiny_demo_scene, tmp_path / "s")
+    _edit_meta(scene, edit)
+    with pytest.raises(ValueError, match=message):
+        load_blender(scene, progress=False)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("white", [1, 1, 1]),
+        ("Black", [0, 0, 0]),
+        ("0.5", [0.5] * 3),
+        (0.25, [0.25] * 3),
+        ("0.1,0.2,0.3", [0.1, 0.2, 0.3]),
+        ((0, 1, 0), [0, 1, 0]),
+    ],
+)
+def test_parse_background(given, expected):
+    torch.testing.assert_close(parse_background(given), torch.tensor(expected).float())
+
+
+@pytest.mark.parametrize(
+    "given", ["pink", "nan", "1.5", "-0.1", "0.1,0.2", float("nan"), [0, 0, 2], "inf", ""]
+)
+def test_parse_background_refuses(given):
+    with pytest.raises(ValueError, match="background must be one of"):
+        parse_background(given)
