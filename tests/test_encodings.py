@@ -32,8 +32,9 @@ def test_fourier_features_shape_and_bandwidth():
 
 
 def test_spherical_harmonics_orthonormal():
-    d = torch.nn.functional.normalize(torch.randn(200000, 3, generator=torch.Generator().manual_seed(0)),
-                                      dim=-1)
+    d = torch.nn.functional.normalize(
+        torch.randn(200000, 3, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
     Y = SphericalHarmonics(4)(d)
     assert Y.shape == (200000, 25)
     gram = Y.T @ Y * (4 * math.pi / d.shape[0])
@@ -41,8 +42,9 @@ def test_spherical_harmonics_orthonormal():
 
 
 def test_hash_encoding_layout():
-    enc = HashEncoding(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4,
-                       finest_resolution=32)
+    enc = HashEncoding(
+        n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, finest_resolution=32
+    )
     assert enc.resolutions.tolist() == [4, 8, 16, 32]
     # Levels whose (res+1)^3 grid fits in 2^10 rows are dense; the others get 2^10 rows.
     sizes = (enc.offsets[1:] - enc.offsets[:-1]).tolist()
@@ -54,8 +56,14 @@ def test_hash_encoding_layout():
 
 def test_hash_encoding_interpolates_dense_level_exactly():
     """On a dense level, a grid vertex reads its own row; a cell centre averages 8 rows."""
-    enc = HashEncoding(n_levels=1, n_features=1, log2_table_size=10, base_resolution=2,
-                       finest_resolution=2, impl="torch")
+    enc = HashEncoding(
+        n_levels=1,
+        n_features=1,
+        log2_table_size=10,
+        base_resolution=2,
+        finest_resolution=2,
+        impl="torch",
+    )
     with torch.no_grad():
         enc.embeddings.copy_(torch.arange(27, dtype=torch.float32)[:, None])
     vertex = torch.tensor([[0.5, 1.0, 0.0]])  # grid vertex (1, 2, 0) -> row 1 + 3*2 = 7
@@ -64,8 +72,9 @@ def test_hash_encoding_interpolates_dense_level_exactly():
     assert enc(centre).item() == pytest.approx((0 + 1 + 3 + 4 + 9 + 10 + 12 + 13) / 8)
 
 
-@pytest.mark.parametrize("module", [
-    PositionalEncoding(3, 3), FourierFeatures(3, 4, 2.0), SphericalHarmonics(3)])
+@pytest.mark.parametrize(
+    "module", [PositionalEncoding(3, 3), FourierFeatures(3, 4, 2.0), SphericalHarmonics(3)]
+)
 def test_encodings_gradcheck(module):
     x = torch.rand(6, 3, dtype=torch.float64, requires_grad=True)
     if isinstance(module, SphericalHarmonics):
@@ -75,8 +84,14 @@ def test_encodings_gradcheck(module):
 
 
 def test_hash_encoding_module_gradcheck():
-    enc = HashEncoding(n_levels=3, n_features=2, log2_table_size=8, base_resolution=2,
-                       finest_resolution=16, impl="torch").double()
+    enc = HashEncoding(
+        n_levels=3,
+        n_features=2,
+        log2_table_size=8,
+        base_resolution=2,
+        finest_resolution=16,
+        impl="torch",
+    ).double()
     with torch.no_grad():
         enc.embeddings.normal_()
     points = (torch.rand(5, 3, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()

@@ -1,8 +1,27 @@
 """Differentiable kernels. Each family has a torch reference, a C++ CPU and a CUDA path,
-picked with ``impl="auto" | "cpp" | "cuda" | "torch"``."""
+picked with ``impl="auto" | "cpp" | "cuda" | "torch"`` (see mp3d._backend), and checks its
+inputs: shapes, dtypes and devices always, values (finite, ranges, sortedness) unless turned
+off with ``validate=False`` or ``set_checks(False)``.
 
-from mp3d.ops import gaussians, hash_encoding, skinning, volume_rendering
+mp3d.ops imports nothing from the rest of mp3d but mp3d._backend.
+"""
 
+from mp3d.ops import gaussians, hash_encoding, sh, skinning, volume_rendering
+from mp3d.ops._validation import HostReads, checks, checks_enabled, set_checks
+from mp3d.ops.gaussians import (
+    project_gaussians,
+    quaternion_to_rotation,
+    rasterize,
+    rasterize_reference,
+    rasterize_splats,
+    sh_colors,
+)
+from mp3d.ops.hash_encoding import hash_encode
+from mp3d.ops.sh import spherical_harmonics
+from mp3d.ops.skinning import lbs
+from mp3d.ops.volume_rendering import ray_offsets, render_rays, render_weights
+
+# The op families with compiled kernels (mp3d._backend.FAMILY_OPS lists their operators).
 FAMILIES = {
     "volume_rendering": volume_rendering,
     "hash_encoding": hash_encoding,
@@ -10,4 +29,27 @@ FAMILIES = {
     "skinning": skinning,
 }
 
-__all__ = ["FAMILIES", "gaussians", "hash_encoding", "skinning", "volume_rendering"]
+__all__ = [
+    "FAMILIES",
+    "HostReads",
+    "checks",
+    "checks_enabled",
+    "gaussians",
+    "hash_encode",
+    "hash_encoding",
+    "lbs",
+    "project_gaussians",
+    "quaternion_to_rotation",
+    "rasterize",
+    "rasterize_reference",
+    "rasterize_splats",
+    "ray_offsets",
+    "render_rays",
+    "render_weights",
+    "set_checks",
+    "sh",
+    "sh_colors",
+    "skinning",
+    "spherical_harmonics",
+    "volume_rendering",
+]

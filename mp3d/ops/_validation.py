@@ -4,6 +4,7 @@ what it expected and what it was given."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 import os
@@ -126,9 +127,9 @@ def check_length(name: str, tensor: torch.Tensor, expected: int, of: str) -> Non
 class ValueChecks:
     """The value checks of one op call, read back from the device in one synchronisation.
 
-    Each check queues a small tensor of statistics (e.g. the min and max of an input, which
-    are both finite iff every entry is, since min and max propagate NaN) and a function that
-    judges them; `run` concatenates all statistics, copies them to the host once and raises
+    Each check queues a few 0-dim tensors of statistics (e.g. the min and max of an input,
+    which are both finite iff every entry is, since min and max propagate NaN) and a function
+    that judges them; `run` stacks all statistics, copies them to the host once and raises
     the first ValueError. Error messages may read more (e.g. the first bad index): that only
     happens on the error path. With `enabled` False every method is a no-op.
     """
@@ -138,14 +139,14 @@ class ValueChecks:
         self._stats: list[torch.Tensor] = []
         self._judges: list[tuple[int, Callable[[list[float]], None]]] = []
 
-    def add(self, stats: torch.Tensor, judge: Callable[[list[float]], None]) -> None:
-        """Queues `stats` (any shape, any real dtype) and `judge(values)`, called with its
-        entries as Python floats; judge raises ValueError when they show bad input."""
+    def add(self, stats: Sequence[torch.Tensor], judge: Callable[[list[float]], None]) -> None:
+        """Queues the 0-dim tensors `stats` (any real dtypes, no gradient needed) and
+        `judge(values)`, later called with them as Python numbers; judge raises ValueError
+        when they show bad input."""
         if not self.enabled:
             return
-        flat = stats.detach().reshape(-1).to(torch.float64)
-        self._stats.append(flat)
-        self._judges.append((flat.numel(), judge))
+        self._stats.extend(stats)
+        self._judges.append((len(stats), judge))
 
     def finite(
         self,
@@ -160,7 +161,7 @@ class ValueChecks:
         `hint` is appended to range errors (e.g. "activated, e.g. sigmoid of logits")."""
         if not self.enabled or tensor.numel() == 0:
             return
-        detached = tensor.detach()
+        detached = tensor.detach() if tensor.requires_grad else tensor
         suffix = f" ({hint})" if hint else ""
 
         def judge(values: list[float]) -> None:
@@ -168,24 +169,27 @@ class ValueChecks:
             if not (math.isfinite(low) and math.isfinite(high)):
                 bad = int((~torch.isfinite(detached)).sum())
                 raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
-            if minimum is not None and low < minimum:
-                raise ValueError(f"{name} must be >= {minimum:g}{suffix}, got minimum {low:g}")
-            if above is not None and low <= above:
-                raise ValueError(f"{name} must be > {above:g}{suffix}, got minimum {low:g}")
+            expected = _range_text(minimum, maximum, above, None)
+            if (minimum is not None and low < minimum) or (above is not None and low <= above):
+                raise ValueError(f"{name} must be {expected}{suffix}, got minimum {low:g}")
             if maximum is not None and high > maximum:
-                raise ValueError(f"{name} must be <= {maximum:g}{suffix}, got maximum {high:g}")
+                raise ValueError(f"{name} must be {expected}{suffix}, got maximum {high:g}")
 
-        self.add(torch.stack(torch.aminmax(detached)), judge)
+        self.add(torch.aminmax(detached), judge)
 
     def run(self) -> None:
         """Reads every queued statistic with one device-to-host copy, then judges them in
         the order they were queued."""
         if not self._stats:
             return
-        values = torch.cat(self._stats).tolist()  # the one device-to-host copy
-        self._stats = []
-        start = 0
+        stats, self._stats = self._stats, []
         judges, self._judges = self._judges, []
+        dtype = stats[0].dtype
+        if all(t.dtype == dtype for t in stats):
+            values = torch.stack(stats).tolist()  # the one device-to-host copy
+        else:  # e.g. float and int64 statistics: float64 holds both (ints up to 2^53)
+            values = torch.stack([t.to(torch.float64) for t in stats]).tolist()
+        start = 0
         for count, judge in judges:
             judge(values[start : start + count])
             start += count
@@ -252,6 +256,7 @@ def _range_text(minimum, maximum, above, below) -> str:
 # ----------------------------------------------------------------------------- output sizes
 
 
+@functools.cache
 def memory_of(device: torch.device) -> int | None:
     """Bytes of memory on `device` (physical RAM for the CPU, the GPU's total memory for
     CUDA), or None where unknown."""
@@ -273,7 +278,7 @@ def check_fits_in_memory(
     `device` (rather than failing deep in the allocator). `what` names the request, e.g.
     "a 100000x100000 image"."""
     limit = memory_of(device)
-    n_bytes = n_elements * torch.empty((), dtype=dtype).element_size()
+    n_bytes = n_elements * dtype.itemsize
     if limit is not None and n_bytes > limit:
         raise ValueError(
             f"{what} needs {n_bytes / 2**30:.1f} GiB of outputs, more than the "

@@ -27,13 +27,18 @@ import math
 import torch
 
 from mp3d._backend import Impl, resolve_impl
+from mp3d.ops._autograd import backward_kernel
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
-    check_finite,
+    ValueChecks,
+    check_fits_in_memory,
+    check_int,
     check_length,
     check_same_device,
     check_same_dtype,
+    check_scalar,
     check_tensor,
+    value_checks,
 )
 from mp3d.ops.sh import spherical_harmonics
 
@@ -63,9 +68,15 @@ def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
     """Rotation matrices [N,3,3] of quaternions [N,4] (w, x, y, z; normalised here)."""
     w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
     rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
     ]
     return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
 
@@ -132,16 +143,20 @@ def project_gaussians(
     height: int,
     near: float = 0.01,
     impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Projects Gaussians (means [N,3], quats [N,4], positive scales [N,3]) into a camera.
+    """Projects Gaussians (means [N,3], quats [N,4], positive scales [N,3]) into a camera
+    of width x height pixels; Gaussians closer than `near` (> 0, camera z) are culled.
 
     Returns means2d [N,2] (pixels), conics [N,3] (a, b, c of the inverse 2D covariance
     [[a, b], [b, c]]), depths [N] (camera z), radii [N] (int32, 3 sigma of the larger axis,
     0 when culled) and visible [N] (bool: in front of `near` and the 3-sigma box overlaps
-    the image).
+    the image). validate: run the value checks whatever set_checks says (None: as it says).
     """
-    _check_gaussians(means, quats, scales)
-    _check_camera(viewmat, K, width, height, means)
+    checks = ValueChecks(value_checks(validate))
+    _check_gaussians(means, quats, scales, checks)
+    width, height, near = _check_camera(viewmat, K, width, height, near, means, checks)
+    checks.run()
     if resolve_impl(impl, means.device, FAMILY) == "torch":
         return _project(means, quats, scales, viewmat, K, width, height, near)
     _check_no_camera_grads(viewmat, K)
@@ -164,18 +179,25 @@ def _sh_colors(sh: torch.Tensor, directions: torch.Tensor, degree: int) -> torch
 
 
 def sh_colors(
-    sh: torch.Tensor, directions: torch.Tensor, degree: int, impl: Impl = "auto"
+    sh: torch.Tensor,
+    directions: torch.Tensor,
+    degree: int,
+    impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> torch.Tensor:
     """RGB [N,3] = max(SH_degree(directions) . sh + 0.5, 0) of sh [N,K,3] and directions [N,3].
 
     Directions need not be unit length; only the first (degree+1)^2 of the K coefficients
-    are used (K >= (degree+1)^2).
+    are used (K >= (degree+1)^2, degree in 0..3). validate: as in project_gaussians.
     """
-    _check_sh(sh, degree)
+    checks = ValueChecks(value_checks(validate))
+    _check_sh(sh, degree, checks)
     check_tensor("directions", directions, shape=(None, 3), dtypes=FLOAT_DTYPES)
     check_length("directions", directions, sh.shape[0], "sh")
     check_same_device({"sh": sh, "directions": directions})
     check_same_dtype({"sh": sh, "directions": directions})
+    checks.finite("directions", directions)
+    checks.run()
     if resolve_impl(impl, sh.device, FAMILY) == "torch":
         return _sh_colors(sh, directions, degree)
     return _ShKernel.apply(sh, directions, degree)
@@ -220,8 +242,9 @@ def rasterize_reference(
     depths: torch.Tensor,
     width: int,
     height: int,
-    background: torch.Tensor | None = None,
+    background: torch.Tensor | float | None = None,
     chunk_pixels: int = 4096,
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dense torch rasterization of 2D Gaussians (means2d [N,2], conics [N,3], colors [N,3],
     opacities [N] in [0,1], depths [N]) into rgb [H,W,3], alpha [H,W] and depth [H,W].
@@ -229,8 +252,22 @@ def rasterize_reference(
     rgb = sum_i w_i c_i + (1 - alpha) background; alpha = sum_i w_i;
     depth = sum_i w_i depth_i (not divided by alpha: 0 where nothing was hit).
     Every Gaussian is evaluated at every pixel, `chunk_pixels` pixels at a time.
+    validate: as in project_gaussians.
     """
-    _check_splats(means2d, conics, colors, opacities, depths, width, height)
+    checks = ValueChecks(value_checks(validate))
+    width, height = _check_splats(means2d, conics, colors, opacities, depths, width, height, checks)
+    chunk_pixels = check_int("chunk_pixels", chunk_pixels, minimum=1)
+    bg = _background_for(background, means2d, checks)
+    checks.run()
+    return _rasterize_dense(
+        means2d, conics, colors, opacities, depths, width, height, bg, chunk_pixels
+    )
+
+
+def _rasterize_dense(
+    means2d, conics, colors, opacities, depths, width, height, background, chunk_pixels: int = 4096
+):
+    """rasterize_reference without the input checks; background a [3] tensor or None."""
     order = torch.argsort(depths.detach(), stable=True)
     means2d, conics, colors = means2d[order], conics[order], colors[order]
     opacities, depths = opacities[order], depths[order]
@@ -238,7 +275,7 @@ def rasterize_reference(
     rgb, alpha, depth = [], [], []
     for start in range(0, pixels.shape[0], chunk_pixels):
         weights = _composite_weights(
-            _splat_alphas(pixels[start:start + chunk_pixels], means2d, conics, opacities)
+            _splat_alphas(pixels[start : start + chunk_pixels], means2d, conics, opacities)
         )
         rgb.append(weights @ colors)
         alpha.append(weights.sum(dim=1))
@@ -258,23 +295,6 @@ def _contiguous(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.contiguous() for t in tensors]
 
 
-class _KernelBackward(torch.autograd.Function):
-    """Runs a backward kernel `op(*args)` as an autograd node of its own, so that
-    differentiating the gradients (create_graph=True) raises instead of silently treating
-    them as constants."""
-
-    @staticmethod
-    def forward(ctx, op, *args):
-        return op(*args)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise NotImplementedError(
-            "the Gaussian kernels have no double backward; use impl='torch' to differentiate "
-            "through gradients"
-        )
-
-
 class _ProjectKernel(torch.autograd.Function):
     """project_gaussians on mp3d._C: (means2d, conics, depths, radii), radii int32."""
 
@@ -292,10 +312,16 @@ class _ProjectKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_means2d, grad_conics, grad_depths, _grad_radii):
         means, quats, scales, viewmat, K = ctx.saved_tensors
-        grads = _KernelBackward.apply(
+        grads = backward_kernel(
+            FAMILY,
             torch.ops.mp3d.gaussians_project_bwd,
             *_contiguous(grad_means2d, grad_conics, grad_depths),
-            means, quats, scales, viewmat, K, ctx.near,
+            means,
+            quats,
+            scales,
+            viewmat,
+            K,
+            ctx.near,
         )
         return (*grads, None, None, None, None, None)
 
@@ -313,8 +339,14 @@ class _ShKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_colors):
         sh, directions = ctx.saved_tensors
-        grad_sh, grad_directions = _KernelBackward.apply(
-            torch.ops.mp3d.gaussians_sh_bwd, grad_colors.contiguous(), sh, directions, ctx.degree, ctx.needs_input_grad[1]
+        grad_sh, grad_directions = backward_kernel(
+            FAMILY,
+            torch.ops.mp3d.gaussians_sh_bwd,
+            grad_colors.contiguous(),
+            sh,
+            directions,
+            ctx.degree,
+            ctx.needs_input_grad[1],
         )
         return grad_sh, grad_directions if ctx.needs_input_grad[1] else None, None
 
@@ -329,7 +361,13 @@ class _RasterizeKernel(torch.autograd.Function):
     def forward(ctx, means2d, conics, colors, opacities, depths, radii, width, height):
         splats = _contiguous(means2d, conics, colors, opacities, depths)
         tile_offsets, gaussian_ids = torch.ops.mp3d.gaussians_tile_bin(
-            splats[0], splats[1], splats[3], splats[4], radii.contiguous(), width, height,
+            splats[0],
+            splats[1],
+            splats[3],
+            splats[4],
+            radii.contiguous(),
+            width,
+            height,
             TILE_SIZE,
         )
         rgb, alpha, depth, transmittance, n_visited = torch.ops.mp3d.gaussians_rasterize_fwd(
@@ -342,10 +380,17 @@ class _RasterizeKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rgb, grad_alpha, grad_depth):
         *splats, tile_offsets, gaussian_ids, transmittance, n_visited = ctx.saved_tensors
-        grads = _KernelBackward.apply(
+        grads = backward_kernel(
+            FAMILY,
             torch.ops.mp3d.gaussians_rasterize_bwd,
-            *_contiguous(grad_rgb, grad_alpha, grad_depth), *splats, tile_offsets,
-            gaussian_ids, transmittance, n_visited, *ctx.size, TILE_SIZE,
+            *_contiguous(grad_rgb, grad_alpha, grad_depth),
+            *splats,
+            tile_offsets,
+            gaussian_ids,
+            transmittance,
+            n_visited,
+            *ctx.size,
+            TILE_SIZE,
         )
         return (*grads, None, None, None)
 
@@ -360,20 +405,17 @@ def rasterize_splats(
     height: int,
     background: torch.Tensor | float | None = None,
     impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """rgb [H,W,3], alpha [H,W], depth [H,W] of 2D Gaussians (means2d [N,2] px, conics [N,3],
     colors [N,3], opacities [N] in [0,1], depths [N]): rasterize_reference's contract, run by
-    the tile kernels unless impl="torch"."""
-    _check_splats(means2d, conics, colors, opacities, depths, width, height)
-    check_finite("means2d", means2d)
-    check_finite("conics", conics)
-    check_finite("colors", colors)
-    check_finite("depths", depths)
-    _check_opacities(opacities, means2d, "means2d")
-    bg = _background_for(background, means2d)
+    the tile kernels unless impl="torch". validate: as in project_gaussians."""
+    checks = ValueChecks(value_checks(validate))
+    width, height = _check_splats(means2d, conics, colors, opacities, depths, width, height, checks)
+    bg = _background_for(background, means2d, checks)
+    checks.run()
     if resolve_impl(impl, means2d.device, FAMILY) == "torch":
-        return rasterize_reference(means2d, conics, colors, opacities, depths, width, height,
-                                   background=bg)
+        return _rasterize_dense(means2d, conics, colors, opacities, depths, width, height, bg)
     radii = torch.ones(means2d.shape[0], dtype=torch.int32, device=means2d.device)
     rgb, alpha, depth = _RasterizeKernel.apply(
         means2d, conics, colors, opacities, depths, radii, width, height
@@ -393,9 +435,12 @@ def _check_no_camera_grads(viewmat: torch.Tensor, K: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------- validation
+#
+# Shape, dtype and device checks run on every call; value checks (finite, ranges) are queued
+# on a ValueChecks and read back in one synchronisation, and only when value_checks(validate).
 
 
-def _check_gaussians(means, quats, scales) -> None:
+def _check_gaussians(means, quats, scales, checks: ValueChecks) -> None:
     check_tensor("means", means, shape=(None, 3), dtypes=FLOAT_DTYPES)
     check_tensor("quats", quats, shape=(None, 4))
     check_tensor("scales", scales, shape=(None, 3))
@@ -404,65 +449,95 @@ def _check_gaussians(means, quats, scales) -> None:
     tensors = {"means": means, "quats": quats, "scales": scales}
     check_same_dtype(tensors)
     check_same_device(tensors)
-    check_finite("means", means)
-    check_finite("quats", quats)
-    check_finite("scales", scales)
-    if scales.numel() and float(scales.detach().min()) <= 0.0:
-        raise ValueError(
-            f"scales must be > 0 (activated, e.g. exp of log-scales), got minimum "
-            f"{float(scales.detach().min()):g}"
-        )
-    if quats.numel() and float(quats.detach().norm(dim=-1).min()) == 0.0:
+    checks.finite("means", means)
+    checks.finite("quats", quats)
+    checks.finite("scales", scales, above=0.0, hint="activated, e.g. exp of log-scales")
+    if quats.numel():
+        checks.add((quats.detach().square().sum(dim=-1).min(),), _judge_quats)
+
+
+def _judge_quats(values: list[float]) -> None:
+    if values[0] == 0.0:
         raise ValueError("quats must have non-zero norm, got a zero quaternion")
 
 
-def _check_size(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+def _check_image_size(width: object, height: object, like: torch.Tensor) -> tuple[int, int]:
+    """width and height are ints >= 1 whose image (rgb, alpha, depth and the kernels'
+    per-pixel transmittance and count: 7 values a pixel) fits in the device's memory."""
+    width = check_int("width", width, minimum=1)
+    height = check_int("height", height, minimum=1)
+    check_fits_in_memory(f"a {width}x{height} image", 7 * width * height, like.dtype, like.device)
+    return width, height
 
 
-def _check_camera(viewmat, K, width, height, like: torch.Tensor) -> None:
+def _check_camera(
+    viewmat, K, width, height, near, like: torch.Tensor, checks: ValueChecks
+) -> tuple[int, int, float]:
     check_tensor("viewmat", viewmat, shape=(4, 4))
     check_tensor("K", K, shape=(3, 3))
     tensors = {"means": like, "viewmat": viewmat, "K": K}
     check_same_dtype(tensors)
     check_same_device(tensors)
-    check_finite("viewmat", viewmat)
-    check_finite("K", K)
-    if float(K[0, 0]) <= 0.0 or float(K[1, 1]) <= 0.0:
-        raise ValueError(
-            f"K must have positive focal lengths, got fx={float(K[0, 0]):g}, fy={float(K[1, 1]):g}"
-        )
-    _check_size("width", width)
-    _check_size("height", height)
+    width, height = _check_image_size(width, height, like)
+    near = check_scalar("near", near, above=0.0)
+    checks.finite("viewmat", viewmat)
+    checks.finite("K", K)
+    checks.add((K.detach().diagonal()[:2].min(),), lambda v: _judge_focal_lengths(v, K))
+    return width, height, near
 
 
-def _check_splats(means2d, conics, colors, opacities, depths, width, height) -> None:
+def _judge_focal_lengths(values: list[float], K: torch.Tensor) -> None:
+    if not values[0] > 0.0:
+        fx, fy = float(K[0, 0]), float(K[1, 1])
+        raise ValueError(f"K must have positive focal lengths, got fx={fx:g}, fy={fy:g}")
+
+
+def _check_splats(
+    means2d, conics, colors, opacities, depths, width, height, checks: ValueChecks
+) -> tuple[int, int]:
     check_tensor("means2d", means2d, shape=(None, 2), dtypes=FLOAT_DTYPES)
     n = means2d.shape[0]
-    for name, tensor, shape in (("conics", conics, (None, 3)), ("colors", colors, (None, 3)),
-                                ("opacities", opacities, (None,)), ("depths", depths, (None,))):
+    for name, tensor, shape in (
+        ("conics", conics, (None, 3)),
+        ("colors", colors, (None, 3)),
+        ("opacities", opacities, (None,)),
+        ("depths", depths, (None,)),
+    ):
         check_tensor(name, tensor, shape=shape)
         check_length(name, tensor, n, "means2d")
-    tensors = {"means2d": means2d, "conics": conics, "colors": colors, "opacities": opacities,
-               "depths": depths}
+    tensors = {
+        "means2d": means2d,
+        "conics": conics,
+        "colors": colors,
+        "opacities": opacities,
+        "depths": depths,
+    }
     check_same_dtype(tensors)
     check_same_device(tensors)
-    _check_size("width", width)
-    _check_size("height", height)
+    width, height = _check_image_size(width, height, means2d)
+    checks.finite("means2d", means2d)
+    checks.finite("conics", conics)
+    checks.finite("colors", colors)
+    checks.finite("depths", depths)
+    _queue_opacities(opacities, checks)
+    return width, height
 
 
-def _check_sh(sh, degree, name: str = "sh") -> None:
-    check_tensor(name, sh, shape=(None, None, 3), dtypes=FLOAT_DTYPES)
-    if isinstance(degree, bool) or not isinstance(degree, int) \
-            or not 0 <= degree <= MAX_SH_DEGREE:
+def _check_sh_degree(degree: object) -> int:
+    if isinstance(degree, bool) or not isinstance(degree, int) or not 0 <= degree <= MAX_SH_DEGREE:
         raise ValueError(f"sh_degree must be an int in 0..{MAX_SH_DEGREE}, got {degree!r}")
+    return degree
+
+
+def _check_sh(sh, degree, checks: ValueChecks, name: str = "sh") -> None:
+    check_tensor(name, sh, shape=(None, None, 3), dtypes=FLOAT_DTYPES)
+    _check_sh_degree(degree)
     if sh.shape[1] < (degree + 1) ** 2:
         raise ValueError(
             f"{name} must have at least (degree+1)^2 = {(degree + 1) ** 2} coefficients for "
             f"degree {degree}, got {sh.shape[1]}"
         )
-    check_finite(name, sh)
+    checks.finite(name, sh)
 
 
 def _sh_degree_of(colors: torch.Tensor, sh_degree: int | None) -> int | None:
@@ -477,37 +552,47 @@ def _sh_degree_of(colors: torch.Tensor, sh_degree: int | None) -> int | None:
         return None
     check_tensor("colors", colors, shape=(None, None, 3))
     if sh_degree is not None:
-        return sh_degree
+        return _check_sh_degree(sh_degree)
     degree = math.isqrt(colors.shape[1]) - 1
     if (degree + 1) ** 2 != colors.shape[1]:
         raise ValueError(
             f"colors as SH must have K = (degree+1)^2 coefficients, got K={colors.shape[1]}"
         )
-    return degree
+    return _check_sh_degree(degree)
 
 
-def _background_for(background, like: torch.Tensor) -> torch.Tensor | None:
-    """Background as a [3] tensor of `like`'s dtype and device, or None (black)."""
+def _background_for(background, like: torch.Tensor, checks: ValueChecks) -> torch.Tensor | None:
+    """Background as a [3] tensor of `like`'s dtype and device, or None (black); a Python
+    number (or sequence of them) is checked here, a tensor's entries on `checks`."""
     if background is None:
         return None
+    if not isinstance(background, torch.Tensor):
+        if isinstance(background, (list, tuple)):
+            for i, value in enumerate(background):
+                check_scalar(f"background[{i}]", value)
+        else:
+            check_scalar("background", background)
+    elif background.dtype.is_complex:
+        raise ValueError(f"background must be a real tensor, got {background.dtype}")
     background = torch.as_tensor(background, dtype=like.dtype, device=like.device)
     if background.dim() == 0:
         background = background.expand(3)
     if background.shape != (3,):
         raise ValueError(f"background must be a scalar or [3], got {list(background.shape)}")
-    check_finite("background", background)
+    checks.finite("background", background)
     return background
 
 
-def _check_opacities(opacities, like: torch.Tensor, like_name: str = "means") -> None:
+def _queue_opacities(opacities, checks: ValueChecks) -> None:
+    checks.finite(
+        "opacities", opacities, minimum=0.0, maximum=1.0, hint="activated, e.g. sigmoid of logits"
+    )
+
+
+def _check_opacities(opacities, like: torch.Tensor, checks: ValueChecks) -> None:
     check_tensor("opacities", opacities, shape=(None,))
-    check_length("opacities", opacities, like.shape[0], like_name)
-    check_finite("opacities", opacities, minimum=0.0)
-    if opacities.numel() and float(opacities.detach().max()) > 1.0:
-        raise ValueError(
-            f"opacities must be in [0, 1] (activated, e.g. sigmoid of logits), got maximum "
-            f"{float(opacities.detach().max()):g}"
-        )
+    check_length("opacities", opacities, like.shape[0], "means")
+    _queue_opacities(opacities, checks)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -537,28 +622,34 @@ def rasterize(
     background: torch.Tensor | float | None = None,
     near: float = 0.01,
     impl: Impl = "auto",
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Renders Gaussians (means [N,3], quats [N,4], positive scales [N,3], opacities [N] in
     [0,1], colors RGB [N,3] or SH [N,K,3]) into rgb [H,W,3], alpha [H,W], depth [H,W].
 
-    With SH colors, `sh_degree` (default: all of K) picks how many bands are used, seen
-    along the direction from the camera centre to each mean. Gaussians closer than `near`
-    (camera z) or whose 3-sigma box misses the image are culled.
+    With SH colors, `sh_degree` (0..3, default: all of K) picks how many bands are used,
+    seen along the direction from the camera centre to each mean. Gaussians closer than
+    `near` (> 0, camera z) or whose 3-sigma box misses the image are culled. background: a
+    finite scalar or [3] (None: black). validate: run the value checks (finite, ranges)
+    whatever set_checks says (None: as it says); all are read back in one synchronisation.
     `info` holds means2d [N,2] (call .retain_grad() on it for densification), conics [N,3],
     depths [N], radii [N] and visible [N] (bool), all over the N input Gaussians.
     """
-    _check_gaussians(means, quats, scales)
-    _check_camera(viewmat, K, width, height, means)
-    _check_opacities(opacities, means)
+    checks = ValueChecks(value_checks(validate))
+    _check_gaussians(means, quats, scales, checks)
+    width, height, near = _check_camera(viewmat, K, width, height, near, means, checks)
+    _check_opacities(opacities, means, checks)
     degree = _sh_degree_of(colors, sh_degree)
     if degree is not None:
-        _check_sh(colors, degree, name="colors")
+        _check_sh(colors, degree, checks, name="colors")
+    else:
+        checks.finite("colors", colors)
     check_length("colors", colors, means.shape[0], "means")
     tensors = {"means": means, "opacities": opacities, "colors": colors}
     check_same_dtype(tensors)
     check_same_device(tensors)
-    check_finite("colors", colors)
-    bg = _background_for(background, means)
+    bg = _background_for(background, means, checks)
+    checks.run()
 
     if resolve_impl(impl, means.device, FAMILY) == "torch":
         means2d, conics, depths, radii, visible = _project(
@@ -566,9 +657,15 @@ def rasterize(
         )
         rgbs = _colors_seen_from_camera(colors, means, viewmat, degree, _sh_colors)
         keep = torch.nonzero(visible).squeeze(1)
-        rgb, alpha, depth = rasterize_reference(
-            means2d[keep], conics[keep], rgbs[keep], opacities[keep], depths[keep],
-            width, height, background=bg,
+        rgb, alpha, depth = _rasterize_dense(
+            means2d[keep],
+            conics[keep],
+            rgbs[keep],
+            opacities[keep],
+            depths[keep],
+            width,
+            height,
+            bg,
         )
     else:
         _check_no_camera_grads(viewmat, K)
@@ -582,6 +679,11 @@ def rasterize(
         )
         if bg is not None:
             rgb = rgb + (1.0 - alpha)[..., None] * bg
-    info = {"means2d": means2d, "conics": conics, "depths": depths, "radii": radii,
-            "visible": visible}
+    info = {
+        "means2d": means2d,
+        "conics": conics,
+        "depths": depths,
+        "radii": radii,
+        "visible": visible,
+    }
     return rgb, alpha, depth, info

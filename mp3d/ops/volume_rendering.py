@@ -186,14 +186,15 @@ def _validate(
         if rgbs is not None:
             checks.finite("rgbs", rgbs)
         checks.add(
-            (t_ends.detach() - t_starts.detach()).min(),
+            ((t_ends.detach() - t_starts.detach()).min(),),
             lambda v: _intervals_judge(v, t_starts, t_ends),
         )
         if n_samples > 1:
             checks.add(
-                (ray_indices[1:] - ray_indices[:-1]).min(), lambda v: _sorted_judge(v, ray_indices)
+                ((ray_indices[1:] - ray_indices[:-1]).min(),),
+                lambda v: _sorted_judge(v, ray_indices),
             )
-        checks.add(torch.stack(torch.aminmax(ray_indices)), lambda v: _range_judge(v, n_rays))
+        checks.add(torch.aminmax(ray_indices), lambda v: _range_judge(v, n_rays))
     checks.run()
     return n_rays, early_stop_eps, bg
 

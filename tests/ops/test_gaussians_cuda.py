@@ -16,7 +16,7 @@ from mp3d.ops.gaussians import (
     rasterize_splats,
     sh_colors,
 )
-from tests.ops.test_gaussians import _scene as smooth_scene
+from tests.ops.scenes import smooth_scene
 
 pytestmark = pytest.mark.gpu
 
@@ -45,8 +45,7 @@ def _assert_close(actual, expected, dtype, name, rtol=None, atol_scale=None):
     assert actual.shape == expected.shape and actual.dtype == expected.dtype, name
     scale = max(float(expected.abs().max()) if expected.numel() else 1.0, 1e-6)
     if dtype == torch.float64:
-        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol_scale * scale,
-                                   msg=name)
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol_scale * scale, msg=name)
         return
     bad = ~torch.isclose(actual, expected, rtol=rtol, atol=atol_scale * scale)
     n_bad = int(bad.sum())
@@ -54,7 +53,8 @@ def _assert_close(actual, expected, dtype, name, rtol=None, atol_scale=None):
     allowed = max(1, expected.numel() // 500)
     assert n_bad <= allowed and worst <= 0.05 * scale, (
         f"{name}: {n_bad} of {expected.numel()} entries differ (allowed {allowed}), "
-        f"largest difference {worst:g} at scale {scale:g}")
+        f"largest difference {worst:g} at scale {scale:g}"
+    )
 
 
 def _camera(width, height, dtype=torch.float64, seed=0):
@@ -66,23 +66,36 @@ def _camera(width, height, dtype=torch.float64, seed=0):
     viewmat[:3, :3] = quaternion_to_rotation(quat)[0]
     viewmat[:3, 3] = 0.1 * torch.randn(3, generator=g, dtype=torch.float64)
     f = 0.9 * width
-    K = torch.tensor([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]],
-                     dtype=torch.float64)
+    K = torch.tensor(
+        [[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
     return viewmat.to(dtype), K.to(dtype)
 
 
-def _random_scene(n=300, width=64, height=48, dtype=torch.float32, seed=0, sh_degree=None,
-                  max_opacity=0.95, scale_range=(0.02, 0.25)) -> dict:
+def _random_scene(
+    n=300,
+    width=64,
+    height=48,
+    dtype=torch.float32,
+    seed=0,
+    sh_degree=None,
+    max_opacity=0.95,
+    scale_range=(0.02, 0.25),
+) -> dict:
     """n random Gaussians mostly inside the view of a width x height camera, some behind it
     or off the image; made in float64 and then cast, so every device sees the same values."""
     g = torch.Generator().manual_seed(seed)
     f64 = torch.float64
     z = torch.rand(n, generator=g, dtype=f64) * 6.0 + 2.0
-    xy = (torch.rand(n, 2, generator=g, dtype=f64) - 0.5) * 1.3 * z[:, None] \
+    xy = (
+        (torch.rand(n, 2, generator=g, dtype=f64) - 0.5)
+        * 1.3
+        * z[:, None]
         * torch.tensor([width / (0.9 * width), height / (0.9 * width)], dtype=f64)
+    )
     means = torch.cat([xy, z[:, None]], dim=1)
-    means[: n // 30, 2] *= -1.0                      # behind the camera
-    means[n // 30: n // 15, 0] += 4.0 * means[n // 30: n // 15, 2]  # far off to the right
+    means[: n // 30, 2] *= -1.0  # behind the camera
+    means[n // 30 : n // 15, 0] += 4.0 * means[n // 30 : n // 15, 2]  # far off to the right
     log_lo, log_hi = torch.log(torch.tensor(scale_range, dtype=f64))
     scales = torch.exp(torch.rand(n, 3, generator=g, dtype=f64) * (log_hi - log_lo) + log_lo)
     quats = torch.randn(n, 4, generator=g, dtype=f64)
@@ -92,15 +105,22 @@ def _random_scene(n=300, width=64, height=48, dtype=torch.float32, seed=0, sh_de
     else:
         colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=f64) * 0.3
     viewmat, K = _camera(width, height, seed=seed)
-    scene = {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
-             "colors": colors, "viewmat": viewmat, "K": K}
+    scene = {
+        "means": means,
+        "quats": quats,
+        "scales": scales,
+        "opacities": opacities,
+        "colors": colors,
+        "viewmat": viewmat,
+        "K": K,
+    }
     scene = {k: v.to(dtype) for k, v in scene.items()}
     scene.update(width=width, height=height, sh_degree=sh_degree)
     return scene
 
 
 def _smooth_scene(n=3, sh_degree=None, seed=0) -> dict:
-    """test_gaussians' smooth float64 scene (alphas well inside (1/255, 0.99)), on the GPU."""
+    """The shared smooth float64 scene (alphas well inside (1/255, 0.99)), on the GPU."""
     scene = smooth_scene(n=n, sh_degree=sh_degree, seed=seed)
     return {k: v.cuda() for k, v in scene.items() if isinstance(v, torch.Tensor)}
 
@@ -110,18 +130,35 @@ def _render(scene: dict, impl: str, device: str, background=0.3, seed=5):
     sum of them to the parameters and to info["means2d"], all on the CPU."""
     inputs = {k: scene[k].to(device).clone().requires_grad_() for k in PARAMS}
     rgb, alpha, depth, info = rasterize(
-        inputs["means"], inputs["quats"], inputs["scales"], inputs["opacities"],
-        inputs["colors"], scene["viewmat"].to(device), scene["K"].to(device), scene["width"],
-        scene["height"], sh_degree=scene["sh_degree"], background=background, impl=impl,
+        inputs["means"],
+        inputs["quats"],
+        inputs["scales"],
+        inputs["opacities"],
+        inputs["colors"],
+        scene["viewmat"].to(device),
+        scene["K"].to(device),
+        scene["width"],
+        scene["height"],
+        sh_degree=scene["sh_degree"],
+        background=background,
+        impl=impl,
     )
     info["means2d"].retain_grad()
     g = torch.Generator().manual_seed(seed)
-    weights = [torch.rand(t.shape, generator=g, dtype=torch.float64).to(t.dtype).to(device)
-               for t in (rgb, alpha, depth)]
+    weights = [
+        torch.rand(t.shape, generator=g, dtype=torch.float64).to(t.dtype).to(device)
+        for t in (rgb, alpha, depth)
+    ]
     loss = sum((t * w).sum() for t, w in zip((rgb, alpha, depth), weights))
     loss.backward()
-    outputs = {"rgb": rgb, "alpha": alpha, "depth": depth, "radii": info["radii"],
-               "means2d": info["means2d"], "conics": info["conics"]}
+    outputs = {
+        "rgb": rgb,
+        "alpha": alpha,
+        "depth": depth,
+        "radii": info["radii"],
+        "means2d": info["means2d"],
+        "conics": info["conics"],
+    }
     outputs = {k: v.detach().cpu() for k, v in outputs.items()}
     grads = {f"grad_{k}": inputs[k].grad.cpu() for k in PARAMS}
     grads["grad_info_means2d"] = info["means2d"].grad.cpu()
@@ -145,20 +182,31 @@ def test_projection_matches_cpu(dtype):
     s = _random_scene(n=500, dtype=dtype, seed=1)
     results = {}
     g = torch.Generator().manual_seed(2)
-    upstream = [torch.randn(500, 2, generator=g, dtype=torch.float64),
-                torch.randn(500, 3, generator=g, dtype=torch.float64),
-                torch.randn(500, generator=g, dtype=torch.float64)]
+    upstream = [
+        torch.randn(500, 2, generator=g, dtype=torch.float64),
+        torch.randn(500, 3, generator=g, dtype=torch.float64),
+        torch.randn(500, generator=g, dtype=torch.float64),
+    ]
     for impl, device in (("cpp", "cpu"), ("cuda", "cuda")):
         inputs = [s[k].to(device).clone().requires_grad_() for k in ("means", "quats", "scales")]
         means2d, conics, depths, radii, visible = project_gaussians(
-            *inputs, s["viewmat"].to(device), s["K"].to(device), s["width"], s["height"],
-            impl=impl)
-        loss = sum((t * u.to(dtype).to(device)).sum()
-                   for t, u in zip((means2d, conics, depths), upstream))
+            *inputs, s["viewmat"].to(device), s["K"].to(device), s["width"], s["height"], impl=impl
+        )
+        loss = sum(
+            (t * u.to(dtype).to(device)).sum() for t, u in zip((means2d, conics, depths), upstream)
+        )
         loss.backward()
         results[impl] = [means2d, conics, depths, radii, visible] + [x.grad for x in inputs]
-    names = ("means2d", "conics", "depths", "radii", "visible", "grad_means", "grad_quats",
-             "grad_scales")
+    names = (
+        "means2d",
+        "conics",
+        "depths",
+        "radii",
+        "visible",
+        "grad_means",
+        "grad_quats",
+        "grad_scales",
+    )
     for name, e, a in zip(names, results["cpp"], results["cuda"]):
         if name == "visible":
             assert torch.equal(a.cpu(), e)
@@ -183,10 +231,11 @@ def test_sh_colors_match_cpu(dtype, degree):
         colors = sh_colors(a, b, degree, impl=impl)
         (colors * upstream.to(device)).sum().backward()
         results[impl] = (colors, a.grad, b.grad)
-    for name, e, a in zip(("colors", "grad_sh", "grad_directions"), results["cpp"],
-                          results["cuda"]):
+    for name, e, a in zip(
+        ("colors", "grad_sh", "grad_directions"), results["cpp"], results["cuda"]
+    ):
         _assert_close(a, e, dtype, name)
-    assert bool((results["cuda"][1][:, (degree + 1) ** 2:] == 0).all())
+    assert bool((results["cuda"][1][:, (degree + 1) ** 2 :] == 0).all())
 
 
 def test_sh_backward_without_direction_grad():
@@ -204,15 +253,18 @@ def _splat_inputs(n, width, height, dtype, seed):
     below 1/255, off the image) and a few very large ones."""
     g = torch.Generator().manual_seed(seed)
     f64 = torch.float64
-    means2d = (torch.rand(n, 2, generator=g, dtype=f64) * 1.4 - 0.2) \
-        * torch.tensor([width, height], dtype=f64)
+    means2d = (torch.rand(n, 2, generator=g, dtype=f64) * 1.4 - 0.2) * torch.tensor(
+        [width, height], dtype=f64
+    )
     angle = torch.rand(n, generator=g, dtype=f64) * torch.pi
     sx = torch.exp(torch.rand(n, generator=g, dtype=f64) * 3.0 - 0.5)
     sy = torch.exp(torch.rand(n, generator=g, dtype=f64) * 3.0 - 0.5)
     sx[:5] = 40.0  # a few covering many tiles
     c, s = torch.cos(angle), torch.sin(angle)
-    cov = torch.stack([c * c * sx ** 2 + s * s * sy ** 2, c * s * (sx ** 2 - sy ** 2),
-                       s * s * sx ** 2 + c * c * sy ** 2], dim=1)
+    cov = torch.stack(
+        [c * c * sx**2 + s * s * sy**2, c * s * (sx**2 - sy**2), s * s * sx**2 + c * c * sy**2],
+        dim=1,
+    )
     det = cov[:, 0] * cov[:, 2] - cov[:, 1] ** 2
     conics = torch.stack([cov[:, 2] / det, -cov[:, 1] / det, cov[:, 0] / det], dim=1)
     opacities = torch.rand(n, generator=g, dtype=f64)
@@ -228,16 +280,19 @@ def _splat_inputs(n, width, height, dtype, seed):
 def _tile_bin(splats, radii, width, height, tile_size, device):
     means2d, conics, _, opacities, depths = (t.to(device) for t in splats)
     offsets, ids = torch.ops.mp3d.gaussians_tile_bin(
-        means2d, conics, opacities, depths, radii.to(device), width, height, tile_size)
+        means2d, conics, opacities, depths, radii.to(device), width, height, tile_size
+    )
     return offsets.cpu(), ids.cpu()
 
 
 def _tile_lists(offsets, ids):
-    return [ids[offsets[t]:offsets[t + 1]].tolist() for t in range(offsets.numel() - 1)]
+    return [ids[offsets[t] : offsets[t + 1]].tolist() for t in range(offsets.numel() - 1)]
 
 
-@pytest.mark.parametrize("size, tile_size", [((64, 48), 16), ((61, 45), 16), ((70, 33), 8),
-                                             ((13, 9), 16), ((300, 200), 16)])
+@pytest.mark.parametrize(
+    "size, tile_size",
+    [((64, 48), 16), ((61, 45), 16), ((70, 33), 8), ((13, 9), 16), ((300, 200), 16)],
+)
 def test_tile_lists_equal_cpu_float64(size, tile_size):
     width, height = size
     splats, radii = _splat_inputs(600, width, height, torch.float64, seed=width)
@@ -277,8 +332,10 @@ def test_tile_bin_of_nothing():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size, tile_size, max_opacity", [
-    ((64, 48), 16, 1.0), ((61, 45), 16, 1.0), ((61, 45), 16, 0.3), ((50, 30), 8, 1.0)])
+@pytest.mark.parametrize(
+    "size, tile_size, max_opacity",
+    [((64, 48), 16, 1.0), ((61, 45), 16, 1.0), ((61, 45), 16, 0.3), ((50, 30), 8, 1.0)],
+)
 def test_rasterize_ops_match_cpu(dtype, size, tile_size, max_opacity):
     """The raw forward and backward ops on identical inputs and tile lists: pixels stopping
     early and lists longer than one shared-memory batch (256) both occur."""
@@ -291,8 +348,13 @@ def test_rasterize_ops_match_cpu(dtype, size, tile_size, max_opacity):
     forward = {}
     for device in ("cpu", "cuda"):
         forward[device] = torch.ops.mp3d.gaussians_rasterize_fwd(
-            *(t.to(device) for t in splats), offsets.to(device), ids.to(device), width, height,
-            tile_size)
+            *(t.to(device) for t in splats),
+            offsets.to(device),
+            ids.to(device),
+            width,
+            height,
+            tile_size,
+        )
     names = ("rgb", "alpha", "depth", "transmittance")
     for name, e, a in zip(names, forward["cpu"][:4], forward["cuda"][:4]):
         _assert_close(a, e, dtype, name)
@@ -309,17 +371,25 @@ def test_rasterize_ops_match_cpu(dtype, size, tile_size, max_opacity):
 
     # Backward from the CPU's saved state on both devices.
     g = torch.Generator().manual_seed(8)
-    upstream = [torch.randn(height, width, 3, generator=g, dtype=torch.float64),
-                torch.randn(height, width, generator=g, dtype=torch.float64),
-                torch.randn(height, width, generator=g, dtype=torch.float64)]
+    upstream = [
+        torch.randn(height, width, 3, generator=g, dtype=torch.float64),
+        torch.randn(height, width, generator=g, dtype=torch.float64),
+        torch.randn(height, width, generator=g, dtype=torch.float64),
+    ]
     upstream = [u.to(dtype) for u in upstream]
     saved = forward["cpu"][3:]
     grads = {}
     for device in ("cpu", "cuda"):
         grads[device] = torch.ops.mp3d.gaussians_rasterize_bwd(
-            *(u.to(device) for u in upstream), *(t.to(device) for t in splats),
-            offsets.to(device), ids.to(device), *(t.to(device) for t in saved), width, height,
-            tile_size)
+            *(u.to(device) for u in upstream),
+            *(t.to(device) for t in splats),
+            offsets.to(device),
+            ids.to(device),
+            *(t.to(device) for t in saved),
+            width,
+            height,
+            tile_size,
+        )
     names = ("grad_means2d", "grad_conics", "grad_colors", "grad_opacities", "grad_depths")
     for name, e, a in zip(names, grads["cpu"], grads["cuda"]):
         assert a.shape == e.shape
@@ -330,8 +400,9 @@ def test_rasterize_ops_reject_large_tiles():
     splats, radii = _splat_inputs(20, 64, 64, torch.float32, seed=0)
     offsets, ids = _tile_bin(splats, radii, 64, 64, 32, "cuda")
     with pytest.raises(ValueError, match="tile_size"):
-        torch.ops.mp3d.gaussians_rasterize_fwd(*(t.cuda() for t in splats), offsets.cuda(),
-                                               ids.cuda(), 64, 64, 32)
+        torch.ops.mp3d.gaussians_rasterize_fwd(
+            *(t.cuda() for t in splats), offsets.cuda(), ids.cuda(), 64, 64, 32
+        )
 
 
 # ----------------------------------------------------------------------------- whole renderer
@@ -341,8 +412,9 @@ def test_rasterize_ops_reject_large_tiles():
 @pytest.mark.parametrize("sh_degree", [None, 3])
 @pytest.mark.parametrize("size", [(64, 48), (61, 45)])
 def test_rasterize_matches_cpp(dtype, sh_degree, size):
-    scene = _random_scene(n=300, width=size[0], height=size[1], dtype=dtype, seed=11,
-                          sh_degree=sh_degree)
+    scene = _random_scene(
+        n=300, width=size[0], height=size[1], dtype=dtype, seed=11, sh_degree=sh_degree
+    )
     expected = _render(scene, "cpp", "cpu", background=torch.tensor([0.1, 0.5, 0.9]))
     actual = _render(scene, "cuda", "cuda", background=torch.tensor([0.1, 0.5, 0.9]))
     assert bool((expected[0]["alpha"] > 0.5).any())
@@ -351,8 +423,9 @@ def test_rasterize_matches_cpp(dtype, sh_degree, size):
 
 @pytest.mark.parametrize("sh_degree", [None, 2])
 def test_rasterize_matches_torch_reference(sh_degree):
-    scene = _random_scene(n=200, width=40, height=30, dtype=torch.float64, seed=12,
-                          sh_degree=sh_degree)
+    scene = _random_scene(
+        n=200, width=40, height=30, dtype=torch.float64, seed=12, sh_degree=sh_degree
+    )
     expected = _render(scene, "torch", "cpu")
     actual = _render(scene, "cuda", "cuda")
     _compare_renders(expected, actual, torch.float64)
@@ -368,15 +441,24 @@ def test_rasterize_splats_matches_cpp():
         rgb, alpha, depth = rasterize_splats(*inputs, width, height, background=0.2, impl=impl)
         (rgb.sum() + 0.5 * alpha.sum() + 0.1 * depth.sum()).backward()
         results[impl] = [rgb, alpha, depth] + [t.grad for t in inputs]
-    names = ("rgb", "alpha", "depth", "grad_means2d", "grad_conics", "grad_colors",
-             "grad_opacities", "grad_depths")
+    names = (
+        "rgb",
+        "alpha",
+        "depth",
+        "grad_means2d",
+        "grad_conics",
+        "grad_colors",
+        "grad_opacities",
+        "grad_depths",
+    )
     for name, e, a in zip(names, results["cpp"], results["cuda"]):
         _assert_close(a, e, torch.float64, name)
 
 
 def test_larger_scene_matches_cpp():
-    scene = _random_scene(n=20_000, width=256, height=256, dtype=torch.float32, seed=21,
-                          scale_range=(0.005, 0.08))
+    scene = _random_scene(
+        n=20_000, width=256, height=256, dtype=torch.float32, seed=21, scale_range=(0.005, 0.08)
+    )
     expected = _render(scene, "cpp", "cpu")
     actual = _render(scene, "cuda", "cuda")
     (out_e, grad_e), (out_a, grad_a) = expected, actual
@@ -384,8 +466,7 @@ def test_larger_scene_matches_cpp():
     for name in ("rgb", "alpha", "depth"):
         _assert_close(out_a[name], out_e[name], torch.float32, name)
     for name in grad_e:
-        _assert_close(grad_a[name], grad_e[name], torch.float32, name, rtol=5e-3,
-                      atol_scale=5e-4)
+        _assert_close(grad_a[name], grad_e[name], torch.float32, name, rtol=5e-3, atol_scale=5e-4)
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -399,8 +480,7 @@ def test_gradcheck_projection_cuda():
     inputs = tuple(s[k].clone().requires_grad_() for k in ("means", "quats", "scales"))
 
     def project(means, quats, scales):
-        return project_gaussians(means, quats, scales, s["viewmat"], s["K"], 8, 6,
-                                 impl="cuda")[:3]
+        return project_gaussians(means, quats, scales, s["viewmat"], s["K"], 8, 6, impl="cuda")[:3]
 
     assert torch.autograd.gradcheck(project, inputs)
 
@@ -409,20 +489,24 @@ def test_gradcheck_sh_colors_cuda():
     g = torch.Generator().manual_seed(2)
     sh = (torch.randn(3, 16, 3, generator=g, dtype=torch.float64) * 0.1).cuda().requires_grad_()
     directions = torch.randn(3, 3, generator=g, dtype=torch.float64).cuda().requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: sh_colors(a, b, 3, impl="cuda"),
-                                    (sh, directions))
+    assert torch.autograd.gradcheck(lambda a, b: sh_colors(a, b, 3, impl="cuda"), (sh, directions))
 
 
 def test_gradcheck_rasterize_splats_cuda():
     s = _smooth_scene()
     means2d, conics, depths, _, _ = project_gaussians(
-        s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], 8, 6, impl="torch")
-    inputs = tuple(t.detach().clone().requires_grad_()
-                   for t in (means2d, conics, s["colors"], s["opacities"], depths))
+        s["means"], s["quats"], s["scales"], s["viewmat"], s["K"], 8, 6, impl="torch"
+    )
+    inputs = tuple(
+        t.detach().clone().requires_grad_()
+        for t in (means2d, conics, s["colors"], s["opacities"], depths)
+    )
     background = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64, device="cuda")
     assert torch.autograd.gradcheck(
-        lambda *x: rasterize_splats(*x, 8, 6, background=background, impl="cuda"), inputs,
-        nondet_tol=NONDET_TOL)
+        lambda *x: rasterize_splats(*x, 8, 6, background=background, impl="cuda"),
+        inputs,
+        nondet_tol=NONDET_TOL,
+    )
 
 
 @pytest.mark.parametrize("sh_degree", [None, 1])
@@ -431,8 +515,19 @@ def test_gradcheck_rasterize_cuda(sh_degree):
     inputs = tuple(s[k].clone().requires_grad_() for k in PARAMS)
 
     def render(means, quats, scales, opacities, colors):
-        rgb, alpha, depth, _ = rasterize(means, quats, scales, opacities, colors, s["viewmat"],
-                                         s["K"], 8, 6, background=0.3, impl="cuda")
+        rgb, alpha, depth, _ = rasterize(
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            s["viewmat"],
+            s["K"],
+            8,
+            6,
+            background=0.3,
+            impl="cuda",
+        )
         return rgb, alpha, depth
 
     assert torch.autograd.gradcheck(render, inputs, nondet_tol=NONDET_TOL)
@@ -443,11 +538,14 @@ def test_gradcheck_rasterize_cuda(sh_degree):
 
 def test_empty_scene_renders_background():
     viewmat, K = _camera(5, 4, dtype=torch.float32)
-    inputs = [torch.zeros(shape, device="cuda", requires_grad=True)
-              for shape in ((0, 3), (0, 4), (0, 3), (0,), (0, 3))]
+    inputs = [
+        torch.zeros(shape, device="cuda", requires_grad=True)
+        for shape in ((0, 3), (0, 4), (0, 3), (0,), (0, 3))
+    ]
     background = torch.tensor([0.1, 0.2, 0.3], device="cuda")
-    rgb, alpha, depth, info = rasterize(*inputs, viewmat.cuda(), K.cuda(), 5, 4,
-                                        background=background, impl="cuda")
+    rgb, alpha, depth, info = rasterize(
+        *inputs, viewmat.cuda(), K.cuda(), 5, 4, background=background, impl="cuda"
+    )
     assert rgb.shape == (4, 5, 3) and alpha.shape == (4, 5) and depth.shape == (4, 5)
     torch.testing.assert_close(rgb, background.expand(4, 5, 3))
     assert bool((alpha == 0).all() and (depth == 0).all())

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from mp3d._backend import available_impls
+from mp3d.ops._validation import HostReads, checks
 from mp3d.ops.hash_encoding import hash_encode, level_indices
 
-KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls()]
+KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls("hash_encoding")]
 needs_cpp = pytest.mark.skipif("cpp" not in available_impls(), reason="mp3d._C not available")
 
 # (resolutions, rows per level): dense levels have (res+1)^3 <= rows, the others are hashed.
@@ -29,20 +30,23 @@ def make_layout(resolutions: list[int], sizes: list[int]) -> tuple[torch.Tensor,
     return torch.tensor(resolutions), offsets
 
 
-def make_embeddings(offsets: torch.Tensor, n_features: int, dtype=torch.float32,
-                    seed: int = 0) -> torch.Tensor:
+def make_embeddings(
+    offsets: torch.Tensor, n_features: int, dtype=torch.float32, seed: int = 0
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(int(offsets[-1]), n_features, generator=g, dtype=torch.float64).to(dtype)
 
 
-def parity_points(resolutions: list[int], n_random: int = 200, dtype=torch.float32,
-                  seed: int = 0) -> torch.Tensor:
+def parity_points(
+    resolutions: list[int], n_random: int = 200, dtype=torch.float32, seed: int = 0
+) -> torch.Tensor:
     """Random points (some outside the unit cube), the cube's corners, and points whose
     coordinates sit on cell boundaries of every level."""
     g = torch.Generator().manual_seed(seed)
     random = torch.rand(n_random, 3, generator=g, dtype=torch.float64) * 1.4 - 0.2
-    cube_corners = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
-                                dtype=torch.float64)
+    cube_corners = torch.tensor(
+        [[(c >> a) & 1 for a in range(3)] for c in range(8)], dtype=torch.float64
+    )
     on_grid = []
     for res in resolutions:
         ticks = torch.arange(res + 1, dtype=torch.float64) / res
@@ -50,8 +54,9 @@ def parity_points(resolutions: list[int], n_random: int = 200, dtype=torch.float
     return torch.cat([random, cube_corners, *on_grid]).to(dtype)
 
 
-def interior_points(resolutions: list[int], n: int, margin: float = 1e-3,
-                    seed: int = 0) -> torch.Tensor:
+def interior_points(
+    resolutions: list[int], n: int, margin: float = 1e-3, seed: int = 0
+) -> torch.Tensor:
     """float64 points at least `margin` from every cell boundary of every level and from the
     clamp at 0 and 1, where the encoding is smooth; a few lie outside the cube."""
     g = torch.Generator().manual_seed(seed)
@@ -87,7 +92,7 @@ def test_cpp_forward_matches_reference(layout, n_features):
 def test_vertices_pick_the_reference_rows(impl):
     """At grid vertices the feature is the row itself: with embeddings = row numbers, the
     kernel must pick exactly the rows of level_indices, including hashes beyond 32 bits."""
-    resolutions_list, sizes = [16, 64, 512, 2048], [17 ** 3, 2 ** 12 + 3, 2 ** 16 + 1, 2 ** 19]
+    resolutions_list, sizes = [16, 64, 512, 2048], [17**3, 2**12 + 3, 2**16 + 1, 2**19]
     resolutions, offsets = make_layout(resolutions_list, sizes)
     embeddings = torch.arange(int(offsets[-1]), dtype=torch.float64)[:, None]
     g = torch.Generator().manual_seed(1)
@@ -105,17 +110,22 @@ def test_many_levels_match_reference():
     resolutions, offsets = make_layout(list(range(1, 41)), [50] * 40)
     embeddings = make_embeddings(offsets, 2)
     points = parity_points([1, 7, 40], n_random=50)
-    torch.testing.assert_close(hash_encode(points, embeddings, resolutions, offsets, impl="cpp"),
-                               hash_encode(points, embeddings, resolutions, offsets, impl="torch"),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        hash_encode(points, embeddings, resolutions, offsets, impl="cpp"),
+        hash_encode(points, embeddings, resolutions, offsets, impl="torch"),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
-def _grads(impl: str, points, embeddings, resolutions, offsets, grad_features,
-           wrt=("points", "embeddings")):
-    inputs = {"points": points.clone().requires_grad_("points" in wrt),
-              "embeddings": embeddings.clone().requires_grad_("embeddings" in wrt)}
-    features = hash_encode(inputs["points"], inputs["embeddings"], resolutions, offsets,
-                           impl=impl)
+def _grads(
+    impl: str, points, embeddings, resolutions, offsets, grad_features, wrt=("points", "embeddings")
+):
+    inputs = {
+        "points": points.clone().requires_grad_("points" in wrt),
+        "embeddings": embeddings.clone().requires_grad_("embeddings" in wrt),
+    }
+    features = hash_encode(inputs["points"], inputs["embeddings"], resolutions, offsets, impl=impl)
     (features * grad_features).sum().backward()
     return {name: inputs[name].grad for name in wrt}
 
@@ -127,8 +137,9 @@ def test_cpp_backward_matches_reference(layout, wrt):
     resolutions, offsets = make_layout(*LAYOUTS[layout])
     embeddings = make_embeddings(offsets, 2, seed=2)
     points = parity_points(LAYOUTS[layout][0], n_random=300, seed=3)
-    grad_features = torch.randn(points.shape[0], 2 * len(resolutions),
-                                generator=torch.Generator().manual_seed(4))
+    grad_features = torch.randn(
+        points.shape[0], 2 * len(resolutions), generator=torch.Generator().manual_seed(4)
+    )
     expected = _grads("torch", points, embeddings, resolutions, offsets, grad_features, wrt)
     actual = _grads("cpp", points, embeddings, resolutions, offsets, grad_features, wrt)
     for name in wrt:
@@ -141,8 +152,10 @@ def test_noncontiguous_inputs():
     embeddings = make_embeddings(offsets, 4)[:, ::2]
     points = parity_points(LAYOUTS["mixed"][0]).t().contiguous().t()
     assert not embeddings.is_contiguous() and not points.is_contiguous()
-    torch.testing.assert_close(hash_encode(points, embeddings, resolutions, offsets, impl="cpp"),
-                               hash_encode(points, embeddings, resolutions, offsets, impl="torch"))
+    torch.testing.assert_close(
+        hash_encode(points, embeddings, resolutions, offsets, impl="cpp"),
+        hash_encode(points, embeddings, resolutions, offsets, impl="torch"),
+    )
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -207,8 +220,12 @@ def test_no_points(impl):
 
 def _bad_cases():
     resolutions, offsets = make_layout(*LAYOUTS["mixed"])
-    base = {"points": torch.rand(10, 3), "embeddings": make_embeddings(offsets, 2),
-            "resolutions": resolutions, "offsets": offsets}
+    base = {
+        "points": torch.rand(10, 3),
+        "embeddings": make_embeddings(offsets, 2),
+        "resolutions": resolutions,
+        "offsets": offsets,
+    }
 
     def case(**changes):
         return {**base, **changes}
@@ -232,22 +249,30 @@ def _bad_cases():
         "short offsets": (case(offsets=offsets[:-1]), "offsets must have shape"),
         "int points": (case(points=torch.ones(10, 3, dtype=torch.int64)), "points must have dtype"),
         "float16 points": (case(points=base["points"].half()), "points must have dtype"),
-        "mixed dtypes": (case(embeddings=base["embeddings"].double()),
-                         "embeddings must have the dtype of points"),
-        "int32 resolutions": (case(resolutions=resolutions.int()),
-                              "resolutions must have dtype torch.int64"),
+        "mixed dtypes": (
+            case(embeddings=base["embeddings"].double()),
+            "embeddings must have the dtype of points",
+        ),
+        "int32 resolutions": (
+            case(resolutions=resolutions.int()),
+            "resolutions must have dtype torch.int64",
+        ),
         "float offsets": (case(offsets=offsets.float()), "offsets must have dtype torch.int64"),
         "offsets not ending at rows": (case(offsets=short_offsets), "offsets must .*end at"),
         "offsets not starting at 0": (case(offsets=shifted_offsets), "offsets must start at 0"),
         "empty level": (case(offsets=decreasing), "offsets must .*increase"),
         "zero resolution": (case(resolutions=zero_resolution), "resolutions must be in 1..1048576"),
-        "no levels": (case(resolutions=resolutions[:0], offsets=offsets[:1]),
-                      "resolutions must be in 1..1048576 with at least one level"),
+        "no levels": (
+            case(resolutions=resolutions[:0], offsets=offsets[:1]),
+            "resolutions must be in 1..1048576 with at least one level",
+        ),
         "NaN points": (case(points=nan_points), "points must be finite"),
         "infinite points": (case(points=inf_points), "points must be finite"),
         "list points": (case(points=base["points"].tolist()), "points must be a torch.Tensor"),
-        "other device": (case(embeddings=base["embeddings"].to("meta")),
-                         "embeddings must be on the same device"),
+        "other device": (
+            case(embeddings=base["embeddings"].to("meta")),
+            "embeddings must be on the same device",
+        ),
         "layout off the CPU": (case(offsets=offsets.to("meta")), "must be CPU tensors"),
     }
 
@@ -281,8 +306,9 @@ def test_cpp_check_is_second_line_of_defence():
     with pytest.raises(ValueError, match="offsets must run from 0 to"):
         torch.ops.mp3d.hash_encode_fwd(points, embeddings[:-1], resolutions, offsets)
     with pytest.raises(ValueError, match="grad_features must have shape"):
-        torch.ops.mp3d.hash_encode_bwd(torch.zeros(4, 5), points, embeddings, resolutions,
-                                       offsets, True)
+        torch.ops.mp3d.hash_encode_bwd(
+            torch.zeros(4, 5), points, embeddings, resolutions, offsets, True
+        )
 
 
 @needs_cpp
@@ -304,8 +330,9 @@ def test_cuda_forward_and_backward_match_reference(layout):
     resolutions, offsets = make_layout(*LAYOUTS[layout])
     embeddings = make_embeddings(offsets, 2, seed=5)
     points = parity_points(LAYOUTS[layout][0], n_random=2000, seed=6)
-    grad_features = torch.randn(points.shape[0], 2 * len(resolutions),
-                                generator=torch.Generator().manual_seed(7))
+    grad_features = torch.randn(
+        points.shape[0], 2 * len(resolutions), generator=torch.Generator().manual_seed(7)
+    )
     results = {}
     for impl, device in (("torch", "cpu"), ("cuda", "cuda")):
         p = points.to(device).requires_grad_()
@@ -313,15 +340,16 @@ def test_cuda_forward_and_backward_match_reference(layout):
         features = hash_encode(p, e, resolutions, offsets, impl=impl)
         (features * grad_features.to(device)).sum().backward()
         results[impl] = [t.detach().cpu() for t in (features, p.grad, e.grad)]
-    for name, expected, actual in zip(("features", "points", "embeddings"), results["torch"],
-                                      results["cuda"]):
+    for name, expected, actual in zip(
+        ("features", "points", "embeddings"), results["torch"], results["cuda"]
+    ):
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4, msg=name)
 
 
 @pytest.mark.gpu
 def test_cuda_vertices_and_many_levels():
     """Exact rows at vertices, and more levels than one launch carries."""
-    resolutions, offsets = make_layout([2048] * 3 + list(range(1, 38)), [2 ** 19] * 3 + [50] * 37)
+    resolutions, offsets = make_layout([2048] * 3 + list(range(1, 38)), [2**19] * 3 + [50] * 37)
     embeddings = torch.arange(int(offsets[-1]), dtype=torch.float64)[:, None]
     vertices = torch.randint(0, 2049, (1000, 3), generator=torch.Generator().manual_seed(8))
     points = vertices.double() / 2048  # vertices of the three finest levels, exactly
@@ -352,3 +380,57 @@ def test_cuda_empty_input():
     assert features.shape == (0, 2 * len(resolutions))
     features.sum().backward()
     assert embeddings.grad.abs().sum() == 0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_value_check_is_one_read_and_can_be_skipped(impl):
+    resolutions, offsets = make_layout(*LAYOUTS["mixed"])
+    embeddings = make_embeddings(offsets, 2)
+    points = torch.rand(20, 3)
+    points[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="points must be finite, got 1 NaN"):
+        hash_encode(points, embeddings, resolutions, offsets, impl=impl)
+    points[3, 1] = 0.5
+    with HostReads() as reads:
+        hash_encode(points, embeddings, resolutions, offsets, impl=impl, validate=True)
+    checked = dict(reads.calls)
+    with HostReads() as reads:
+        hash_encode(points, embeddings, resolutions, offsets, impl=impl, validate=False)
+    # the layout (CPU tensors) is always read, once each; the points' check is one more read
+    assert reads.calls.get("tolist", 0) == checked.get("tolist", 0) - 1
+    if impl != "torch":
+        assert checked == {"tolist": 3}
+    points[0, 0] = float("inf")
+    with checks(False):
+        hash_encode(points, embeddings, resolutions, offsets, impl=impl)
+
+
+def test_outputs_too_large_for_memory_are_refused_up_front():
+    resolutions, offsets = make_layout([4], [125])
+    embeddings = torch.zeros(1, 1).expand(125, 2**20)  # views: no memory of their own
+    points = torch.zeros(1, 3).expand(2**20, 3)  # 2^20 points x 2^20 features: 4 TiB
+    with pytest.raises(
+        ValueError,
+        match="encoding 1048576 points into 1 levels of 1048576 features needs 4096.0 GiB",
+    ):
+        hash_encode(points, embeddings, resolutions, offsets)
+
+
+def test_resolution_too_fine_for_the_kernels_is_refused():
+    resolutions, offsets = make_layout([2**21], [64])
+    with pytest.raises(ValueError, match="resolutions must be in 1..1048576"):
+        hash_encode(torch.rand(4, 3), torch.zeros(64, 2), resolutions, offsets)
+
+
+def test_reference_second_derivatives():
+    resolutions, offsets = make_layout(*SMALL_LAYOUTS["dense"])
+    embeddings = make_embeddings(offsets, 2, dtype=torch.float64).requires_grad_()
+    points = interior_points(SMALL_LAYOUTS["dense"][0], 3).requires_grad_()
+
+    def fn(p, emb):
+        return hash_encode(p, emb, resolutions, offsets, impl="torch")
+
+    assert torch.autograd.gradgradcheck(fn, (points, embeddings))

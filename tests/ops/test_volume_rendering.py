@@ -9,21 +9,34 @@ import pytest
 import torch
 
 from mp3d._backend import available_impls
+from mp3d.ops._validation import HostReads, checks
 from mp3d.ops.volume_rendering import render_rays, render_weights
-from tests.conftest import packed_samples
+from tests.ops.scenes import packed_samples
 
-KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls()]
+KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls("volume_rendering")]
 needs_cpp = pytest.mark.skipif("cpp" not in available_impls(), reason="mp3d._C not available")
 
 
 def _render_all(s: dict, impl: str, background=None, early_stop_eps=1e-4):
     rgb, opacity, depth = render_rays(
-        s["sigmas"], s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"],
-        background=background, early_stop_eps=early_stop_eps, impl=impl,
+        s["sigmas"],
+        s["rgbs"],
+        s["t_starts"],
+        s["t_ends"],
+        s["ray_indices"],
+        s["n_rays"],
+        background=background,
+        early_stop_eps=early_stop_eps,
+        impl=impl,
     )
     weights = render_weights(
-        s["sigmas"], s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"],
-        early_stop_eps=early_stop_eps, impl=impl,
+        s["sigmas"],
+        s["t_starts"],
+        s["t_ends"],
+        s["ray_indices"],
+        s["n_rays"],
+        early_stop_eps=early_stop_eps,
+        impl=impl,
     )
     return weights, rgb, opacity, depth
 
@@ -46,20 +59,31 @@ def test_cpp_backward_matches_reference():
     s = packed_samples(n_rays=64, max_samples=32, seed=2)
     grads = {}
     for impl in ("torch", "cpp"):
-        inputs = {k: s[k].clone().requires_grad_() for k in ("sigmas", "rgbs", "t_starts", "t_ends")}
+        inputs = {
+            k: s[k].clone().requires_grad_() for k in ("sigmas", "rgbs", "t_starts", "t_ends")
+        }
         rgb, opacity, depth = render_rays(
-            inputs["sigmas"], inputs["rgbs"], inputs["t_starts"], inputs["t_ends"],
-            s["ray_indices"], s["n_rays"], background=0.7, impl=impl,
+            inputs["sigmas"],
+            inputs["rgbs"],
+            inputs["t_starts"],
+            inputs["t_ends"],
+            s["ray_indices"],
+            s["n_rays"],
+            background=0.7,
+            impl=impl,
         )
         g = torch.Generator().manual_seed(3)
-        loss = (rgb * torch.rand(rgb.shape, generator=g)).sum() \
-            + (opacity * torch.rand(opacity.shape, generator=g)).sum() \
+        loss = (
+            (rgb * torch.rand(rgb.shape, generator=g)).sum()
+            + (opacity * torch.rand(opacity.shape, generator=g)).sum()
             + (depth * torch.rand(depth.shape, generator=g)).sum()
+        )
         loss.backward()
         grads[impl] = {k: v.grad for k, v in inputs.items()}
     for name in grads["torch"]:
-        torch.testing.assert_close(grads["cpp"][name], grads["torch"][name], rtol=1e-4, atol=1e-5,
-                                   msg=name)
+        torch.testing.assert_close(
+            grads["cpp"][name], grads["torch"][name], rtol=1e-4, atol=1e-5, msg=name
+        )
 
 
 @needs_cpp
@@ -68,8 +92,9 @@ def test_backward_with_one_output_used():
     grads = []
     for impl in ("torch", "cpp"):
         sigmas = s["sigmas"].clone().requires_grad_()
-        _, opacity, _ = render_rays(sigmas, s["rgbs"], s["t_starts"], s["t_ends"],
-                                    s["ray_indices"], s["n_rays"], impl=impl)
+        _, opacity, _ = render_rays(
+            sigmas, s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"], impl=impl
+        )
         opacity.sum().backward()
         grads.append(sigmas.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
@@ -86,8 +111,17 @@ def test_render_rays_gradcheck(impl, early_stop_eps):
     background = torch.rand(s["n_rays"], 3, dtype=torch.float64, requires_grad=True)
 
     def fn(sigmas, rgbs, t_starts, t_ends, bg):
-        return render_rays(sigmas, rgbs, t_starts, t_ends, s["ray_indices"], s["n_rays"],
-                           background=bg, early_stop_eps=early_stop_eps, impl=impl)
+        return render_rays(
+            sigmas,
+            rgbs,
+            t_starts,
+            t_ends,
+            s["ray_indices"],
+            s["n_rays"],
+            background=bg,
+            early_stop_eps=early_stop_eps,
+            impl=impl,
+        )
 
     assert torch.autograd.gradcheck(fn, (*inputs, background))
 
@@ -110,11 +144,13 @@ def test_weights_and_colour_gradcheck_together(impl):
     sigmas = s["sigmas"].clone().requires_grad_()
 
     def fn(sig):
-        w = render_weights(sig, s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"],
-                           impl=impl)
-        rgb, _, _ = render_rays(sig, s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"],
-                                s["n_rays"], impl=impl)
-        return (w ** 2).sum() + rgb.sum()
+        w = render_weights(
+            sig, s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"], impl=impl
+        )
+        rgb, _, _ = render_rays(
+            sig, s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"], impl=impl
+        )
+        return (w**2).sum() + rgb.sum()
 
     assert torch.autograd.gradcheck(fn, (sigmas,))
 
@@ -130,9 +166,15 @@ def test_constant_density_segment(impl, n_pieces):
     edges = torch.linspace(a, a + length, n_pieces + 1, dtype=torch.float64)
     colour = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64)
     rgb, opacity, depth = render_rays(
-        torch.full((n_pieces,), sigma, dtype=torch.float64), colour.expand(n_pieces, 3),
-        edges[:-1], edges[1:], torch.zeros(n_pieces, dtype=torch.long), 1,
-        background=1.0, early_stop_eps=0.0, impl=impl,
+        torch.full((n_pieces,), sigma, dtype=torch.float64),
+        colour.expand(n_pieces, 3),
+        edges[:-1],
+        edges[1:],
+        torch.zeros(n_pieces, dtype=torch.long),
+        1,
+        background=1.0,
+        early_stop_eps=0.0,
+        impl=impl,
     )
     expected_opacity = 1 - math.exp(-sigma * length)
     assert opacity.item() == pytest.approx(expected_opacity, rel=1e-12)
@@ -142,7 +184,9 @@ def test_constant_density_segment(impl, n_pieces):
     else:
         # Continuous expected depth: int t sigma exp(-sigma (t - a)) dt over the segment,
         # approximated by midpoints; close to the analytic value.
-        analytic = a * expected_opacity + (1 - math.exp(-sigma * length) * (1 + sigma * length)) / sigma
+        analytic = (
+            a * expected_opacity + (1 - math.exp(-sigma * length) * (1 + sigma * length)) / sigma
+        )
         assert depth.item() == pytest.approx(analytic, rel=5e-3)
 
 
@@ -153,13 +197,28 @@ def test_early_stop_zeroes_later_samples(impl):
     t_starts = torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=torch.float64)
     t_ends = t_starts + 0.1
     rgbs = torch.rand(4, 3, dtype=torch.float64)
-    weights = render_weights(sigmas, t_starts, t_ends, torch.zeros(4, dtype=torch.long), 1,
-                             early_stop_eps=1e-3, impl=impl)
+    weights = render_weights(
+        sigmas,
+        t_starts,
+        t_ends,
+        torch.zeros(4, dtype=torch.long),
+        1,
+        early_stop_eps=1e-3,
+        impl=impl,
+    )
     # T after the first sample is exp(-5) ~ 6.7e-3 >= 1e-3; after the second exp(-10) < 1e-3.
     assert weights[0] > 0 and weights[1] > 0
     assert weights[2].item() == 0.0 and weights[3].item() == 0.0
-    rgb, _, _ = render_rays(sigmas, rgbs, t_starts, t_ends, torch.zeros(4, dtype=torch.long), 1,
-                            early_stop_eps=1e-3, impl=impl)
+    rgb, _, _ = render_rays(
+        sigmas,
+        rgbs,
+        t_starts,
+        t_ends,
+        torch.zeros(4, dtype=torch.long),
+        1,
+        early_stop_eps=1e-3,
+        impl=impl,
+    )
     rgb.sum().backward()
     assert sigmas.grad[2].item() == 0.0 and sigmas.grad[3].item() == 0.0
     assert sigmas.grad[0].item() != 0.0
@@ -171,9 +230,16 @@ def test_early_stop_zeroes_later_samples(impl):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_no_samples_gives_background(impl):
     empty = torch.zeros(0)
-    rgb, opacity, depth = render_rays(empty, torch.zeros(0, 3), empty, empty,
-                                      torch.zeros(0, dtype=torch.long), 5,
-                                      background=torch.tensor([0.1, 0.2, 0.3]), impl=impl)
+    rgb, opacity, depth = render_rays(
+        empty,
+        torch.zeros(0, 3),
+        empty,
+        empty,
+        torch.zeros(0, dtype=torch.long),
+        5,
+        background=torch.tensor([0.1, 0.2, 0.3]),
+        impl=impl,
+    )
     assert rgb.shape == (5, 3) and opacity.shape == (5,) and depth.shape == (5,)
     torch.testing.assert_close(rgb, torch.tensor([[0.1, 0.2, 0.3]]).expand(5, 3))
     assert opacity.abs().sum() == 0 and depth.abs().sum() == 0
@@ -184,8 +250,9 @@ def test_no_samples_gives_background(impl):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_zero_rays(impl):
     empty = torch.zeros(0, requires_grad=True)
-    rgb, opacity, depth = render_rays(empty, torch.zeros(0, 3), empty, empty,
-                                      torch.zeros(0, dtype=torch.long), 0, impl=impl)
+    rgb, opacity, depth = render_rays(
+        empty, torch.zeros(0, 3), empty, empty, torch.zeros(0, dtype=torch.long), 0, impl=impl
+    )
     assert rgb.shape == (0, 3) and opacity.shape == (0,) and depth.shape == (0,)
     (rgb.sum() + opacity.sum()).backward()
     assert empty.grad.shape == (0,)
@@ -194,8 +261,16 @@ def test_zero_rays(impl):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_empty_rays_between_others(impl):
     s = packed_samples(n_rays=10, seed=8)
-    rgb, opacity, depth = render_rays(s["sigmas"], s["rgbs"], s["t_starts"], s["t_ends"],
-                                      s["ray_indices"], s["n_rays"], background=0.25, impl=impl)
+    rgb, opacity, depth = render_rays(
+        s["sigmas"],
+        s["rgbs"],
+        s["t_starts"],
+        s["t_ends"],
+        s["ray_indices"],
+        s["n_rays"],
+        background=0.25,
+        impl=impl,
+    )
     empty_rays = torch.ones(10, dtype=torch.bool)
     empty_rays[s["ray_indices"]] = False
     assert empty_rays.any()
@@ -236,9 +311,15 @@ def _bad_cases():
         "negative sigma": (case(sigmas=negative), "sigmas must be >= 0"),
         "NaN colour": (case(rgbs=nan_rgbs), "rgbs must be finite"),
         "infinite t": (case(t_ends=inf_t), "t_ends must be finite"),
-        "int32 ray_indices": (case(ray_indices=base["ray_indices"].int()), "ray_indices must have dtype torch.int64"),
+        "int32 ray_indices": (
+            case(ray_indices=base["ray_indices"].int()),
+            "ray_indices must have dtype torch.int64",
+        ),
         "float16 sigmas": (case(sigmas=base["sigmas"].half()), "sigmas must have dtype"),
-        "mixed dtypes": (case(t_ends=base["t_ends"].double()), "t_ends must have the dtype of sigmas"),
+        "mixed dtypes": (
+            case(t_ends=base["t_ends"].double()),
+            "t_ends must have the dtype of sigmas",
+        ),
         "2-D sigmas": (case(sigmas=base["sigmas"][:, None]), "sigmas must have shape"),
         "list sigmas": (case(sigmas=base["sigmas"].tolist()), "sigmas must be a torch.Tensor"),
         "other device": (case(rgbs=base["rgbs"].to("meta")), "rgbs must be on the same device"),
@@ -255,8 +336,15 @@ BAD_CASES = _bad_cases()
 def test_bad_input_raises_value_error(name, impl):
     s, message = BAD_CASES[name]
     with pytest.raises(ValueError, match=message):
-        render_rays(s["sigmas"], s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"],
-                    s["n_rays"], impl=impl)
+        render_rays(
+            s["sigmas"],
+            s["rgbs"],
+            s["t_starts"],
+            s["t_ends"],
+            s["ray_indices"],
+            s["n_rays"],
+            impl=impl,
+        )
 
 
 def test_bad_arguments_name_themselves():
@@ -284,8 +372,9 @@ def test_unavailable_impl_raises():
 def test_cpp_check_is_second_line_of_defence():
     """The C++ op rejects bad shapes itself (ValueError) when called without the wrapper."""
     with pytest.raises(ValueError, match="t_starts and t_ends must have"):
-        torch.ops.mp3d.volume_render_fwd(torch.zeros(3), None, torch.zeros(2), torch.zeros(3),
-                                         torch.tensor([0, 3]), 0.0)
+        torch.ops.mp3d.volume_render_fwd(
+            torch.zeros(3), None, torch.zeros(2), torch.zeros(3), torch.tensor([0, 3]), 0.0
+        )
 
 
 # ----------------------------------------------------------------------------- CUDA
@@ -296,14 +385,24 @@ def test_cuda_forward_and_backward_match_reference():
     s = packed_samples(n_rays=256, max_samples=64, seed=12)
     results = {}
     for impl, device in (("torch", "cpu"), ("cuda", "cuda")):
-        inputs = {k: s[k].to(device).clone().requires_grad_()
-                  for k in ("sigmas", "rgbs", "t_starts", "t_ends")}
+        inputs = {
+            k: s[k].to(device).clone().requires_grad_()
+            for k in ("sigmas", "rgbs", "t_starts", "t_ends")
+        }
         rgb, opacity, depth = render_rays(
-            inputs["sigmas"], inputs["rgbs"], inputs["t_starts"], inputs["t_ends"],
-            s["ray_indices"].to(device), s["n_rays"], background=0.5, impl=impl)
+            inputs["sigmas"],
+            inputs["rgbs"],
+            inputs["t_starts"],
+            inputs["t_ends"],
+            s["ray_indices"].to(device),
+            s["n_rays"],
+            background=0.5,
+            impl=impl,
+        )
         (rgb.sum() + 0.3 * opacity.sum() + 0.1 * depth.sum()).backward()
-        results[impl] = [t.detach().cpu() for t in (rgb, opacity, depth)] + \
-            [inputs[k].grad.cpu() for k in ("sigmas", "rgbs", "t_starts", "t_ends")]
+        results[impl] = [t.detach().cpu() for t in (rgb, opacity, depth)] + [
+            inputs[k].grad.cpu() for k in ("sigmas", "rgbs", "t_starts", "t_ends")
+        ]
     for expected, actual in zip(results["torch"], results["cuda"]):
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
@@ -314,8 +413,16 @@ def test_cuda_gradcheck():
     inputs = tuple(s[k].clone().requires_grad_() for k in ("sigmas", "rgbs", "t_starts", "t_ends"))
 
     def fn(sigmas, rgbs, t_starts, t_ends):
-        return render_rays(sigmas, rgbs, t_starts, t_ends, s["ray_indices"], s["n_rays"],
-                           background=0.3, impl="cuda")
+        return render_rays(
+            sigmas,
+            rgbs,
+            t_starts,
+            t_ends,
+            s["ray_indices"],
+            s["n_rays"],
+            background=0.3,
+            impl="cuda",
+        )
 
     assert torch.autograd.gradcheck(fn, inputs)
 
@@ -323,7 +430,120 @@ def test_cuda_gradcheck():
 @pytest.mark.gpu
 def test_cuda_empty_input():
     empty = torch.zeros(0, device="cuda")
-    rgb, opacity, depth = render_rays(empty, torch.zeros(0, 3, device="cuda"), empty, empty,
-                                      torch.zeros(0, dtype=torch.long, device="cuda"), 3,
-                                      background=1.0, impl="cuda")
+    rgb, opacity, depth = render_rays(
+        empty,
+        torch.zeros(0, 3, device="cuda"),
+        empty,
+        empty,
+        torch.zeros(0, dtype=torch.long, device="cuda"),
+        3,
+        background=1.0,
+        impl="cuda",
+    )
     assert rgb.shape == (3, 3) and bool((rgb == 1).all()) and opacity.abs().sum() == 0
+
+
+# ----------------------------------------------------------------------------- scalar arguments
+
+
+def _args(s: dict) -> tuple:
+    return (s["sigmas"], s["rgbs"], s["t_starts"], s["t_ends"], s["ray_indices"], s["n_rays"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"early_stop_eps": float("nan")}, "early_stop_eps must be finite, got nan"),
+        ({"early_stop_eps": -0.1}, r"early_stop_eps must be in \[0, 1\), got -0.1"),
+        ({"early_stop_eps": 1.0}, r"early_stop_eps must be in \[0, 1\), got 1.0"),
+        ({"early_stop_eps": None}, "early_stop_eps must be a real number, got None"),
+        ({"background": float("inf")}, "background must be finite, got inf"),
+        ({"background": [0.0, float("nan"), 1.0]}, r"background\[1\] must be finite"),
+        (
+            {"background": torch.tensor([0.0, float("nan"), 1.0])},
+            "background must be finite, got 1 NaN",
+        ),
+        ({"background": torch.tensor([0, 1, 1])}, "background must be a floating-point tensor"),
+    ],
+)
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_bad_scalar_arguments_name_themselves(kwargs, match, impl):
+    s = packed_samples(n_rays=4, seed=14)
+    with pytest.raises(ValueError, match=match):
+        render_rays(*_args(s), impl=impl, **kwargs)
+
+
+def test_outputs_too_large_for_memory_are_refused_up_front():
+    empty = torch.zeros(0)
+    with pytest.raises(
+        ValueError,
+        match=r"rendering 10000000000 rays needs .* GiB of outputs, "
+        r"more than the .* GiB of memory on cpu",
+    ):
+        render_rays(
+            empty, torch.zeros(0, 3), empty, empty, torch.zeros(0, dtype=torch.long), 10**10
+        )
+    with pytest.raises(ValueError, match="rendering 10000000000 rays"):
+        render_weights(empty, empty, empty, torch.zeros(0, dtype=torch.long), 10**10)
+
+
+# ----------------------------------------------------------------------------- value checks
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_value_checks_are_one_read_and_can_be_skipped(impl):
+    s = packed_samples(n_rays=6, max_samples=5, seed=15)
+    with HostReads() as reads:
+        render_rays(*_args(s), background=torch.tensor([0.1, 0.2, 0.3]), impl=impl)
+    if impl != "torch":  # the reference reads the longest ray's length itself
+        assert reads.calls == {"tolist": 1}
+    checked = reads.calls.get("tolist", 0)
+    with HostReads() as reads:
+        render_rays(*_args(s), impl=impl, validate=False)
+    assert reads.calls.get("tolist", 0) == checked - 1
+    negative = {**s, "sigmas": -s["sigmas"]}
+    with pytest.raises(ValueError, match="sigmas must be >= 0"):
+        render_rays(*_args(negative), impl=impl)
+    render_rays(*_args(negative), impl=impl, validate=False)
+    with checks(False):
+        render_weights(*_args(negative)[:1], *_args(negative)[2:], impl=impl)
+        with pytest.raises(ValueError, match="sigmas must be >= 0"):
+            render_weights(*_args(negative)[:1], *_args(negative)[2:], impl=impl, validate=True)
+
+
+# ----------------------------------------------------------------------------- double backward
+
+
+def test_reference_second_derivatives():
+    s = packed_samples(n_rays=4, max_samples=4, dtype=torch.float64, seed=16)
+    inputs = tuple(s[k].clone().requires_grad_() for k in ("sigmas", "rgbs"))
+
+    def fn(sigmas, rgbs):
+        return render_rays(
+            sigmas,
+            rgbs,
+            s["t_starts"],
+            s["t_ends"],
+            s["ray_indices"],
+            s["n_rays"],
+            background=0.3,
+            impl="torch",
+        )
+
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+@needs_cpp
+def test_kernel_double_backward_raises():
+    """create_graph=True through the kernel used to give silently wrong second derivatives
+    (the first gradient was treated as a constant); now differentiating it raises."""
+    s = packed_samples(n_rays=4, max_samples=4, dtype=torch.float64, seed=17)
+    sigmas = s["sigmas"].clone().requires_grad_()
+    rgb, opacity, _ = render_rays(sigmas, *_args(s)[1:], impl="cpp")
+    (grad,) = torch.autograd.grad((rgb**2).sum() + opacity.sum(), sigmas, create_graph=True)
+    with pytest.raises(
+        NotImplementedError, match="mp3d.ops.volume_rendering: .*no double backward.*impl='torch'"
+    ):
+        grad.sum().backward()
+    # first derivatives alone still work with create_graph=True
+    assert grad.shape == sigmas.shape
