@@ -176,3 +176,25 @@ def test_a_checkpoint_without_its_keys_is_an_error(tmp_path):
     torch.save({"format": "mp3d.nerf", "version": 1, "spec": {}}, partial)
     with pytest.raises(ValueError, match="checkpoint.pt: NeRF checkpoint lacks elapsed, model"):
         load_checkpoint(partial)
+
+
+def test_render_checkpoint_evaluates_the_views_training_held_out(tiny_demo_scene, tmp_path):
+    import json
+
+    from mp3d.nerf.pipeline import fit_scene, render_checkpoint
+
+    folder = tmp_path / "no_test_split"  # so the hold-out rule decides the evaluation views
+    folder.mkdir()
+    meta = json.loads((tiny_demo_scene / "transforms_train.json").read_text())
+    meta["frames"] = [dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" /
+                                                                 f"r_{i % 4}")) for i in range(6)]
+    (folder / "transforms_train.json").write_text(json.dumps(meta))
+    config = TrainConfig(steps=2, **{**TINY_HASH, "batch_rays": 64})
+    fitted = fit_scene(folder, tmp_path / "fit", config, holdout=3, turntable_frames=1,
+                       progress=False)
+    assert fitted["eval_views"] == 2  # views 0 and 3
+    rendered = render_checkpoint(tmp_path / "fit" / "checkpoint.pt", tmp_path / "render",
+                                 n_frames=1, progress=False)
+    names = [v["name"] for v in json.loads((tmp_path / "render" / "test" / "metrics.json")
+                                           .read_text())["views"]]
+    assert len(names) == 2 and rendered["psnr"] == pytest.approx(fitted["psnr"], abs=1e-4)
