@@ -10,6 +10,7 @@ lengths and principal point only, and their distortion is ignored with a warning
 
 from __future__ import annotations
 
+import math
 import struct
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from mp3d.cameras import invert_rigid
 from mp3d.data.views import PosedViews, read_image
 from mp3d.io import atomic_path
+from mp3d.transforms import matrix_to_quaternion, quaternion_to_matrix
 
 # name -> (COLMAP model id, number of parameters), for the models this reader understands.
 SUPPORTED_MODELS = {
@@ -34,14 +36,20 @@ SUPPORTED_MODELS = {
     "OPENCV": (4, 8),
 }
 _MODEL_NAMES = {model_id: name for name, (model_id, _) in SUPPORTED_MODELS.items()} | {
-    5: "OPENCV_FISHEYE", 6: "FULL_OPENCV", 7: "FOV", 8: "SIMPLE_RADIAL_FISHEYE",
-    9: "RADIAL_FISHEYE", 10: "THIN_PRISM_FISHEYE", 11: "RAD_TAN_THIN_PRISM_FISHEYE",
+    5: "OPENCV_FISHEYE",
+    6: "FULL_OPENCV",
+    7: "FOV",
+    8: "SIMPLE_RADIAL_FISHEYE",
+    9: "RADIAL_FISHEYE",
+    10: "THIN_PRISM_FISHEYE",
+    11: "RAD_TAN_THIN_PRISM_FISHEYE",
 }
 _MODEL_FILES = ("cameras", "images", "points3D")
 _IMAGE_LINE = "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"
 _POINT_LINE = "POINT3D_ID X Y Z R G B ERROR [IMAGE_ID POINT2D_IDX ...]"
 _CAMERA_LINE = "CAMERA_ID MODEL WIDTH HEIGHT PARAMS..."
 _MAX_POINTS_FOR_BOUNDS = 20000
+MIN_QUATERNION_NORM = 1e-6  # image quaternions shorter than this are no rotation
 
 
 @dataclass
@@ -108,17 +116,49 @@ def _check_model(name: str, where: str) -> None:
 def _camera_from_params(
     name: str, width: int, height: int, params: list[float], where: str
 ) -> _CameraModel:
-    """Pinhole part (focal lengths, principal point) of a supported camera model's parameters."""
+    """Pinhole part (focal lengths, principal point) of a supported camera model's parameters,
+    checked: width and height >= 1, focal lengths finite and > 0, principal point finite."""
     _check_model(name, where)
     expected = SUPPORTED_MODELS[name][1]
     if len(params) != expected:
-        raise ValueError(f"{where}: camera model {name} needs {expected} parameters, "
-                         f"got {len(params)}")
+        raise ValueError(
+            f"{where}: camera model {name} needs {expected} parameters, got {len(params)}"
+        )
+    if width < 1 or height < 1:
+        raise ValueError(
+            f"{where}: camera width and height must be >= 1 pixel, got {width}x{height}"
+        )
     if name in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
         f, cx, cy = params[:3]
-        return _CameraModel(width, height, f, f, cx, cy)
-    fx, fy, cx, cy = params[:4]
+        fx = fy = f
+    else:
+        fx, fy, cx, cy = params[:4]
+    if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):
+        raise ValueError(
+            f"{where}: camera focal lengths must be finite and > 0, got {fx!r}, {fy!r}"
+        )
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        raise ValueError(f"{where}: camera principal point must be finite, got {cx!r}, {cy!r}")
     return _CameraModel(width, height, fx, fy, cx, cy)
+
+
+def _check_pose(pose: _ImagePose, where: str) -> _ImagePose:
+    """`pose` if its quaternion is finite and not zero and its translation finite;
+    ValueError starting with `where` otherwise."""
+    norm = (
+        math.sqrt(sum(q * q for q in pose.quat)) if all(map(math.isfinite, pose.quat)) else math.nan
+    )
+    if not norm > MIN_QUATERNION_NORM:
+        raise ValueError(
+            f"{where}: image {pose.name}: quaternion QW QX QY QZ must be finite and "
+            f"non-zero (a rotation), got {list(pose.quat)}"
+        )
+    if not all(map(math.isfinite, pose.translation)):
+        raise ValueError(
+            f"{where}: image {pose.name}: translation TX TY TZ must be finite, "
+            f"got {list(pose.translation)}"
+        )
+    return pose
 
 
 def _warn_distortion(models: set[str], path: Path) -> None:
@@ -146,27 +186,34 @@ class _BinaryCursor:
 
     def skip(self, size: int) -> None:
         if self.offset + size > len(self.data):
-            raise ValueError(f"{self.path}: truncated at byte {self.offset}: expected {size} "
-                             f"more bytes, file has {len(self.data) - self.offset}")
+            raise ValueError(
+                f"{self.path}: truncated at byte {self.offset}: expected {size} "
+                f"more bytes, file has {len(self.data) - self.offset}"
+            )
         self.offset += size
 
     def read_name(self) -> str:
         end = self.data.find(b"\0", self.offset)
         if end < 0:
-            raise ValueError(f"{self.path}: truncated at byte {self.offset}: expected a "
-                             "null-terminated image name")
+            raise ValueError(
+                f"{self.path}: truncated at byte {self.offset}: expected a "
+                "null-terminated image name"
+            )
         try:
-            name = self.data[self.offset:end].decode("utf-8")
+            name = self.data[self.offset : end].decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{self.path}: image name at byte {self.offset} is not UTF-8") \
-                from None
+            raise ValueError(
+                f"{self.path}: image name at byte {self.offset} is not UTF-8"
+            ) from None
         self.offset = end + 1
         return name
 
     def finish(self) -> None:
         if self.offset != len(self.data):
-            raise ValueError(f"{self.path}: {len(self.data) - self.offset} unexpected bytes "
-                             f"after the last record (at byte {self.offset})")
+            raise ValueError(
+                f"{self.path}: {len(self.data) - self.offset} unexpected bytes "
+                f"after the last record (at byte {self.offset})"
+            )
 
 
 def _read_cameras_bin(path: Path) -> dict[int, _CameraModel]:
@@ -178,7 +225,9 @@ def _read_cameras_bin(path: Path) -> dict[int, _CameraModel]:
         name = _MODEL_NAMES.get(model_id, f"with unknown id {model_id}")
         _check_model(name, str(path))
         params = list(cursor.read(f"{SUPPORTED_MODELS[name][1]}d"))
-        cameras[camera_id] = _camera_from_params(name, width, height, params, str(path))
+        cameras[camera_id] = _camera_from_params(
+            name, width, height, params, f"{path}: camera {camera_id}"
+        )
         models.add(name)
     cursor.finish()
     _warn_distortion(models, path)
@@ -189,11 +238,12 @@ def _read_images_bin(path: Path) -> list[_ImagePose]:
     """images.bin -> poses and names (2D observations are skipped)."""
     cursor = _BinaryCursor(path)
     poses = []
-    for _ in range(cursor.read("Q")[0]):
+    for index in range(cursor.read("Q")[0]):
         _, qw, qx, qy, qz, tx, ty, tz, camera_id = cursor.read("i7di")
         name = cursor.read_name()
         cursor.skip(24 * cursor.read("Q")[0])  # points2D: x, y doubles + int64 point3D id
-        poses.append(_ImagePose(name, (qw, qx, qy, qz), (tx, ty, tz), camera_id))
+        pose = _ImagePose(name, (qw, qx, qy, qz), (tx, ty, tz), camera_id)
+        poses.append(_check_pose(pose, f"{path}: record {index}"))
     cursor.finish()
     return poses
 
@@ -204,8 +254,10 @@ def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     count = cursor.read("Q")[0]
     xyz, rgb = [], []
     for _ in range(count):
-        _, x, y, z, r, g, b, _, track_length = cursor.read("Q3d3BdQ")
+        point_id, x, y, z, r, g, b, _, track_length = cursor.read("Q3d3BdQ")
         cursor.skip(8 * track_length)  # track: int32 image id + int32 point2D index
+        if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
+            raise ValueError(f"{path}: point {point_id}: X Y Z must be finite, got {[x, y, z]}")
         xyz.append((x, y, z))
         rgb.append((r, g, b))
     cursor.finish()
@@ -219,8 +271,9 @@ def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.strip()
 
 
-def _parse_numbers(path: Path, number: int, line: str, tokens: list[str], expected: str,
-                   kind=float) -> list:
+def _parse_numbers(
+    path: Path, number: int, line: str, tokens: list[str], expected: str, kind=float
+) -> list:
     try:
         return [kind(token) for token in tokens]
     except ValueError:
@@ -237,10 +290,12 @@ def _read_cameras_txt(path: Path) -> dict[int, _CameraModel]:
         if len(tokens) < 4:
             raise ValueError(f"{path}: line {number}: expected '{_CAMERA_LINE}', got {line!r}")
         camera_id, width, height = _parse_numbers(
-            path, number, line, [tokens[0], tokens[2], tokens[3]], _CAMERA_LINE, int)
+            path, number, line, [tokens[0], tokens[2], tokens[3]], _CAMERA_LINE, int
+        )
         params = _parse_numbers(path, number, line, tokens[4:], _CAMERA_LINE)
         cameras[camera_id] = _camera_from_params(
-            tokens[1], width, height, params, f"{path}: line {number}")
+            tokens[1], width, height, params, f"{path}: line {number}"
+        )
         models.add(tokens[1])
     _warn_distortion(models, path)
     return cameras
@@ -258,7 +313,8 @@ def _read_images_txt(path: Path) -> list[_ImagePose]:
             raise ValueError(f"{path}: line {number}: expected '{_IMAGE_LINE}', got {line!r}")
         values = _parse_numbers(path, number, line, tokens[1:8], _IMAGE_LINE)
         camera_id = _parse_numbers(path, number, line, tokens[8:9], _IMAGE_LINE, int)[0]
-        poses.append(_ImagePose(tokens[9], tuple(values[:4]), tuple(values[4:]), camera_id))
+        pose = _ImagePose(tokens[9], tuple(values[:4]), tuple(values[4:]), camera_id)
+        poses.append(_check_pose(pose, f"{path}: line {number}"))
         _skip_points2d_line(path, next(lines, (number + 1, "")))
     return poses
 
@@ -268,8 +324,10 @@ def _skip_points2d_line(path: Path, numbered_line: tuple[int, str]) -> None:
     number, line = numbered_line
     # An image line has 10 fields, so this also catches a missing observation line.
     if len(line.split()) % 3:
-        raise ValueError(f"{path}: line {number}: expected the image's 2D points "
-                         f"'X Y POINT3D_ID ...' (or an empty line), got {line!r}")
+        raise ValueError(
+            f"{path}: line {number}: expected the image's 2D points "
+            f"'X Y POINT3D_ID ...' (or an empty line), got {line!r}"
+        )
 
 
 def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -281,11 +339,15 @@ def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
         tokens = line.split()
         if len(tokens) < 8 or len(tokens) % 2:
             raise ValueError(f"{path}: line {number}: expected '{_POINT_LINE}', got {line!r}")
-        xyz.append(_parse_numbers(path, number, line, tokens[1:4], _POINT_LINE))
+        position = _parse_numbers(path, number, line, tokens[1:4], _POINT_LINE)
+        if not all(map(math.isfinite, position)):
+            raise ValueError(f"{path}: line {number}: X Y Z must be finite, got {line!r}")
+        xyz.append(position)
         colour = _parse_numbers(path, number, line, tokens[4:7], _POINT_LINE, int)
         if not all(0 <= c <= 255 for c in colour):
-            raise ValueError(f"{path}: line {number}: colour must be 3 integers in [0, 255], "
-                             f"got {line!r}")
+            raise ValueError(
+                f"{path}: line {number}: colour must be 3 integers in [0, 255], got {line!r}"
+            )
         rgb.append(colour)
     return np.array(xyz, dtype=np.float64).reshape(-1, 3), np.array(rgb, np.uint8).reshape(-1, 3)
 
@@ -304,41 +366,11 @@ def _read_model(
         raise ValueError(f"{images_path}: lists no images")
     for pose in poses:
         if pose.camera_id not in cameras:
-            raise ValueError(f"{images_path}: image {pose.name} uses camera {pose.camera_id}, "
-                             f"which {cameras_path} does not define")
+            raise ValueError(
+                f"{images_path}: image {pose.name} uses camera {pose.camera_id}, "
+                f"which {cameras_path} does not define"
+            )
     return cameras, poses, xyz, rgb
-
-
-# --- rotations --------------------------------------------------------------------------------
-
-
-def _quat_to_rotmat(quats: np.ndarray) -> np.ndarray:
-    """Quaternions [N,4] (w, x, y, z; normalized here) -> rotation matrices [N,3,3]."""
-    q = quats / np.linalg.norm(quats, axis=-1, keepdims=True)
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    return np.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], axis=-1).reshape(-1, 3, 3)
-
-
-def _rotmat_to_quat(rotations: np.ndarray) -> np.ndarray:
-    """Rotation matrices [N,3,3] -> unit quaternions [N,4] (w, x, y, z) with w >= 0."""
-    quats = []
-    for r in rotations:
-        # Row k is 4 q_k (w, x, y, z); the row with the largest q_k^2 is the stable one.
-        xx, yy, zz = r[0, 0], r[1, 1], r[2, 2]
-        candidates = np.array([
-            [1 + xx + yy + zz, r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]],
-            [r[2, 1] - r[1, 2], 1 + xx - yy - zz, r[0, 1] + r[1, 0], r[0, 2] + r[2, 0]],
-            [r[0, 2] - r[2, 0], r[0, 1] + r[1, 0], 1 - xx + yy - zz, r[1, 2] + r[2, 1]],
-            [r[1, 0] - r[0, 1], r[0, 2] + r[2, 0], r[1, 2] + r[2, 1], 1 - xx - yy + zz],
-        ])
-        q = candidates[np.argmax(np.diag(candidates))]
-        q = q / np.linalg.norm(q)
-        quats.append(q if q[0] >= 0 else -q)
-    return np.array(quats, dtype=np.float64).reshape(-1, 4)
 
 
 # --- images and bounds ------------------------------------------------------------------------
@@ -380,7 +412,8 @@ def _points_aabb(points: np.ndarray, margin: float = 0.1) -> torch.Tensor:
 def _viewmats(poses: list[_ImagePose]) -> np.ndarray:
     """World-to-camera [N,4,4] float64 from the poses' quaternions and translations."""
     viewmats = np.tile(np.eye(4), (len(poses), 1, 1))
-    viewmats[:, :3, :3] = _quat_to_rotmat(np.array([pose.quat for pose in poses]))
+    quats = torch.tensor([pose.quat for pose in poses], dtype=torch.float64)
+    viewmats[:, :3, :3] = quaternion_to_matrix(quats).numpy()
     viewmats[:, :3, 3] = np.array([pose.translation for pose in poses])
     return viewmats
 
@@ -403,27 +436,41 @@ def load_colmap(
     model_paths = _model_paths(root)
     cameras, poses, xyz, rgb = _read_model(*model_paths)
     if len(xyz) == 0:
-        raise ValueError(f"{model_paths[2]}: holds no 3D points; needs some "
-                         "to estimate near/far and the bounding box")
+        raise ValueError(
+            f"{model_paths[2]}: holds no 3D points; needs some "
+            "to estimate near/far and the bounding box"
+        )
     poses = sorted(poses, key=lambda pose: pose.name)
     folder = Path(images_dir) if images_dir is not None else root / "images"
     paths = [folder / pose.name for pose in poses]
     missing = "image listed in the COLMAP model not found"
     with ThreadPoolExecutor(max_workers=4) as pool:
-        loaded = list(tqdm(
-            pool.map(lambda p: read_image(p, "RGB", downscale, missing), paths), total=len(paths),
-            desc="reading COLMAP views", disable=not progress, leave=False,
-        ))
+        loaded = list(
+            tqdm(
+                pool.map(lambda p: read_image(p, "RGB", downscale, missing), paths),
+                total=len(paths),
+                desc="reading COLMAP views",
+                disable=not progress,
+                leave=False,
+            )
+        )
     first_size = loaded[0][1]
     Ks = []
     for (_, size), path, pose in zip(loaded, paths, poses):
         if size != first_size:
-            raise ValueError(f"{path}: image size {size[0]}x{size[1]} differs from the first "
-                             f"view's {first_size[0]}x{first_size[1]}")
+            raise ValueError(
+                f"{path}: image size {size[0]}x{size[1]} differs from the first "
+                f"view's {first_size[0]}x{first_size[1]}"
+            )
         camera = cameras[pose.camera_id]
         scale = _image_scale(camera, size, path) / downscale
-        Ks.append([[camera.fx * scale, 0.0, camera.cx * scale],
-                   [0.0, camera.fy * scale, camera.cy * scale], [0.0, 0.0, 1.0]])
+        Ks.append(
+            [
+                [camera.fx * scale, 0.0, camera.cx * scale],
+                [0.0, camera.fy * scale, camera.cy * scale],
+                [0.0, 0.0, 1.0],
+            ]
+        )
     viewmats = _viewmats(poses)
     near, far = _depth_bounds(xyz, viewmats, model_paths[2])
     return ColmapScene(
@@ -444,8 +491,11 @@ def load_colmap(
 
 def _as_array(value, name: str, shape: tuple) -> np.ndarray:
     """float64 array of `value`, checked against `shape` (None matches any size)."""
-    array = value.detach().cpu().double().numpy() if isinstance(value, torch.Tensor) \
+    array = (
+        value.detach().cpu().double().numpy()
+        if isinstance(value, torch.Tensor)
         else np.asarray(value, dtype=np.float64)
+    )
     matches = all(s is None or s == a for s, a in zip(shape, array.shape))
     if array.ndim != len(shape) or not matches:
         expected = ", ".join("N" if s is None else str(s) for s in shape)
@@ -470,11 +520,19 @@ def _model_to_write(Ks, viewmats, names, width, height, points, colours):
         raise ValueError(f"width and height must be >= 1, got {width}x{height}")
     params = np.stack([Ks[:, 0, 0], Ks[:, 1, 1], Ks[:, 0, 2], Ks[:, 1, 2]], axis=-1)
     rgb = np.clip(np.rint(colours * 255.0), 0, 255).astype(np.uint8)
-    return params, _rotmat_to_quat(viewmats[:, :3, :3]), viewmats[:, :3, 3], names, points, rgb
+    quats = matrix_to_quaternion(torch.from_numpy(viewmats[:, :3, :3])).numpy()
+    return params, quats, viewmats[:, :3, 3], names, points, rgb
 
 
 def write_colmap_text(
-    root: str | Path, Ks, viewmats, names: list[str], width: int, height: int, points, colours,
+    root: str | Path,
+    Ks,
+    viewmats,
+    names: list[str],
+    width: int,
+    height: int,
+    points,
+    colours,
 ) -> Path:
     """Writes ROOT/sparse/0/{cameras,images,points3D}.txt: one PINHOLE camera per image.
 
@@ -482,33 +540,53 @@ def write_colmap_text(
     in [0,1]; no 2D observations or tracks. Returns the model folder.
     """
     params, quats, translations, names, points, rgb = _model_to_write(
-        Ks, viewmats, names, width, height, points, colours)
+        Ks, viewmats, names, width, height, points, colours
+    )
     sparse = Path(root) / "sparse" / "0"
-    cameras = [f"{i + 1} PINHOLE {width} {height} " + " ".join(map(repr, map(float, p)))
-               for i, p in enumerate(params)]
-    _write_text(sparse / "cameras.txt", [
-        "# Camera list with one line of data per camera:",
-        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
-        f"# Number of cameras: {len(params)}",
-    ] + cameras)
+    cameras = [
+        f"{i + 1} PINHOLE {width} {height} " + " ".join(map(repr, map(float, p)))
+        for i, p in enumerate(params)
+    ]
+    _write_text(
+        sparse / "cameras.txt",
+        [
+            "# Camera list with one line of data per camera:",
+            "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
+            f"# Number of cameras: {len(params)}",
+        ]
+        + cameras,
+    )
     images = []
     for i, (q, t, name) in enumerate(zip(quats, translations, names)):
         values = " ".join(map(repr, map(float, [*q, *t])))
         images += [f"{i + 1} {values} {i + 1} {name}", ""]
-    _write_text(sparse / "images.txt", [
-        "# Image list with two lines of data per image:",
-        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
-        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
-        f"# Number of images: {len(names)}, mean observations per image: 0",
-    ] + images)
-    points_lines = [f"{i + 1} " + " ".join(map(repr, map(float, xyz))) + " "
-                    + " ".join(map(str, colour)) + " 0.0" for i, (xyz, colour) in
-                    enumerate(zip(points, rgb))]
-    _write_text(sparse / "points3D.txt", [
-        "# 3D point list with one line of data per point:",
-        "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
-        f"# Number of points: {len(points)}, mean track length: 0",
-    ] + points_lines)
+    _write_text(
+        sparse / "images.txt",
+        [
+            "# Image list with two lines of data per image:",
+            "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+            "#   POINTS2D[] as (X, Y, POINT3D_ID)",
+            f"# Number of images: {len(names)}, mean observations per image: 0",
+        ]
+        + images,
+    )
+    points_lines = [
+        f"{i + 1} "
+        + " ".join(map(repr, map(float, xyz)))
+        + " "
+        + " ".join(map(str, colour))
+        + " 0.0"
+        for i, (xyz, colour) in enumerate(zip(points, rgb))
+    ]
+    _write_text(
+        sparse / "points3D.txt",
+        [
+            "# 3D point list with one line of data per point:",
+            "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
+            f"# Number of points: {len(points)}, mean track length: 0",
+        ]
+        + points_lines,
+    )
     return sparse
 
 
@@ -518,24 +596,37 @@ def _write_text(path: Path, lines: list[str]) -> None:
 
 
 def write_colmap_binary(
-    root: str | Path, Ks, viewmats, names: list[str], width: int, height: int, points, colours,
+    root: str | Path,
+    Ks,
+    viewmats,
+    names: list[str],
+    width: int,
+    height: int,
+    points,
+    colours,
 ) -> Path:
     """Writes ROOT/sparse/0/{cameras,images,points3D}.bin; arguments as write_colmap_text."""
     params, quats, translations, names, points, rgb = _model_to_write(
-        Ks, viewmats, names, width, height, points, colours)
+        Ks, viewmats, names, width, height, points, colours
+    )
     sparse = Path(root) / "sparse" / "0"
     pinhole = SUPPORTED_MODELS["PINHOLE"][0]
     cameras = [struct.pack("<Q", len(params))] + [
-        struct.pack("<iiQQ4d", i + 1, pinhole, width, height, *p) for i, p in enumerate(params)]
+        struct.pack("<iiQQ4d", i + 1, pinhole, width, height, *p) for i, p in enumerate(params)
+    ]
     _write_bytes(sparse / "cameras.bin", cameras)
     images = [struct.pack("<Q", len(names))] + [
-        struct.pack("<i7di", i + 1, *q, *t, i + 1) + name.encode("utf-8") + b"\0"
+        struct.pack("<i7di", i + 1, *q, *t, i + 1)
+        + name.encode("utf-8")
+        + b"\0"
         + struct.pack("<Q", 0)
-        for i, (q, t, name) in enumerate(zip(quats, translations, names))]
+        for i, (q, t, name) in enumerate(zip(quats, translations, names))
+    ]
     _write_bytes(sparse / "images.bin", images)
     points_bytes = [struct.pack("<Q", len(points))] + [
         struct.pack("<Q3d3BdQ", i + 1, *xyz, *colour, 0.0, 0)
-        for i, (xyz, colour) in enumerate(zip(points, rgb))]
+        for i, (xyz, colour) in enumerate(zip(points, rgb))
+    ]
     _write_bytes(sparse / "points3D.bin", points_bytes)
     return sparse
 

@@ -36,12 +36,22 @@ def _synthetic(seed: int = 0) -> dict:
     angles = torch.tensor([0.3, 1.9, 3.4, 5.0], dtype=torch.float64)
     eyes = torch.stack([5 * angles.cos(), 5 * angles.sin(), 1.5 + 0.3 * angles.sin()], dim=-1)
     viewmats = look_at(eyes, torch.zeros(3, dtype=torch.float64))
-    Ks = torch.stack([intrinsics(12.0 + i, 11.0 + i, 16.0 - 0.5 * i, 12.0 + 0.25 * i,
-                                 dtype=torch.float64) for i in range(4)])
+    Ks = torch.stack(
+        [
+            intrinsics(12.0 + i, 11.0 + i, 16.0 - 0.5 * i, 12.0 + 0.25 * i, dtype=torch.float64)
+            for i in range(4)
+        ]
+    )
     names = [f"view_{i}.png" for i in (3, 1, 0, 2)]  # not in sorted order
     images = [_draw(points, colours, viewmats[i], Ks[i]) for i in range(4)]
-    return {"points": points, "colours": colours, "viewmats": viewmats, "Ks": Ks,
-            "names": names, "images": images}
+    return {
+        "points": points,
+        "colours": colours,
+        "viewmats": viewmats,
+        "Ks": Ks,
+        "names": names,
+        "images": images,
+    }
 
 
 def _write_images(folder: Path, data: dict) -> None:
@@ -52,8 +62,16 @@ def _write_images(folder: Path, data: dict) -> None:
 
 def _write(root: Path, data: dict, writer=write_colmap_text) -> Path:
     _write_images(root / "images", data)
-    writer(root, data["Ks"], data["viewmats"], data["names"], WIDTH, HEIGHT, data["points"],
-           data["colours"])
+    writer(
+        root,
+        data["Ks"],
+        data["viewmats"],
+        data["names"],
+        WIDTH,
+        HEIGHT,
+        data["points"],
+        data["colours"],
+    )
     return root
 
 
@@ -80,8 +98,9 @@ def test_round_trip_matches_what_was_written(request, data, root_name):
     assert (scene.width, scene.height, len(scene)) == (WIDTH, HEIGHT, 4)
     order = [data["names"].index(name) for name in scene.names]
     torch.testing.assert_close(scene.Ks, data["Ks"][order].float())
-    torch.testing.assert_close(scene.c2ws, invert_rigid(data["viewmats"][order]).float(),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        scene.c2ws, invert_rigid(data["viewmats"][order]).float(), atol=1e-6, rtol=0
+    )
     torch.testing.assert_close(scene.points, data["points"].float())
     torch.testing.assert_close(scene.colours, data["colours"].float())
     for i, j in enumerate(order):
@@ -121,9 +140,16 @@ def test_subset_and_images_dir(text_root, tmp_path):
 
 def test_binary_preferred_over_text(tmp_path, data):
     root = _write(tmp_path / "s", data)
-    write_colmap_binary(root, data["Ks"] * torch.tensor([[2.0], [2.0], [1.0]], dtype=torch.float64),
-                        data["viewmats"], data["names"], WIDTH, HEIGHT, data["points"],
-                        data["colours"])
+    write_colmap_binary(
+        root,
+        data["Ks"] * torch.tensor([[2.0], [2.0], [1.0]], dtype=torch.float64),
+        data["viewmats"],
+        data["names"],
+        WIDTH,
+        HEIGHT,
+        data["points"],
+        data["colours"],
+    )
     scene = load_colmap(root, progress=False)
     assert float(scene.Ks[0, 0, 0]) == pytest.approx(2 * float(data["Ks"][2, 0, 0]))
 
@@ -140,8 +166,9 @@ def test_simple_pinhole_and_opencv(text_root, data):
         scene = load_colmap(text_root, progress=False)
     torch.testing.assert_close(scene.Ks[1], intrinsics(20.0, 20.0, 15.5, 11.5))
 
-    opencv = [f"{i + 1} OPENCV {WIDTH} {HEIGHT} 20 21 15.5 11.5 0.1 -0.01 0.001 0.002"
-              for i in range(4)]
+    opencv = [
+        f"{i + 1} OPENCV {WIDTH} {HEIGHT} 20 21 15.5 11.5 0.1 -0.01 0.001 0.002" for i in range(4)
+    ]
     _replace_cameras(text_root, opencv)
     with pytest.warns(UserWarning, match="cameras.txt: distortion of camera model.*OPENCV"):
         scene = load_colmap(text_root, progress=False)
@@ -155,9 +182,10 @@ def test_binary_with_observations_and_tracks(tmp_path, data):
     sparse = root / "sparse" / "0"
     sparse.mkdir(parents=True)
     (sparse / "cameras.bin").write_bytes(
-        struct.pack("<Q", 1) + struct.pack("<iiQQ4d", 7, 2, WIDTH, HEIGHT, 14.0, 16.0, 12.0, 0.2))
+        struct.pack("<Q", 1) + struct.pack("<iiQQ4d", 7, 2, WIDTH, HEIGHT, 14.0, 16.0, 12.0, 0.2)
+    )
     images = struct.pack("<Q", 4)
-    half = 0.5 ** 0.5
+    half = 0.5**0.5
     for i, name in enumerate(data["names"]):
         quat = (half, 0, 0, half) if i == 0 else (1, 0, 0, 0)  # 90 degrees about z, identity
         images += struct.pack("<i7di", 10 + i, *quat, 0, 0, 5.0 + i, 7) + name.encode() + b"\0"
@@ -183,7 +211,13 @@ def test_binary_layout(bin_root, data):
     cameras = (sparse / "cameras.bin").read_bytes()
     assert len(cameras) == 8 + 4 * (4 + 4 + 8 + 8 + 4 * 8)
     assert struct.unpack_from("<QiiQQ4d", cameras) == (
-        4, 1, 1, WIDTH, HEIGHT, *data["Ks"][0, [0, 1, 0, 1], [0, 1, 2, 2]].tolist())
+        4,
+        1,
+        1,
+        WIDTH,
+        HEIGHT,
+        *data["Ks"][0, [0, 1, 0, 1], [0, 1, 2, 2]].tolist(),
+    )
     names = sum(len(name) + 1 for name in data["names"])
     assert len((sparse / "images.bin").read_bytes()) == 8 + 4 * (4 + 7 * 8 + 4 + 8) + names
     assert len((sparse / "points3D.bin").read_bytes()) == 8 + 40 * (8 + 3 * 8 + 3 + 8 + 8)
@@ -284,5 +318,108 @@ def test_bad_arguments(bin_root, data):
     with pytest.raises(ValueError, match="downscale must be an int >= 1"):
         load_colmap(bin_root, downscale=0, progress=False)
     with pytest.raises(ValueError, match=r"viewmats must have shape \[4, 4, 4\]"):
-        write_colmap_text(bin_root, data["Ks"], data["viewmats"][:2], data["names"], WIDTH,
-                          HEIGHT, data["points"], data["colours"])
+        write_colmap_text(
+            bin_root,
+            data["Ks"],
+            data["viewmats"][:2],
+            data["names"],
+            WIDTH,
+            HEIGHT,
+            data["points"],
+            data["colours"],
+        )
+
+
+@pytest.mark.parametrize(
+    "camera, message",
+    [
+        (
+            f"PINHOLE 0 {HEIGHT} 20 21 16 12",
+            rf"width and height must be >= 1 pixel, got 0x{HEIGHT}",
+        ),
+        (f"PINHOLE {WIDTH} -3 20 21 16 12", "width and height must be >= 1 pixel"),
+        (f"PINHOLE {WIDTH} {HEIGHT} 0 21 16 12", "focal lengths must be finite and > 0, got 0.0"),
+        (f"SIMPLE_PINHOLE {WIDTH} {HEIGHT} -20 16 12", "focal lengths must be finite and > 0"),
+        (f"PINHOLE {WIDTH} {HEIGHT} nan 21 16 12", "focal lengths must be finite and > 0"),
+        (f"PINHOLE {WIDTH} {HEIGHT} 20 21 inf 12", "principal point must be finite"),
+    ],
+)
+def test_bad_text_camera_names_file_and_line(text_root, camera, message):
+    _replace_cameras(
+        text_root,
+        [f"{i + 1} PINHOLE {WIDTH} {HEIGHT} 20 21 16 12" for i in range(3)] + [f"4 {camera}"],
+    )
+    with pytest.raises(ValueError, match=rf"cameras.txt: line 5: camera {message}"):
+        load_colmap(text_root, progress=False)
+
+
+def test_bad_binary_camera_names_file_and_camera(bin_root):
+    path = bin_root / "sparse" / "0" / "cameras.bin"
+    path.write_bytes(struct.pack("<Q", 1) + struct.pack("<iiQQ4d", 3, 1, 0, HEIGHT, 20, 21, 16, 12))
+    with pytest.raises(ValueError, match=r"cameras.bin: camera 3: camera width and height"):
+        load_colmap(bin_root, progress=False)
+
+
+def _set_quaternion(path: Path, image_line: int, quat: str) -> int:
+    """Replaces QW QX QY QZ of the image_line-th image of images.txt; returns its line number."""
+    lines = path.read_text().splitlines()
+    index = [i for i, line in enumerate(lines) if line and not line.startswith("#")][image_line]
+    tokens = lines[index].split()
+    lines[index] = " ".join([tokens[0], quat, *tokens[5:]])
+    path.write_text("\n".join(lines) + "\n")
+    return index + 1
+
+
+@pytest.mark.parametrize("quat", ["0 0 0 0", "nan 0 0 1", "1 inf 0 0", "1e-9 0 0 0"])
+def test_degenerate_quaternion_names_file_line_and_image(text_root, data, quat):
+    path = text_root / "sparse" / "0" / "images.txt"
+    number = _set_quaternion(path, 1, quat)
+    with pytest.raises(
+        ValueError,
+        match=rf"images.txt: line {number}: image {data['names'][1]}: "
+        r"quaternion QW QX QY QZ must be finite and non-zero",
+    ):
+        load_colmap(text_root, progress=False)
+
+
+def test_degenerate_binary_quaternion_and_translation(bin_root, data):
+    path = bin_root / "sparse" / "0" / "images.bin"
+    blob = bytearray(path.read_bytes())
+    struct.pack_into("<4d", blob, 8 + 4, 0.0, 0.0, 0.0, 0.0)  # first record's quaternion
+    path.write_bytes(bytes(blob))
+    with pytest.raises(
+        ValueError,
+        match=rf"images.bin: record 0: image {data['names'][0]}: "
+        "quaternion",
+    ):
+        load_colmap(bin_root, progress=False)
+    struct.pack_into("<7d", blob, 8 + 4, 1.0, 0.0, 0.0, 0.0, float("nan"), 0.0, 5.0)
+    path.write_bytes(bytes(blob))
+    with pytest.raises(
+        ValueError, match="images.bin: record 0: .*translation TX TY TZ must be finite"
+    ):
+        load_colmap(bin_root, progress=False)
+
+
+def test_non_finite_point_names_file(text_root):
+    path = text_root / "sparse" / "0" / "points3D.txt"
+    lines = path.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    tokens = lines[index].split()
+    lines[index] = " ".join([tokens[0], "nan", *tokens[2:]])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"points3D.txt: line {index + 1}: X Y Z must be finite"):
+        load_colmap(text_root, progress=False)
+
+
+def test_unnormalised_quaternions_are_normalised(text_root, data):
+    """COLMAP's quaternions stand for q / |q|: a scaled one gives the same camera."""
+    before = load_colmap(text_root, progress=False)
+    path = text_root / "sparse" / "0" / "images.txt"
+    lines = path.read_text().splitlines()
+    index = [i for i, line in enumerate(lines) if line and not line.startswith("#")][0]
+    tokens = lines[index].split()
+    scaled = [repr(3.0 * float(t)) for t in tokens[1:5]]
+    _set_quaternion(path, 0, " ".join(scaled))
+    after = load_colmap(text_root, progress=False)
+    torch.testing.assert_close(after.c2ws, before.c2ws)
