@@ -441,7 +441,7 @@ def fit_smplify(
     start_time = time.perf_counter()
     config = config or SMPLifyConfig()
     config.validate()
-    joints = JointModel(model)
+    joints = JointModel(model, validate=False)
     keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences,
                                                        viewmat)
     n_batch = keypoints.shape[0]

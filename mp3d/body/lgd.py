@@ -176,7 +176,7 @@ def _descend(model: SMPL, keypoints, K, confidences, viewmat, steps: int, config
              update: Callable[[_DescentProblem, torch.Tensor, torch.Tensor], torch.Tensor]
              ) -> DescentResult:
     start_time = time.perf_counter()
-    joints = JointModel(model)
+    joints = JointModel(model, validate=False)
     keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences,
                                                        viewmat)
     problem = _DescentProblem(joints, keypoints, K, confidences,
@@ -336,7 +336,7 @@ def train_lgd(model: SMPL, config: LGDConfig | None = None, progress: bool = Fal
     backpropagated through the unrolled updates (dE/dtheta enters as an input)."""
     config = config or LGDConfig()
     config.validate()
-    joints = JointModel(model)
+    joints = JointModel(model, validate=False)
     generator = torch.Generator().manual_seed(config.seed)
     torch_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)

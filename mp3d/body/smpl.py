@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mp3d._backend import IMPLS
+from mp3d._backend import IMPLS, Impl
 from mp3d.body.model_file import load_model_file, validate_model
 from mp3d.body.skeleton import SMPL_JOINT_NAMES, parents_from_kintree
 from mp3d.ops import skinning
+from mp3d.ops._validation import checks_enabled
 from mp3d.transforms import axis_angle_to_matrix
 
 __all__ = [
@@ -70,27 +71,13 @@ def pose_features(rot_mats: torch.Tensor) -> torch.Tensor:
 
 
 def batch_rigid_transform(
-    rot_mats: torch.Tensor, joints: torch.Tensor, parents: list[int]
+    rot_mats: torch.Tensor, joints: torch.Tensor, parents: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward kinematics: world transforms G [B,J,4,4] and skinning transforms
     A = G G(theta_0)^-1 [B,J,4,4] from local rotations [B,J,3,3], rest joints [B,J,3] and
-    parent indices [J] (each parent before its children; -1 for the root)."""
-    n_batch, n_joints = joints.shape[:2]
-    offsets = joints.clone()
-    offsets[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]  # joint relative to its parent
-    local = torch.zeros(n_batch, n_joints, 4, 4, dtype=joints.dtype, device=joints.device)
-    local[..., :3, :3] = rot_mats
-    local[..., :3, 3] = offsets
-    local[..., 3, 3] = 1.0
-    chain = [local[:, 0]]
-    for j in range(1, n_joints):
-        chain.append(torch.matmul(chain[parents[j]], local[:, j]))
-    world = torch.stack(chain, dim=1)  # [B,J,4,4]
-    # G(theta_0) is the translation by the rest joint, so G G(theta_0)^-1 moves the rest joint
-    # to the posed one: translation t - R J.
-    moved = world[..., :3, 3] - torch.matmul(world[..., :3, :3], joints.unsqueeze(-1)).squeeze(-1)
-    skin = torch.cat([world[..., :3, :3], moved.unsqueeze(-1)], dim=-1)
-    skin = torch.cat([skin, world[..., 3:, :]], dim=-2)
+    parent indices [J] (each parent before its children; -1 for the root). The same as
+    mp3d.ops.skinning.forward_kinematics, which also takes axis-angle rotations."""
+    _, world, skin = skinning.forward_kinematics(rot_mats, joints, parents)
     return world, skin
 
 
@@ -119,7 +106,7 @@ class SMPL(nn.Module):
         model_path: str | Path | Mapping[str, np.ndarray] | None = None,
         dtype: torch.dtype = torch.float32,
         *,
-        impl: str = "auto",
+        impl: Impl = "auto",
     ) -> None:
         super().__init__()
         if dtype not in (torch.float32, torch.float64):
@@ -152,6 +139,32 @@ class SMPL(nn.Module):
         self.register_buffer("lbs_weights", floats(arrays["weights"]))  # [V,J]
         self.register_buffer("faces", torch.as_tensor(arrays["f"], dtype=torch.int64))  # [F,3]
         self.register_buffer("parents_tensor", torch.as_tensor(parents))  # [J]
+        self._precompute()
+
+    def _precompute(self) -> None:
+        """Derived constants (non-persistent buffers, recomputed from the model's arrays):
+        forward needs no joint regression over the mesh, no identity subtraction and one
+        matrix product for both blend shapes. Computed in float64, stored in the model's
+        dtype; the skinning weights were validated when the model was loaded."""
+        n_vertices, n_joints = self.n_vertices, self.n_joints
+        dtype = self.v_template.dtype
+        regressor = self.J_regressor.double()
+        shapedirs = self.shapedirs.double()
+        posedirs = self.posedirs.double()  # [9(J-1), 3V]
+        # Rest joints are linear in betas: J(beta) = J_R T + (J_R S) beta.
+        self.register_buffer("joint_template", (regressor @ self.v_template.double()).to(dtype),
+                             persistent=False)  # [J,3]
+        joint_dirs = torch.einsum("jv,vcs->scj", regressor, shapedirs)  # [S,3,J]
+        self.register_buffer("joint_dirs", joint_dirs.transpose(1, 2).reshape(
+            self.n_betas, 3 * n_joints).to(dtype), persistent=False)  # [S,3J]
+        # v_posed = T + S beta + P (R - I) = (T - P I) + [P; S] [R; beta]: the pose features
+        # are then the rotation matrices themselves, read in place.
+        identity = torch.eye(3, dtype=torch.float64).flatten().repeat(n_joints - 1)  # [9(J-1)]
+        base = self.v_template.double().flatten() - identity @ posedirs
+        self.register_buffer("blend_base", base.to(dtype), persistent=False)  # [3V]
+        shape_rows = shapedirs.permute(2, 0, 1).reshape(self.n_betas, 3 * n_vertices)
+        self.register_buffer("blend_dirs", torch.cat([posedirs, shape_rows]).to(dtype),
+                             persistent=False)  # [9(J-1)+S, 3V]
 
     @property
     def n_betas(self) -> int:
@@ -215,7 +228,7 @@ class SMPL(nn.Module):
         if value.device != self.v_template.device:
             raise ValueError(f"{name} must be on {self.v_template.device} (the model's device), "
                              f"got {value.device}")
-        if not bool(torch.isfinite(value).all()):
+        if checks_enabled() and not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} has non-finite values")
 
     def forward(
@@ -248,18 +261,22 @@ class SMPL(nn.Module):
         if global_orient is None:
             global_orient = torch.zeros(n_batch, 3, **zeros)
 
-        v_shaped = self.v_template + blend_shapes(betas, self.shapedirs[..., :betas.shape[1]])
-        rest_joints = vertices2joints(self.J_regressor, v_shaped)  # [B,J,3]
-        full_pose = torch.cat([global_orient, body_pose], dim=1).reshape(-1, 3)
-        rot_mats = batch_rodrigues(full_pose).view(n_batch, self.n_joints, 3, 3)
-        pose_offsets = torch.matmul(pose_features(rot_mats), self.posedirs)
-        v_posed = v_shaped + pose_offsets.view(n_batch, self.n_vertices, 3)
-        world, skin = batch_rigid_transform(rot_mats, rest_joints, self.parents)
-        vertices = skinning.lbs(v_posed, self.lbs_weights, skin, impl=self.impl)
+        n_joints, n_betas = self.n_joints, betas.shape[1]
+        rest_joints = torch.addmm(self.joint_template.flatten(), betas,
+                                  self.joint_dirs[:n_betas]).view(n_batch, n_joints, 3)
+        full_pose = torch.cat([global_orient, body_pose], dim=1).view(n_batch, n_joints, 3)
+        rot_mats, world, skin = skinning.forward_kinematics(
+            full_pose, rest_joints, self.parents_tensor, impl=self.impl, validate=False)
+        # The non-root rotation matrices, row-major, are the pose features (a strided view).
+        features = rot_mats.flatten(2)[:, 1:].flatten(1)
+        coefficients = torch.cat([features, betas], dim=1) if n_betas else features
+        n_rows = coefficients.shape[1]
+        v_posed = torch.addmm(self.blend_base, coefficients,
+                              self.blend_dirs[:n_rows]).view(n_batch, self.n_vertices, 3)
+        vertices = skinning.lbs(v_posed, self.lbs_weights, skin, impl=self.impl, validate=False)
         if transl is not None:  # after skinning: exact even where weights sum to 1 - 1e-8
-            shift = torch.zeros_like(world)
-            shift[..., :3, 3] = transl.unsqueeze(1)
-            world = world + shift
+            shift = torch.nn.functional.pad(transl, (0, 1)).view(n_batch, 1, 4, 1)
+            world = world + torch.nn.functional.pad(shift, (3, 0))
             vertices = vertices + transl.unsqueeze(1)
         return SMPLOutput(vertices=vertices, joints=world[..., :3, 3], faces=self.faces,
                           joint_transforms=world, skinning_transforms=skin,
@@ -267,40 +284,50 @@ class SMPL(nn.Module):
 
 
 class JointModel:
-    """The posed joints of an SMPL model without its mesh: the joint regressor applied to the
-    shape blend shapes once (J(beta) = J_0 + D beta), then forward kinematics. Equal to
-    SMPL.forward(...).joints, at a fraction of the cost (pose correctives move no joint)."""
+    """The posed joints of an SMPL model without its mesh: rest joints linear in the betas
+    (J(beta) = J_0 + D beta, the joint regressor applied to the blend shapes once), then
+    forward kinematics. Equal to SMPL.forward(...).joints, at a fraction of the cost (pose
+    correctives move no joint). validate=False skips the value checks of the inputs (e.g.
+    in an optimiser's inner loop); None follows mp3d.set_checks."""
 
-    def __init__(self, model: SMPL) -> None:
+    def __init__(self, model: SMPL, *, validate: bool | None = None) -> None:
         if not isinstance(model, SMPL):
             raise ValueError(f"model must be an mp3d.body.SMPL, got {type(model).__name__}")
-        with torch.no_grad():
-            self.template = model.J_regressor @ model.v_template  # [J,3]
-            self.dirs = torch.einsum("jv,vcs->jcs", model.J_regressor, model.shapedirs)  # [J,3,S]
+        self.template = model.joint_template.flatten()  # [3J]
+        self.dirs = model.joint_dirs  # [S,3J]
         self.parents = list(model.parents)
+        self.parents_tensor = model.parents_tensor
         self.joint_names = tuple(model.joint_names)
         self.n_joints = model.n_joints
         self.n_betas = model.n_betas
         self.dtype = model.v_template.dtype
         self.device = model.v_template.device
+        self.impl = model.impl
+        self.validate = validate
 
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """Rest-pose joints [B,J,3] of shapes betas [B,S<=n_betas]."""
-        return self.template + torch.einsum("jcs,bs->bjc", self.dirs[..., :betas.shape[1]], betas)
+        return torch.addmm(self.template, betas, self.dirs[:betas.shape[1]]).view(
+            betas.shape[0], self.n_joints, 3)
 
     def __call__(self, betas: torch.Tensor, body_pose: torch.Tensor, global_orient: torch.Tensor,
                  transl: torch.Tensor) -> torch.Tensor:
         """Posed joints [B,J,3] from betas [B,S], body_pose [B,3(J-1)], global_orient [B,3]
         (axis-angle, radians) and transl [B,3]."""
-        return self.posed(betas, body_pose, axis_angle_to_matrix(global_orient), transl)
+        n_batch = body_pose.shape[0]
+        pose = torch.cat([global_orient, body_pose], dim=1).view(n_batch, self.n_joints, 3)
+        return self._posed(pose, betas, transl)
 
     def posed(self, betas: torch.Tensor, body_pose: torch.Tensor, root_rotation: torch.Tensor,
               transl: torch.Tensor) -> torch.Tensor:
         """Posed joints [B,J,3] with the root's rotation given as a matrix [B,3,3]."""
         n_batch = body_pose.shape[0]
-        rest = self.rest_joints(betas)
-        rot_mats = axis_angle_to_matrix(body_pose.reshape(n_batch, self.n_joints - 1, 3))
-        rot_mats = torch.cat([root_rotation[:, None], rot_mats], dim=1)
-        world, _ = batch_rigid_transform(rot_mats, rest, self.parents)
-        return world[..., :3, 3] + transl[:, None]
+        rot_mats = axis_angle_to_matrix(body_pose.view(n_batch, self.n_joints - 1, 3))
+        return self._posed(torch.cat([root_rotation[:, None], rot_mats], dim=1), betas, transl)
 
+    def _posed(self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor
+               ) -> torch.Tensor:
+        _, world, _ = skinning.forward_kinematics(rotations, self.rest_joints(betas),
+                                                  self.parents_tensor, impl=self.impl,
+                                                  validate=self.validate)
+        return world[..., :3, 3] + transl[:, None]

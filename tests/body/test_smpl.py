@@ -9,7 +9,8 @@ import torch
 
 from mp3d._backend import available_impls
 from mp3d.body import BUILTIN_BODY, SMPL, SMPL_JOINT_NAMES, load_model_file
-from mp3d.body.smpl import batch_rodrigues
+from mp3d.body.smpl import JointModel, batch_rodrigues
+from mp3d.ops.skinning import kinematics_reference
 from tests.body.helpers import (
     _skew,
     einsum_forward,
@@ -200,6 +201,57 @@ def test_bad_constructor_arguments(tmp_path):
         SMPL(impl="fast")
     with pytest.raises(FileNotFoundError):
         SMPL(tmp_path / "SMPL_MALE.pkl")
+
+
+def test_outputs_follow_their_definitions(builtin, builtin_arrays):
+    """rest_vertices, joint_transforms and skinning_transforms against the formulas written
+    out (no precomputed constants): v_posed = T + S beta + P (R - I), G from the rest joints
+    J_R v_shaped, joint_transforms carrying transl, bottom rows [0, 0, 0, 1]."""
+    model = SMPL(builtin_arrays, dtype=torch.float64)
+    params = random_params(2, 6, seed=11, dtype=torch.float64)
+    out = model(**params)
+    arrays = {k: torch.as_tensor(v) for k, v in builtin_arrays.items() if k != "kintree_table"}
+    v_shaped = arrays["v_template"].double() + torch.einsum(
+        "bs,vcs->bvc", params["betas"], arrays["shapedirs"].double()[..., :6])
+    rest_joints = torch.einsum("jv,bvc->bjc", arrays["J_regressor"].double(), v_shaped)
+    pose = torch.cat([params["global_orient"], params["body_pose"]], 1).view(2, 24, 3)
+    rot_mats, world, skin = kinematics_reference(pose, rest_joints, model.parents)
+    features = (rot_mats[:, 1:] - torch.eye(3, dtype=torch.float64)).reshape(2, -1)
+    posedirs = arrays["posedirs"].double().reshape(-1, 207)
+    v_posed = v_shaped + (features @ posedirs.T).view(2, -1, 3)
+    _close(out.rest_vertices, v_posed, 1e-12)
+    _close(out.skinning_transforms, skin, 1e-12)
+    _close(out.joint_transforms[..., :3, :3], world[..., :3, :3], 1e-12)
+    _close(out.joint_transforms[..., :3, 3], world[..., :3, 3] + params["transl"][:, None],
+           1e-12)
+    _close(out.joints, out.joint_transforms[..., :3, 3], 0.0)
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    assert bool((out.joint_transforms[..., 3, :] == bottom).all())
+    # The joints-only model gives the same joints.
+    _close(JointModel(model)(**params), out.joints, 1e-12)
+
+
+def test_precomputed_constants_move_with_the_module(builtin_arrays):
+    """.double() / .to() carry the derived constants (non-persistent buffers) along."""
+    params = random_params(2, 5, seed=12, dtype=torch.float64)
+    moved = SMPL(builtin_arrays).double()
+    assert moved.blend_dirs.dtype == torch.float64 and moved.joint_dirs.dtype == torch.float64
+    _close(moved(**params).vertices, SMPL(builtin_arrays, dtype=torch.float64)(**params).vertices,
+           1e-6)
+    assert "blend_dirs" not in moved.state_dict()
+
+
+def test_value_checks_follow_the_switch(builtin):
+    """mp3d.set_checks(False) skips the finite checks of the inputs (NaN flows through)."""
+    from mp3d.ops._validation import checks
+
+    nan_pose = torch.full((1, 69), float("nan"))
+    with checks(False):
+        assert bool(torch.isnan(builtin(body_pose=nan_pose).vertices).any())
+        with pytest.raises(ValueError, match="^body_pose must have shape"):
+            builtin(body_pose=nan_pose[:, :68])
+    with pytest.raises(ValueError, match="^body_pose has non-finite values"):
+        builtin(body_pose=nan_pose)
 
 
 @pytest.mark.gpu

@@ -3,6 +3,7 @@ forms (identity, rigid, translations), shared vs batched vertices, empty and bad
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from mp3d._backend import available_impls
-from mp3d.ops.skinning import lbs, reference
+from mp3d.body.skeleton import SMPL_PARENTS
+from mp3d.ops.skinning import forward_kinematics, kinematics_reference, lbs, reference
+from mp3d.transforms import axis_angle_to_matrix
 
 KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls()]
 needs_cpp = pytest.mark.skipif("cpp" not in available_impls(), reason="mp3d._C not available")
@@ -162,9 +165,11 @@ def test_gradcheck_all_inputs(impl, shared, sparse):
 
 
 @pytest.mark.parametrize("impl", KERNEL_IMPLS)
-def test_double_backward(impl):
+@pytest.mark.parametrize("shared", [False, True])
+def test_double_backward(impl, shared):
     """create_graph=True differentiates through the reference, so second order works too."""
-    inputs = skinning_inputs(n_batch=2, n_vertices=3, n_joints=2, dtype=torch.float64, seed=7)
+    inputs = skinning_inputs(n_batch=2, n_vertices=3, n_joints=2, dtype=torch.float64, seed=7,
+                             shared=shared)
     leaves = tuple(t.clone().requires_grad_() for t in inputs)
     assert torch.autograd.gradgradcheck(lambda x, w, a: lbs(x, w, a, impl=impl), leaves)
 
@@ -320,9 +325,37 @@ def test_bad_input_raises_value_error(name, impl):
         lbs(*inputs, impl=impl)
 
 
-def test_weights_within_tolerance_are_accepted():
-    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=6, seed=15)
-    lbs(vertices, weights * (1 + 5e-5), transforms)
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_weights_within_tolerance_are_accepted(impl):
+    """Rows off by 5e-5 (< WEIGHT_SUM_TOLERANCE) skin as given; off by 2e-4, they raise."""
+    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=6, seed=15,
+                                                    dtype=torch.float64)
+    near = weights * (1 + 5e-5)
+    posed = lbs(vertices, near, transforms, impl=impl)
+    torch.testing.assert_close(posed, reference(vertices, near, transforms))
+    with pytest.raises(ValueError, match="weights rows must sum to 1"):
+        lbs(vertices, weights * (1 + 2e-4), transforms, impl=impl)
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_validate_false_skips_value_checks_only(impl):
+    """validate=False (or mp3d.set_checks(False)) skips the finite and weight-sum checks,
+    never the shape, dtype and device checks."""
+    from mp3d.ops._validation import checks
+
+    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=6, seed=23,
+                                                    dtype=torch.float64)
+    scaled = weights * 1.1
+    posed = lbs(vertices, scaled, transforms, impl=impl, validate=False)
+    torch.testing.assert_close(posed, reference(vertices, scaled, transforms))
+    with checks(False):
+        lbs(vertices, scaled, transforms, impl=impl)
+        with pytest.raises(ValueError, match="weights rows must sum to 1"):
+            lbs(vertices, scaled, transforms, impl=impl, validate=True)
+    with pytest.raises(ValueError, match="vertices must have shape"):
+        lbs(vertices[:, :5], weights, transforms, impl=impl, validate=False)
+    with pytest.raises(ValueError, match="must have the dtype of vertices"):
+        lbs(vertices, weights.float(), transforms, impl=impl, validate=False)
 
 
 def test_bad_impl_raises():
@@ -392,3 +425,150 @@ def test_cuda_empty_and_identity():
     identity = torch.eye(4, device="cuda").expand(4, 6, 4, 4)
     torch.testing.assert_close(lbs(vertices, weights, identity, impl="cuda"), vertices,
                                rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- kinematics
+
+PARENTS = [int(p) for p in SMPL_PARENTS]
+# A small tree with a branch at joint 1 and a chain: 0 <- 1 <- {2, 3}, 3 <- 4.
+SMALL_TREE = [-1, 0, 1, 1, 3]
+
+
+def kinematics_inputs(n_batch: int = 4, n_joints: int = 24, dtype=torch.float64,
+                      matrices: bool = False, seed: int = 0):
+    """(rotations [B,J,3] or [B,J,3,3], joints [B,J,3]); batch element 0 has some zero and
+    some tiny rotations (the Taylor branches of Rodrigues)."""
+    g = torch.Generator().manual_seed(seed)
+    vectors = 0.8 * torch.randn(n_batch, n_joints, 3, generator=g, dtype=torch.float64)
+    if n_batch:
+        vectors[0, ::3] = 0.0
+        vectors[0, 1::3] *= 1e-4
+    joints = torch.randn(n_batch, n_joints, 3, generator=g, dtype=torch.float64)
+    rotations = axis_angle_to_matrix(vectors) if matrices else vectors
+    return rotations.to(dtype), joints.to(dtype)
+
+
+@needs_cpp
+@pytest.mark.parametrize("matrices", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_batch", [1, 5, 37])  # 37: several parallel tasks
+def test_kinematics_cpp_matches_reference(matrices, dtype, n_batch):
+    rotations, joints = kinematics_inputs(n_batch, dtype=dtype, matrices=matrices, seed=n_batch)
+    leaves = [t.clone().requires_grad_() for t in (rotations, joints)]
+    expected = kinematics_reference(*leaves, PARENTS)
+    upstream = [torch.randn(t.shape, dtype=dtype, generator=torch.Generator().manual_seed(i))
+                for i, t in enumerate(expected)]
+    expected_grads = torch.autograd.grad(expected, leaves, upstream)
+    actual = forward_kinematics(*leaves, PARENTS, impl="cpp")
+    actual_grads = torch.autograd.grad(actual, leaves, upstream)
+    tol = 2e-5 if dtype == torch.float32 else 1e-12
+    for name, a, e in zip(("rot_mats", "world", "skin"), actual, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=tol, atol=tol, msg=name)
+    for name, a, e in zip(("rotations", "joints"), actual_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, e, rtol=tol, atol=10 * tol, msg=name)
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+@pytest.mark.parametrize("matrices", [False, True])
+def test_kinematics_gradcheck(impl, matrices):
+    rotations, joints = kinematics_inputs(3, n_joints=5, matrices=matrices, seed=1)
+    leaves = (rotations.requires_grad_(), joints.requires_grad_())
+    assert torch.autograd.gradcheck(
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl=impl), leaves)
+
+
+@needs_cpp
+def test_kinematics_gradcheck_at_the_zero_rotation():
+    """Rodrigues' vector-Jacobian product in C++ at v = 0 and across its series threshold."""
+    vectors = torch.tensor([[[0.0, 0.0, 0.0], [1e-6, -2e-6, 0.0], [5e-3, -4e-3, 6e-3],
+                             [1.2e-2, 0.0, 0.0], [0.3, -0.2, 0.1]]], dtype=torch.float64)
+    joints = torch.randn(1, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    leaves = (vectors.requires_grad_(), joints.requires_grad_())
+    assert torch.autograd.gradcheck(
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl="cpp"), leaves, eps=1e-7)
+
+
+@pytest.mark.parametrize("impl", KERNEL_IMPLS)
+@pytest.mark.parametrize("matrices", [False, True])
+def test_kinematics_double_backward(impl, matrices):
+    """create_graph=True differentiates the reference: second derivatives are right."""
+    rotations, joints = kinematics_inputs(2, n_joints=4, matrices=matrices, seed=3)
+    leaves = (rotations.requires_grad_(), joints.requires_grad_())
+    assert torch.autograd.gradgradcheck(
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE[:4], impl=impl), leaves)
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_kinematics_closed_forms(impl):
+    """Rest pose: world = translation to each joint, skin = identity. Any pose: world maps the
+    origin to the posed joint, skin maps each rest joint there, bottom rows are [0, 0, 0, 1],
+    and a chain of two joints turned about one axis composes the angles."""
+    _, joints = kinematics_inputs(3, seed=4)
+    rest_r, rest_w, rest_s = forward_kinematics(torch.zeros(3, 24, 3, dtype=torch.float64),
+                                                joints, PARENTS, impl=impl)
+    eye = torch.eye(4, dtype=torch.float64).expand(3, 24, 4, 4)
+    torch.testing.assert_close(rest_s, eye, rtol=0, atol=1e-15)
+    torch.testing.assert_close(rest_w[..., :3, 3], joints, rtol=0, atol=1e-14)
+    torch.testing.assert_close(rest_r, eye[..., :3, :3], rtol=0, atol=0)
+    rotations, joints = kinematics_inputs(3, seed=5)
+    _, world, skin = forward_kinematics(rotations, joints, PARENTS, impl=impl)
+    homogeneous = torch.cat([joints, torch.ones_like(joints[..., :1])], dim=-1)
+    moved = (skin @ homogeneous.unsqueeze(-1)).squeeze(-1)[..., :3]
+    torch.testing.assert_close(moved, world[..., :3, 3])
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    assert bool((world[..., 3, :] == bottom).all()) and bool((skin[..., 3, :] == bottom).all())
+    # Joints 0 -> 1 -> 2 on a line along x, each turned 0.3 rad about z: joint 2 ends up at
+    # joint 1 plus the bone turned by 0.6 rad.
+    line = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]]], dtype=torch.float64)
+    turns = torch.tensor([[[0.0, 0, 0.3], [0.0, 0, 0.3], [0.0, 0, 0.0]]], dtype=torch.float64)
+    _, world, _ = forward_kinematics(turns, line, [-1, 0, 1], impl=impl)
+    j1 = torch.tensor([math.cos(0.3), math.sin(0.3), 0.0], dtype=torch.float64)
+    j2 = j1 + 2.0 * torch.tensor([math.cos(0.6), math.sin(0.6), 0.0], dtype=torch.float64)
+    torch.testing.assert_close(world[0, 1:, :3, 3], torch.stack([j1, j2]))
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_kinematics_empty_batch(impl):
+    rotations = torch.zeros(0, 24, 3, requires_grad=True)
+    outputs = forward_kinematics(rotations, torch.zeros(0, 24, 3), PARENTS, impl=impl)
+    assert [tuple(t.shape) for t in outputs] == [(0, 24, 3, 3), (0, 24, 4, 4), (0, 24, 4, 4)]
+    sum(t.sum() for t in outputs).backward()
+    assert rotations.grad.shape == (0, 24, 3)
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_kinematics_bad_input(impl):
+    rotations, joints = kinematics_inputs(2, n_joints=5, seed=6)
+    cases = [
+        ((rotations[:, :4], joints, SMALL_TREE), r"rotations must have shape \[2, 5, 3\]"),
+        ((rotations, joints[..., :2], SMALL_TREE), r"joints must have shape \[\*, \*, 3\]"),
+        ((rotations.float(), joints, SMALL_TREE), "rotations must have the dtype of joints"),
+        ((rotations, joints, SMALL_TREE[:4]), "parents must have 5 entries"),
+        ((rotations, joints, [-1, 0, 3, 1, 3]), "parents must list each joint after its parent"),
+        ((rotations, joints, [0, 0, 1, 1, 3]), "parents must list each joint after its parent"),
+        ((rotations, joints, ["a"] * 5), "parents must be a list of ints"),
+        ((rotations, joints, torch.zeros(5)), "parents must be a 1-D int64 tensor"),
+    ]
+    nan = rotations.clone()
+    nan[1, 2, 0] = float("nan")
+    cases.append(((nan, joints, SMALL_TREE), "rotations must be finite"))
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            forward_kinematics(*args, impl=impl)
+    # validate=False skips the value checks (NaN passes through, unchecked).
+    outputs = forward_kinematics(nan, joints, SMALL_TREE, impl=impl, validate=False)
+    assert bool(torch.isnan(outputs[1][1]).any())
+
+
+@needs_cpp
+def test_kinematics_cpp_checks_parents_itself():
+    """Parents index memory in C++: the kernel rejects bad ones even unvalidated."""
+    rotations, joints = kinematics_inputs(2, n_joints=5, seed=7)
+    for parents in ([-1, 0, 7, 1, 3], [-1, 0, 2, 1, 3], [1, 0, 1, 1, 3]):
+        with pytest.raises(ValueError, match="parents must list each joint after its parent"):
+            forward_kinematics(rotations, joints, parents, impl="cpp", validate=False)
+    with pytest.raises(ValueError, match="grad_world must be a contiguous"):
+        torch.ops.mp3d.kinematics_bwd(torch.zeros(2, 5, 3, 3, dtype=torch.float64),
+                                      torch.zeros(2, 5, 3, 4, dtype=torch.float64),
+                                      torch.zeros(2, 5, 4, 4, dtype=torch.float64),
+                                      rotations, joints, torch.tensor(SMALL_TREE))
