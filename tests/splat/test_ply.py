@@ -9,8 +9,25 @@ import torch
 
 from mp3d.splat import load_ply, save_ply
 
-DEGREE_0_NAMES = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
-                  "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+DEGREE_0_NAMES = [
+    "x",
+    "y",
+    "z",
+    "nx",
+    "ny",
+    "nz",
+    "f_dc_0",
+    "f_dc_1",
+    "f_dc_2",
+    "opacity",
+    "scale_0",
+    "scale_1",
+    "scale_2",
+    "rot_0",
+    "rot_1",
+    "rot_2",
+    "rot_3",
+]
 
 
 def _expected_names(degree: int) -> list[str]:
@@ -72,7 +89,9 @@ def test_missing_property_names_the_file(tmp_path):
     vertices = np.zeros(2, dtype=[(n, "<f4") for n in names])
     path = tmp_path / "broken.ply"
     plyfile.PlyData([plyfile.PlyElement.describe(vertices, "vertex")]).write(str(path))
-    with pytest.raises(ValueError, match=r"broken\.ply lacks the 3DGS vertex properties \['opacity'\]"):
+    with pytest.raises(
+        ValueError, match=r"broken\.ply lacks the 3DGS vertex properties \['opacity'\]"
+    ):
         load_ply(path)
 
 
@@ -92,3 +111,37 @@ def test_bad_shapes_name_the_argument(tmp_path):
     with pytest.raises(ValueError, match=r"sh must have K = \(degree\+1\)\^2"):
         save_ply(tmp_path / "a.ply", **{**gaussians, "sh": torch.zeros(5, 5, 3)})
     assert not (tmp_path / "a.ply").exists()
+
+
+@pytest.mark.parametrize(
+    "name, column, value, message",
+    [
+        (
+            "means",
+            1,
+            float("nan"),
+            r"property 'y' must be finite, got nan at vertex 3 "
+            r"\(1 of 5 vertices are not finite\)",
+        ),
+        ("log_scales", 0, float("inf"), "property 'scale_0' must be finite, got inf at vertex 3"),
+        ("sh", 0, float("-inf"), "property 'f_dc_0' must be finite"),
+    ],
+)
+def test_non_finite_values_name_the_file(tmp_path, name, column, value, message):
+    gaussians = _gaussians(degree=1)
+    gaussians[name][3].view(-1)[column] = value
+    path = save_ply(tmp_path / "bad.ply", **gaussians)
+    with pytest.raises(ValueError, match=rf"bad\.ply: {message}"):
+        load_ply(path)
+
+
+def test_zero_quaternion_names_the_file(tmp_path):
+    gaussians = _gaussians(degree=0)
+    gaussians["quats"][[1, 4]] = 0.0
+    path = save_ply(tmp_path / "flat.ply", **gaussians)
+    with pytest.raises(
+        ValueError,
+        match=r"flat\.ply: quaternion rot_0..3 must be non-zero, "
+        r"got 0 at vertex 1 \(2 of 5 vertices\)",
+    ):
+        load_ply(path)
