@@ -390,7 +390,10 @@ def _minimise(objective: Callable[[], torch.Tensor], tensors: list[torch.Tensor]
         return
     reduce = reduce or (lambda per: float(per.mean()))
     if config.optimizer == "adam":
-        optimiser = torch.optim.Adam(tensors, lr=config.lr)
+        # fused: one kernel for every tensor's update, the same arithmetic as the loop of
+        # small ops it replaces (which took half of each iteration's time on a CPU).
+        fused = all(t.device.type in ("cpu", "cuda") for t in tensors)
+        optimiser = torch.optim.Adam(tensors, lr=config.lr, fused=fused)
         # A short linear warm-up (Adam's first steps are full-size whatever the gradient),
         # then cosine decay to a tenth: big steps to cross basins, small ones to settle.
         warmup = min(_WARMUP, iterations // 4)

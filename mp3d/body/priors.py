@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -117,11 +118,26 @@ def shape_prior(betas: torch.Tensor) -> torch.Tensor:
 def angle_prior(body_pose: torch.Tensor, joint_names: Sequence[str]) -> torch.Tensor:
     """Angle prior [B]: sum over elbows and knees of (exp(h) - 1)^2, h = max(0, angle bent the
     wrong way) in radians (HYPEREXTENSION), of body_pose [B,3(J-1)]; zero for natural bends."""
-    total = torch.zeros(body_pose.shape[0], dtype=body_pose.dtype, device=body_pose.device)
+    columns, signs = _hyperextension_columns(tuple(joint_names), body_pose.dtype,
+                                             body_pose.device)
+    if columns is None:
+        return body_pose.new_zeros(body_pose.shape[0])
+    angles = body_pose.index_select(1, columns) * signs  # [B,K], > 0: bent the wrong way
+    return (torch.expm1(angles.clamp(min=0.0)) ** 2).sum(dim=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _hyperextension_columns(
+    joint_names: tuple[str, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """body_pose columns [K] (int64) and signs [K] of the HYPEREXTENSION joints a model has."""
+    columns, signs = [], []
     for name, (axis, sign) in HYPEREXTENSION.items():
-        if name not in joint_names or joint_names.index(name) == 0:
-            continue
-        angle = sign * body_pose[:, 3 * (joint_names.index(name) - 1) + axis]
-        total = total + torch.expm1(angle.clamp(min=0.0)) ** 2
-    return total
+        if name in joint_names and joint_names.index(name) > 0:
+            columns.append(3 * (joint_names.index(name) - 1) + axis)
+            signs.append(sign)
+    if not columns:
+        return None, None
+    return (torch.tensor(columns, device=device),
+            torch.tensor(signs, dtype=dtype, device=device))
 
