@@ -31,7 +31,8 @@ def make_weights(n_vertices: int, n_joints: int, sparse: bool, g: torch.Generato
     raw = torch.rand(n_vertices, n_joints, generator=g) + 1e-3
     if sparse:
         keep = torch.rand(n_vertices, n_joints, generator=g).argsort(dim=1) < torch.randint(
-            1, 5, (n_vertices, 1), generator=g)
+            1, 5, (n_vertices, 1), generator=g
+        )
         raw = raw * keep
     return raw / raw.sum(dim=1, keepdim=True)
 
@@ -46,8 +47,9 @@ def make_transforms(n_batch: int, n_joints: int, g: torch.Generator) -> torch.Te
     return transforms
 
 
-def make_inputs(n_batch: int, n_vertices: int, n_joints: int, sparse: bool,
-                device: torch.device, seed: int = 0) -> dict:
+def make_inputs(
+    n_batch: int, n_vertices: int, n_joints: int, sparse: bool, device: torch.device, seed: int = 0
+) -> dict:
     """Rest vertices [B,V,3] in a 1.8 m box, weights, transforms and an upstream gradient."""
     g = torch.Generator().manual_seed(seed)
     return {
@@ -75,14 +77,15 @@ def lbs_step(inputs: dict, impl: str, weights_grad: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="batch size B (default: 64 on CPU, 1024 on CUDA)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="batch size B (default: 64 on CPU, 1024 on CUDA)"
+    )
     parser.add_argument("--vertices", type=int, default=6890, help="V (default: SMPL's 6890)")
     parser.add_argument("--joints", type=int, default=24, help="J (default: SMPL's 24)")
-    parser.add_argument("--weights-grad", action="store_true",
-                        help="differentiate the weights as well")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: torch's)")
+    parser.add_argument(
+        "--weights-grad", action="store_true", help="differentiate the weights as well"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     if args.threads is not None:
@@ -90,9 +93,11 @@ def main() -> None:
     device = torch.device(args.device)
     kernel = "cuda" if device.type == "cuda" else "cpp"
     n_batch = args.batch if args.batch is not None else (1024 if device.type == "cuda" else 64)
-    print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-          f"kernels {backend().source} | B={n_batch} V={args.vertices} J={args.joints} | "
-          f"grads: vertices, transforms{', weights' if args.weights_grad else ''}")
+    print(
+        f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
+        f"kernels {backend().source} | B={n_batch} V={args.vertices} J={args.joints} | "
+        f"grads: vertices, transforms{', weights' if args.weights_grad else ''}"
+    )
     print(f"{'weights':>8} {'method':>7} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for sparse in (True, False):
         label = "sparse" if sparse else "dense"
@@ -106,8 +111,10 @@ def main() -> None:
             print(f"{label:>8} {impl:>7} {seconds * 1e3:>11.2f} {memory / 2**20:>9.1f}")
         ref_t, ref_m = results["torch"]
         ker_t, ker_m = results[kernel]
-        print(f"{'':>8} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
-              f"{ker_m / max(ref_m, 1):.3f}x the peak memory")
+        print(
+            f"{'':>8} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
+            f"{ker_m / max(ref_m, 1):.3f}x the peak memory"
+        )
 
 
 if __name__ == "__main__":

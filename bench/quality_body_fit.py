@@ -39,19 +39,26 @@ GD_LEARNING_RATES = (3e-6, 1e-5, 2e-5)
 
 def smplify_quality(model: SMPL, n: int, seed: int, pose_scale: float) -> None:
     """Fits n random bodies with SMPLify and prints PA-MPJPE and reprojection statistics."""
-    data = sample_bodies(model, n, torch.Generator().manual_seed(seed), pose_scale=pose_scale,
-                         noise_px=2.0)
+    data = sample_bodies(
+        model, n, torch.Generator().manual_seed(seed), pose_scale=pose_scale, noise_px=2.0
+    )
     start = time.perf_counter()
     result = fit_smplify(model, data.keypoints, data.K, config=SMPLifyConfig())
     seconds = time.perf_counter() - start
     errors = 1000.0 * pa_mpjpe(result.joints, data.joints)
     reprojection = result.mean_error()
-    print(f"  poses uniform within {pose_scale:g} x the joint limits, {n} bodies, "
-          f"{seconds:.1f} s ({1000 * seconds / n:.0f} ms per body)")
-    print(f"  PA-MPJPE mm: mean {errors.mean():.1f}  median {errors.median():.1f}  "
-          f"90th pct {errors.quantile(0.9):.1f}  max {errors.max():.1f}")
-    print(f"  reprojection px: mean {reprojection.mean():.2f} (keypoint noise: 2 px per axis, "
-          f"{2 * math.sqrt(math.pi / 2):.2f} px expected length)")
+    print(
+        f"  poses uniform within {pose_scale:g} x the joint limits, {n} bodies, "
+        f"{seconds:.1f} s ({1000 * seconds / n:.0f} ms per body)"
+    )
+    print(
+        f"  PA-MPJPE mm: mean {errors.mean():.1f}  median {errors.median():.1f}  "
+        f"90th pct {errors.quantile(0.9):.1f}  max {errors.max():.1f}"
+    )
+    print(
+        f"  reprojection px: mean {reprojection.mean():.2f} (keypoint noise: 2 px per axis, "
+        f"{2 * math.sqrt(math.pi / 2):.2f} px expected length)"
+    )
 
 
 def _curve(trajectory: list[torch.Tensor], truth: torch.Tensor) -> list[float]:
@@ -71,20 +78,30 @@ def lgd_comparison(model: SMPL, n: int, seed: int, minutes: float, gd_steps: int
     trained = train_lgd(model, config, progress=False)
     first = 1000 * sum(trained.final_errors[:20]) / max(1, len(trained.final_errors[:20]))
     last = 1000 * sum(trained.final_errors[-20:]) / max(1, len(trained.final_errors[-20:]))
-    print(f"  trained {trained.iterations} iterations (batch {config.batch_size}, "
-          f"T = {config.steps}) in {trained.seconds:.0f} s; training MPJPE (camera frame, "
-          f"after step T) {first:.0f} -> {last:.0f} mm")
+    print(
+        f"  trained {trained.iterations} iterations (batch {config.batch_size}, "
+        f"T = {config.steps}) in {trained.seconds:.0f} s; training MPJPE (camera frame, "
+        f"after step T) {first:.0f} -> {last:.0f} mm"
+    )
     data = sample_bodies(model, n, torch.Generator().manual_seed(seed + 1), **config.sampling)
     lgd = fit_lgd(model, trained.net, data.keypoints, data.K, steps=4 * config.steps)
     lgd_curve = _curve(lgd.trajectory, data.joints)
     best = None
     for lr in GD_LEARNING_RATES:
-        run = gradient_descent(model, data.keypoints, data.K, steps=gd_steps, lr=lr,
-                               config=trained.net.objective_config())
+        run = gradient_descent(
+            model,
+            data.keypoints,
+            data.K,
+            steps=gd_steps,
+            lr=lr,
+            config=trained.net.objective_config(),
+        )
         curve = _curve(run.trajectory, data.joints)
-        print(f"  plain gradient descent lr {lr:g}: PA-MPJPE after {gd_steps} steps "
-              f"{curve[-1]:.1f} mm (best {min(curve):.1f} at step {curve.index(min(curve))}), "
-              f"{run.seconds:.1f} s")
+        print(
+            f"  plain gradient descent lr {lr:g}: PA-MPJPE after {gd_steps} steps "
+            f"{curve[-1]:.1f} mm (best {min(curve):.1f} at step {curve.index(min(curve))}), "
+            f"{run.seconds:.1f} s"
+        )
         if best is None or curve[-1] < best[1][-1]:
             best = (lr, curve, run)
     lr, gd_curve, gd_run = best
@@ -97,27 +114,41 @@ def lgd_comparison(model: SMPL, n: int, seed: int, minutes: float, gd_steps: int
         gd_text = f"{gd_curve[step]:7.1f}" if step < len(gd_curve) else "      -"
         print(f"    {step:5d}  {lgd_text}  {gd_text}")
     lgd_final = lgd_curve[config.steps]
-    levels = sorted({round(lgd_curve[0] * 0.9), 100, 80, 70, math.ceil(lgd_final)},
-                    reverse=True)
+    levels = sorted({round(lgd_curve[0] * 0.9), 100, 80, 70, math.ceil(lgd_final)}, reverse=True)
     print("  steps to reach a mean PA-MPJPE of:")
     for level in levels:
-        print(f"    {level:4d} mm:  LGD {_steps_to(lgd_curve, level):>6}   "
-              f"GD {_steps_to(gd_curve, level):>6}")
-    print(f"  final: LGD after T = {config.steps} steps {lgd_final:.1f} mm "
-          f"({lgd.seconds:.2f} s for {4 * config.steps} steps); GD after {gd_steps} steps "
-          f"{gd_curve[-1]:.1f} mm ({gd_run.seconds:.1f} s)")
+        print(
+            f"    {level:4d} mm:  LGD {_steps_to(lgd_curve, level):>6}   "
+            f"GD {_steps_to(gd_curve, level):>6}"
+        )
+    print(
+        f"  final: LGD after T = {config.steps} steps {lgd_final:.1f} mm "
+        f"({lgd.seconds:.2f} s for {4 * config.steps} steps); GD after {gd_steps} steps "
+        f"{gd_curve[-1]:.1f} mm ({gd_run.seconds:.1f} s)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="bodies per evaluation")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lgd-minutes", type=float, default=2.0,
-                        help="LGD training wall time (default: %(default)s)")
-    parser.add_argument("--gd-steps", type=int, default=1000,
-                        help="plain gradient descent steps (default: %(default)s)")
-    parser.add_argument("--full-limits", action="store_true",
-                        help="also evaluate SMPLify on poses over the whole joint limits")
+    parser.add_argument(
+        "--lgd-minutes",
+        type=float,
+        default=2.0,
+        help="LGD training wall time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gd-steps",
+        type=int,
+        default=1000,
+        help="plain gradient descent steps (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--full-limits",
+        action="store_true",
+        help="also evaluate SMPLify on poses over the whole joint limits",
+    )
     parser.add_argument("--skip-lgd", action="store_true", help="only part (a)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()

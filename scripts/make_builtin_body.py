@@ -51,14 +51,24 @@ def _mirror(left: tuple[float, float, float]) -> tuple[float, float, float]:
 def rest_joints() -> np.ndarray:
     """The rest joints [24,3] of the T-pose in metres (y up, facing +z, left on +x)."""
     left = {  # (x, y, z) of the body's left side; the right side mirrors x
-        "hip": (0.08, -0.31, 0.02), "knee": (0.105, -0.68, 0.03), "ankle": (0.09, -1.07, -0.01),
-        "foot": (0.115, -1.135, 0.11), "collar": (0.08, 0.20, -0.01),
-        "shoulder": (0.175, 0.225, -0.02), "elbow": (0.43, 0.215, -0.035),
-        "wrist": (0.685, 0.218, -0.045), "hand": (0.77, 0.212, -0.055),
+        "hip": (0.08, -0.31, 0.02),
+        "knee": (0.105, -0.68, 0.03),
+        "ankle": (0.09, -1.07, -0.01),
+        "foot": (0.115, -1.135, 0.11),
+        "collar": (0.08, 0.20, -0.01),
+        "shoulder": (0.175, 0.225, -0.02),
+        "elbow": (0.43, 0.215, -0.035),
+        "wrist": (0.685, 0.218, -0.045),
+        "hand": (0.77, 0.212, -0.055),
     }
-    centre = {"pelvis": (0.0, -0.22, 0.02), "spine1": (0.0, -0.11, 0.0),
-              "spine2": (0.0, 0.025, 0.0), "spine3": (0.0, 0.085, 0.01),
-              "neck": (0.0, 0.295, -0.01), "head": (0.0, 0.365, 0.035)}
+    centre = {
+        "pelvis": (0.0, -0.22, 0.02),
+        "spine1": (0.0, -0.11, 0.0),
+        "spine2": (0.0, 0.025, 0.0),
+        "spine3": (0.0, 0.085, 0.01),
+        "neck": (0.0, 0.295, -0.01),
+        "head": (0.0, 0.365, 0.035),
+    }
     joints = []
     for name in SMPL_JOINT_NAMES:
         if name in centre:
@@ -87,9 +97,21 @@ def end_points(joints: np.ndarray) -> dict[int, np.ndarray]:
 # distance to each segment with the segment's radius there, so that the thick trunk does not
 # claim the thin neck or arms, and the falloffs of pose correctives scale with it.
 JOINT_RADIUS = {
-    "pelvis": 0.13, "hip": 0.085, "spine1": 0.13, "knee": 0.055, "spine2": 0.13,
-    "ankle": 0.04, "spine3": 0.13, "foot": 0.035, "neck": 0.055, "collar": 0.07, "head": 0.06,
-    "shoulder": 0.05, "elbow": 0.038, "wrist": 0.03, "hand": 0.03,
+    "pelvis": 0.13,
+    "hip": 0.085,
+    "spine1": 0.13,
+    "knee": 0.055,
+    "spine2": 0.13,
+    "ankle": 0.04,
+    "spine3": 0.13,
+    "foot": 0.035,
+    "neck": 0.055,
+    "collar": 0.07,
+    "head": 0.06,
+    "shoulder": 0.05,
+    "elbow": 0.038,
+    "wrist": 0.03,
+    "hand": 0.03,
 }
 END_RADIUS = {"foot": 0.03, "head": 0.09, "hand": 0.025}
 
@@ -110,8 +132,9 @@ def segments(joints: np.ndarray) -> list[Segment]:
         radius = JOINT_RADIUS[_part(name)]
         children = [c for c, p in enumerate(SMPL_PARENTS) if p == j]
         for c in children:
-            result.append((j, c, joints[j], joints[c], radius,
-                           JOINT_RADIUS[_part(SMPL_JOINT_NAMES[c])]))
+            result.append(
+                (j, c, joints[j], joints[c], radius, JOINT_RADIUS[_part(SMPL_JOINT_NAMES[c])])
+            )
         if not children:
             result.append((j, -1, joints[j], ends[j], radius, END_RADIUS[_part(name)]))
     return result
@@ -151,8 +174,9 @@ def body_sdf(p: np.ndarray, joints: np.ndarray) -> np.ndarray:
     torso = _smin(torso, _ellipsoid(p, (0.0, -0.06, 0.015), (0.145, 0.17, 0.11)), 0.06)
     torso = _smin(torso, _ellipsoid(p, (0.0, 0.12, 0.0), (0.165, 0.15, 0.115)), 0.06)
     for s in (1.0, -1.0):  # shoulder girdle
-        torso = _smin(torso, _capsule(p, (0.0, 0.22, -0.025), (s * 0.17, 0.225, -0.025),
-                                      0.06, 0.055), 0.05)
+        torso = _smin(
+            torso, _capsule(p, (0.0, 0.22, -0.025), (s * 0.17, 0.225, -0.025), 0.06, 0.055), 0.05
+        )
     head = _capsule(p, (0.0, 0.24, -0.015), (0.0, 0.40, 0.0), 0.056, 0.05)
     head = _smin(head, _ellipsoid(p, (0.0, 0.455, 0.03), (0.078, 0.11, 0.097)), 0.03)
     body = _smin(torso, head, 0.04)
@@ -161,8 +185,9 @@ def body_sdf(p: np.ndarray, joints: np.ndarray) -> np.ndarray:
         leg = _capsule(p, J[f"{side}_hip"], J[f"{side}_knee"], 0.08, 0.055)
         leg = _smin(leg, _capsule(p, J[f"{side}_knee"], J[f"{side}_ankle"], 0.053, 0.036), 0.02)
         leg = _smin(leg, _ellipsoid(p, (s * 0.10, -0.84, -0.01), (0.048, 0.13, 0.05)), 0.03)
-        leg = _smin(leg, _capsule(p, (s * 0.09, -1.14, -0.035), (s * 0.115, -1.15, 0.15),
-                                  0.04, 0.035), 0.03)
+        leg = _smin(
+            leg, _capsule(p, (s * 0.09, -1.14, -0.035), (s * 0.115, -1.15, 0.15), 0.04, 0.035), 0.03
+        )
         legs.append(leg)
         arm = _capsule(p, J[f"{side}_shoulder"], J[f"{side}_elbow"], 0.05, 0.037)
         arm = _smin(arm, _capsule(p, J[f"{side}_elbow"], J[f"{side}_wrist"], 0.037, 0.027), 0.02)
@@ -209,12 +234,12 @@ def make_surface(joints: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarr
 
     lo = np.array([-0.95, -1.25, -0.22]) - 2 * voxel
     hi = np.array([0.95, 0.62, 0.27]) + 2 * voxel
-    axes = [lo[i] + voxel * np.arange(int(np.ceil((hi[i] - lo[i]) / voxel)) + 1)
-            for i in range(3)]
+    axes = [lo[i] + voxel * np.arange(int(np.ceil((hi[i] - lo[i]) / voxel)) + 1) for i in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
     sdf = body_sdf(grid.reshape(-1, 3), joints).reshape(grid.shape[:3])
-    verts, faces, _, _ = marching_cubes(sdf, level=0.0, spacing=(voxel,) * 3,
-                                        allow_degenerate=False)
+    verts, faces, _, _ = marching_cubes(
+        sdf, level=0.0, spacing=(voxel,) * 3, allow_degenerate=False
+    )
     mesh = trimesh.Trimesh(verts + lo, faces, process=True)
     mesh.remove_unreferenced_vertices()
     if mesh.volume < 0:
@@ -270,8 +295,13 @@ def joint_regressor(vertices: np.ndarray, joints: np.ndarray) -> np.ndarray:
         for grow in (1.5, 2.0, 3.0, 4.0):
             near = np.flatnonzero(distance <= grow * nearest + 0.01)
             n = len(near)
-            system = np.vstack([100.0 * vertices[near].T, 1000.0 * np.ones((1, n)),
-                                np.sqrt(REGRESSOR_RIDGE) * np.eye(n)])
+            system = np.vstack(
+                [
+                    100.0 * vertices[near].T,
+                    1000.0 * np.ones((1, n)),
+                    np.sqrt(REGRESSOR_RIDGE) * np.eye(n),
+                ]
+            )
             target = np.concatenate([100.0 * joint, [1000.0], np.zeros(n)])
             w, _ = nnls(system, target, maxiter=50 * n)
             w /= w.sum()
@@ -324,9 +354,21 @@ def _bump(vertices, normals, centre, sigma: float, facing) -> np.ndarray:
     return falloff * np.clip(normals @ np.asarray(facing, dtype=np.float64), 0.0, 1.0)
 
 
-SHAPE_NAMES = ("stature", "mass", "leg_length", "arm_length", "shoulder_width", "hip_width",
-               "torso_length", "belly", "chest", "neck_length", "head_size", "limb_girth",
-               "hand_foot_size")
+SHAPE_NAMES = (
+    "stature",
+    "mass",
+    "leg_length",
+    "arm_length",
+    "shoulder_width",
+    "hip_width",
+    "torso_length",
+    "belly",
+    "chest",
+    "neck_length",
+    "head_size",
+    "limb_girth",
+    "hand_foot_size",
+)
 
 
 def shape_directions(vertices, normals, joints, segs, seg_w) -> np.ndarray:
@@ -346,9 +388,11 @@ def shape_directions(vertices, normals, joints, segs, seg_w) -> np.ndarray:
         return fraction * amount[:, None] * (vertices - joints[_index(centre)])
 
     def extremities(fraction: float) -> np.ndarray:
-        return sum(scale_about(f"{side}_{base}", (f"{side}_{base}", f"{side}_{tip}"), fraction)
-                   for side in ("left", "right") for base, tip in (("wrist", "hand"),
-                                                                   ("ankle", "foot")))
+        return sum(
+            scale_about(f"{side}_{base}", (f"{side}_{base}", f"{side}_{tip}"), fraction)
+            for side in ("left", "right")
+            for base, tip in (("wrist", "hand"), ("ankle", "foot"))
+        )
 
     trunk = {"pelvis": 0.10, "spine1": 0.12, "spine2": 0.10, "spine3": 0.08}
     limbs = {"hip": 0.08, "knee": 0.06, "shoulder": 0.07, "elbow": 0.05}
@@ -373,11 +417,22 @@ def shape_directions(vertices, normals, joints, segs, seg_w) -> np.ndarray:
 
 
 # Swelling (metres at a 90-degree bend) and falloff (metres) of each joint's pose corrective.
-CORRECTIVE = {"knee": (0.015, 0.06), "elbow": (0.012, 0.05), "hip": (0.012, 0.08),
-              "shoulder": (0.012, 0.07), "collar": (0.006, 0.06), "neck": (0.006, 0.05),
-              "head": (0.004, 0.05), "wrist": (0.004, 0.04), "hand": (0.003, 0.04),
-              "ankle": (0.005, 0.04), "foot": (0.003, 0.04), "spine1": (0.008, 0.08),
-              "spine2": (0.008, 0.08), "spine3": (0.008, 0.08)}
+CORRECTIVE = {
+    "knee": (0.015, 0.06),
+    "elbow": (0.012, 0.05),
+    "hip": (0.012, 0.08),
+    "shoulder": (0.012, 0.07),
+    "collar": (0.006, 0.06),
+    "neck": (0.006, 0.05),
+    "head": (0.004, 0.05),
+    "wrist": (0.004, 0.04),
+    "hand": (0.003, 0.04),
+    "ankle": (0.005, 0.04),
+    "foot": (0.003, 0.04),
+    "spine1": (0.008, 0.08),
+    "spine2": (0.008, 0.08),
+    "spine3": (0.008, 0.08),
+}
 
 
 def pose_directions(vertices, normals, joints, weights) -> np.ndarray:
@@ -394,7 +449,7 @@ def pose_directions(vertices, normals, joints, weights) -> np.ndarray:
         falloff = np.exp(-((vertices - joints[k]) ** 2).sum(1) / (2 * sigma**2))
         falloff = np.maximum(falloff - FALLOFF_CUT, 0.0) / (1.0 - FALLOFF_CUT)  # local, continuous
         swelling = size * (weights[:, k] * falloff)[:, None] * normals  # [V,3] at bend 1
-        posedirs[:, :, 9 * (k - 1):9 * k] = -swelling[:, :, None] * np.outer(u, u).ravel()
+        posedirs[:, :, 9 * (k - 1) : 9 * k] = -swelling[:, :, None] * np.outer(u, u).ravel()
     return posedirs
 
 
@@ -449,15 +504,21 @@ def write_body(body: dict[str, np.ndarray], path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(OUT), help="output .npz (default: %(default)s)")
-    parser.add_argument("--voxel", type=float, default=VOXEL,
-                        help="marching-cubes step in metres (default: %(default)s)")
+    parser.add_argument(
+        "--voxel",
+        type=float,
+        default=VOXEL,
+        help="marching-cubes step in metres (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     body = make_body(args.voxel)
     path = write_body(body, args.out)
     error = np.linalg.norm(body["J"] - rest_joints(), axis=1).max()
-    print(f"{path}: {len(body['v_template'])} vertices, {len(body['f'])} faces, "
-          f"{body['shapedirs'].shape[-1]} shape directions, regressed joints within "
-          f"{error * 1000:.2f} mm, {path.stat().st_size / 1e6:.2f} MB")
+    print(
+        f"{path}: {len(body['v_template'])} vertices, {len(body['f'])} faces, "
+        f"{body['shapedirs'].shape[-1]} shape directions, regressed joints within "
+        f"{error * 1000:.2f} mm, {path.stat().st_size / 1e6:.2f} MB"
+    )
     return 0
 
 

@@ -29,8 +29,10 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """pred [B,J,3] moved by the similarity transform (scale, rotation, translation) that
     best fits it to target [B,J,3] in least squares."""
     if pred.shape != target.shape or pred.dim() != 3 or pred.shape[-1] != 3:
-        raise ValueError(f"pred and target must both have shape [B, J, 3], got "
-                         f"{list(pred.shape)} and {list(target.shape)}")
+        raise ValueError(
+            f"pred and target must both have shape [B, J, 3], got "
+            f"{list(pred.shape)} and {list(target.shape)}"
+        )
     mu_pred, mu_target = pred.mean(dim=1, keepdim=True), target.mean(dim=1, keepdim=True)
     p, t = pred - mu_pred, target - mu_target
     u, s, vh = torch.linalg.svd(p.transpose(1, 2) @ t)  # [B,3,3]: sum_j p_j t_j^T
@@ -47,8 +49,10 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean per-joint position error [B] (model units) between joints [B,J,3]."""
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {list(pred.shape)} "
-                         f"and {list(target.shape)}")
+        raise ValueError(
+            f"pred and target must have the same shape, got {list(pred.shape)} "
+            f"and {list(target.shape)}"
+        )
     return (pred - target).norm(dim=-1).mean(dim=-1)
 
 
@@ -60,8 +64,13 @@ def pa_mpjpe(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- synthetic data
 
 
-def sample_poses(n: int, joint_names: Sequence[str], generator: torch.Generator | None = None,
-                 scale: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def sample_poses(
+    n: int,
+    joint_names: Sequence[str],
+    generator: torch.Generator | None = None,
+    scale: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """n body poses [n,3(J-1)] (axis-angle, radians), each component uniform within its joint
     limits (JOINT_LIMITS) shrunk towards the rest pose by `scale` in [0, 1]."""
     if n < 0:
@@ -91,8 +100,12 @@ class SyntheticBodies:
 
     def params(self) -> dict[str, torch.Tensor]:
         """betas, body_pose, global_orient and transl, ready for SMPL.forward(**params)."""
-        return {"betas": self.betas, "body_pose": self.body_pose,
-                "global_orient": self.global_orient, "transl": self.transl}
+        return {
+            "betas": self.betas,
+            "body_pose": self.body_pose,
+            "global_orient": self.global_orient,
+            "transl": self.transl,
+        }
 
 
 def sample_bodies(
@@ -133,11 +146,18 @@ def sample_bodies(
     betas = beta_std * torch.randn(n, n_betas, generator=g, dtype=torch.float64)
     body_pose = sample_poses(n, joints_model.joint_names, g, pose_scale, torch.float64)
     rotations = []
-    for y, pitch, roll in zip(uniform(*yaw, n).tolist(), uniform(-tilt, tilt, n).tolist(),
-                              uniform(-tilt, tilt, n).tolist(), strict=True):
+    for y, pitch, roll in zip(
+        uniform(*yaw, n).tolist(),
+        uniform(-tilt, tilt, n).tolist(),
+        uniform(-tilt, tilt, n).tolist(),
+        strict=True,
+    ):
         roll_z = axis_rotation("z", roll, dtype=torch.float64)
-        rotations.append(roll_z @ axis_rotation("x", math.pi + pitch, dtype=torch.float64)
-                         @ axis_rotation("y", y, dtype=torch.float64))
+        rotations.append(
+            roll_z
+            @ axis_rotation("x", math.pi + pitch, dtype=torch.float64)
+            @ axis_rotation("y", y, dtype=torch.float64)
+        )
     global_orient = matrix_to_axis_angle(torch.stack(rotations))
     depth = uniform(*distance, n)
     offset = torch.stack([uniform(-0.15, 0.15, n) * width, uniform(-0.1, 0.1, n) * height], 1)
@@ -145,12 +165,26 @@ def sample_bodies(
     like = {"dtype": dtype, "device": device}
     betas, body_pose, global_orient = (t.to(**like) for t in (betas, body_pose, global_orient))
     transl = pelvis.to(**like) - joints_model.rest_joints(betas)[:, 0]
-    K = torch.tensor([[focal, 0.0, 0.5 * width], [0.0, focal, 0.5 * height], [0.0, 0.0, 1.0]],
-                     **like).expand(n, 3, 3).contiguous()
+    K = (
+        torch.tensor(
+            [[focal, 0.0, 0.5 * width], [0.0, focal, 0.5 * height], [0.0, 0.0, 1.0]], **like
+        )
+        .expand(n, 3, 3)
+        .contiguous()
+    )
     with torch.no_grad():
         joints = joints_model(betas, body_pose, global_orient, transl)
         clean, _ = project_points(joints, K)
     noise = noise_px * torch.randn(clean.shape, generator=g, dtype=torch.float64).to(**like)
-    return SyntheticBodies(betas=betas, body_pose=body_pose, global_orient=global_orient,
-                           transl=transl, joints=joints, keypoints=clean + noise,
-                           clean_keypoints=clean, K=K, width=width, height=height)
+    return SyntheticBodies(
+        betas=betas,
+        body_pose=body_pose,
+        global_orient=global_orient,
+        transl=transl,
+        joints=joints,
+        keypoints=clean + noise,
+        clean_keypoints=clean,
+        K=K,
+        width=width,
+        height=height,
+    )

@@ -29,23 +29,27 @@ def _numpy(name: str, value: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray):
-        raise ValueError(f"{name} must be a torch.Tensor or numpy array, got "
-                         f"{type(value).__name__}")
+        raise ValueError(
+            f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}"
+        )
     return value
 
 
 def _check_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"faces must be an integer array of shape [F, 3], got "
-                         f"{list(faces.shape)} {faces.dtype}")
+        raise ValueError(
+            f"faces must be an integer array of shape [F, 3], got {list(faces.shape)} {faces.dtype}"
+        )
     if faces.size and (faces.min() < 0 or faces.max() >= n_vertices):
-        raise ValueError(f"faces must index vertices 0..{n_vertices - 1}, got "
-                         f"{faces.min()}..{faces.max()}")
+        raise ValueError(
+            f"faces must index vertices 0..{n_vertices - 1}, got {faces.min()}..{faces.max()}"
+        )
     return faces
 
 
-def save_body_mesh(vertices: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray,
-                   path: str | Path) -> Path:
+def save_body_mesh(
+    vertices: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray, path: str | Path
+) -> Path:
     """Writes one mesh, vertices [V,3] and faces [F,3], to .obj or .ply (by suffix), atomically."""
     import trimesh
 
@@ -59,8 +63,12 @@ def save_body_mesh(vertices: torch.Tensor | np.ndarray, faces: torch.Tensor | np
     return save_mesh(mesh, path)
 
 
-def save_point_cache(vertices: torch.Tensor | np.ndarray, path: str | Path,
-                     start_frame: float = 0.0, sample_rate: float = 1.0) -> Path:
+def save_point_cache(
+    vertices: torch.Tensor | np.ndarray,
+    path: str | Path,
+    start_frame: float = 0.0,
+    sample_rate: float = 1.0,
+) -> Path:
     """Writes vertices [T,V,3] as a Point Cache 2 (.pc2) file, atomically."""
     vertices = _numpy("vertices", vertices)
     if vertices.ndim != 3 or vertices.shape[2] != 3:
@@ -81,8 +89,10 @@ def load_point_cache(path: str | Path) -> np.ndarray:
     _, _, n_points, _, _, n_frames = _PC2_HEADER.unpack_from(data)
     expected = _PC2_HEADER.size + 12 * n_points * n_frames
     if len(data) != expected:
-        raise ValueError(f"{path}: expected {expected} bytes for {n_frames} frames of "
-                         f"{n_points} points, got {len(data)}")
+        raise ValueError(
+            f"{path}: expected {expected} bytes for {n_frames} frames of "
+            f"{n_points} points, got {len(data)}"
+        )
     body = np.frombuffer(data, dtype="<f4", offset=_PC2_HEADER.size)
     return body.reshape(n_frames, n_points, 3).astype(np.float32)
 
@@ -109,15 +119,18 @@ def save_animation(
     for name, value in (params or {}).items():
         array = _numpy(f"params[{name!r}]", value)
         if array.ndim == 0 or array.shape[0] != n_frames:
-            raise ValueError(f"params[{name!r}] must have shape [T={n_frames}, ...], got "
-                             f"{list(array.shape)}")
+            raise ValueError(
+                f"params[{name!r}] must have shape [T={n_frames}, ...], got {list(array.shape)}"
+            )
         arrays[name] = array
     faces = _check_faces(_numpy("faces", faces), vertices.shape[1])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(n_frames - 1)))
-    meshes = [save_body_mesh(frame, faces, out_dir / f"frame_{t:0{width}d}.{mesh_format}")
-              for t, frame in enumerate(vertices)]
+    meshes = [
+        save_body_mesh(frame, faces, out_dir / f"frame_{t:0{width}d}.{mesh_format}")
+        for t, frame in enumerate(vertices)
+    ]
     poses = out_dir / "poses.npz"
     with atomic_path(poses) as tmp:
         np.savez(tmp, fps=np.float64(fps), **arrays)

@@ -92,8 +92,17 @@ __all__ = [
 
 # Joints whose keypoints stage 1 fits (orientation and translation from the torso).
 TORSO_JOINTS: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "spine2", "spine3", "neck", "left_collar",
-    "right_collar", "left_shoulder", "right_shoulder",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "spine2",
+    "spine3",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "left_shoulder",
+    "right_shoulder",
 )
 
 # Depths below this (model units) are clamped before dividing by them in the projection.
@@ -105,16 +114,18 @@ _WARMUP = 10
 # ----------------------------------------------------------------------------- inputs
 
 
-def _tensor(name: str, value: torch.Tensor | np.ndarray | Sequence, dtype: torch.dtype,
-            device: torch.device) -> torch.Tensor:
+def _tensor(
+    name: str, value: torch.Tensor | np.ndarray | Sequence, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     if isinstance(value, np.ndarray | list | tuple):
         try:
             value = torch.as_tensor(np.asarray(value, dtype=np.float64))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name} must be numeric, got {error}") from None
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor or numpy array, got "
-                         f"{type(value).__name__}")
+        raise ValueError(
+            f"{name} must be a torch.Tensor or numpy array, got {type(value).__name__}"
+        )
     if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"{name} must be a float tensor, got {value.dtype}")
     value = value.detach().to(device=device, dtype=dtype)
@@ -146,37 +157,56 @@ def _check_inputs(
     """keypoints [B,J,2], K [B,3,3], confidences [B,J], viewmat [B,4,4] or None, validated."""
     like = {"dtype": joints.dtype, "device": joints.device}
     n_joints = joints.n_joints
-    keypoints = _batched("keypoints", _tensor("keypoints", keypoints, **like), (n_joints, 2),
-                         f"{n_joints}, 2] (pixel x, y of the model's {n_joints} joints")
+    keypoints = _batched(
+        "keypoints",
+        _tensor("keypoints", keypoints, **like),
+        (n_joints, 2),
+        f"{n_joints}, 2] (pixel x, y of the model's {n_joints} joints",
+    )
     n_batch = keypoints.shape[0]
     if n_batch == 0:
         raise ValueError("keypoints must hold at least one person, got batch size 0")
     K = _broadcast("K", _batched("K", _tensor("K", K, **like), (3, 3), "3, 3"), n_batch)
     bottom = torch.tensor([0.0, 0.0, 1.0], **like)
     if not bool((K[:, 2] == bottom).all()) or not bool(((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0)).all()):
-        raise ValueError("K must be pixel intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with "
-                         "fx, fy > 0")
+        raise ValueError(
+            "K must be pixel intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0"
+        )
     if confidences is None:
         confidences = torch.ones(n_batch, n_joints, **like)
     else:
-        confidences = _broadcast("confidences", _batched(
-            "confidences", _tensor("confidences", confidences, **like), (n_joints,),
-            f"{n_joints}"), n_batch)
+        confidences = _broadcast(
+            "confidences",
+            _batched(
+                "confidences",
+                _tensor("confidences", confidences, **like),
+                (n_joints,),
+                f"{n_joints}",
+            ),
+            n_batch,
+        )
         if bool((confidences < 0).any()):
             raise ValueError("confidences must be >= 0")
     if bool(((confidences > 0).sum(dim=1) < 2).any()):
         raise ValueError("confidences: every person needs at least 2 joints with confidence > 0")
     if viewmat is not None:
-        viewmat = _broadcast("viewmat", _batched(
-            "viewmat", _tensor("viewmat", viewmat, **like), (4, 4), "4, 4"), n_batch)
+        viewmat = _broadcast(
+            "viewmat",
+            _batched("viewmat", _tensor("viewmat", viewmat, **like), (4, 4), "4, 4"),
+            n_batch,
+        )
         rotation = viewmat[:, :3, :3]
         eye = torch.eye(3, **like)
         bottom4 = torch.tensor([0.0, 0.0, 0.0, 1.0], **like)
-        if (not bool((viewmat[:, 3] == bottom4).all())
-                or float((rotation @ rotation.transpose(1, 2) - eye).abs().max()) > 1e-4
-                or bool((torch.linalg.det(rotation) < 0).any())):
-            raise ValueError("viewmat must be a rigid world-to-camera transform [[R, t], [0, 1]] "
-                             "with R a rotation")
+        if (
+            not bool((viewmat[:, 3] == bottom4).all())
+            or float((rotation @ rotation.transpose(1, 2) - eye).abs().max()) > 1e-4
+            or bool((torch.linalg.det(rotation) < 0).any())
+        ):
+            raise ValueError(
+                "viewmat must be a rigid world-to-camera transform [[R, t], [0, 1]] "
+                "with R a rotation"
+            )
     return keypoints, K, confidences, viewmat
 
 
@@ -208,8 +238,13 @@ def _spread(points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((w * ((points - centre) ** 2).sum(dim=-1)).sum(dim=1))
 
 
-def initial_depth(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
-                  confidences: torch.Tensor, betas: torch.Tensor | None = None) -> torch.Tensor:
+def initial_depth(
+    joints: JointModel,
+    keypoints: torch.Tensor,
+    K: torch.Tensor,
+    confidences: torch.Tensor,
+    betas: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Camera depth [B] of the body by similar triangles: model torso length (shoulder centre
     to hip centre, rest pose) over its length in normalised image coordinates; where a torso
     joint is missing, the spread of the confident joints over the rest body's frontal spread."""
@@ -232,8 +267,9 @@ def initial_depth(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
     return depth
 
 
-def _anchor_pixel(joints: JointModel, keypoints: torch.Tensor, confidences: torch.Tensor
-                  ) -> torch.Tensor:
+def _anchor_pixel(
+    joints: JointModel, keypoints: torch.Tensor, confidences: torch.Tensor
+) -> torch.Tensor:
     """Per person, the pixel [B,2] to put the pelvis on: the root keypoint if seen, else the
     midpoint of the hips if both are seen, else the confident joints' centroid."""
     names = joints.joint_names
@@ -248,8 +284,9 @@ def _anchor_pixel(joints: JointModel, keypoints: torch.Tensor, confidences: torc
     return torch.where((confidences[:, 0] > 0)[:, None], keypoints[:, 0], anchor)
 
 
-def _camera_start(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
-                  confidences: torch.Tensor) -> torch.Tensor:
+def _camera_start(
+    joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor, confidences: torch.Tensor
+) -> torch.Tensor:
     """Camera-frame pelvis position [B,3] to start from: the anchor pixel at the depth of
     similar triangles."""
     depth = initial_depth(joints, keypoints, K, confidences)
@@ -257,8 +294,9 @@ def _camera_start(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
     return torch.cat([ray, torch.ones_like(ray[:, :1])], dim=1) * depth[:, None]
 
 
-def _to_world(rotation: torch.Tensor, pelvis: torch.Tensor, viewmat: torch.Tensor | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_world(
+    rotation: torch.Tensor, pelvis: torch.Tensor, viewmat: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Root rotation [B,3,3] and pelvis position [B,3] in the camera frame -> the world frame
     of viewmat [B,4,4] (unchanged without one)."""
     if viewmat is None:
@@ -269,9 +307,15 @@ def _to_world(rotation: torch.Tensor, pelvis: torch.Tensor, viewmat: torch.Tenso
     return world_rotation, world_pelvis
 
 
-def _initial_params(joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
-                    confidences: torch.Tensor, viewmat: torch.Tensor | None, n_betas: int,
-                    yaws: Sequence[float]) -> dict[str, torch.Tensor]:
+def _initial_params(
+    joints: JointModel,
+    keypoints: torch.Tensor,
+    K: torch.Tensor,
+    confidences: torch.Tensor,
+    viewmat: torch.Tensor | None,
+    n_betas: int,
+    yaws: Sequence[float],
+) -> dict[str, torch.Tensor]:
     """Starting parameters [len(yaws)*B, ...] (start-major): mean shape, zero body pose, the
     body upright, facing the camera turned by each yaw, its pelvis on the image at the depth
     of similar triangles."""
@@ -329,38 +373,45 @@ class SMPLifyConfig:
         if self.n_betas < 0:
             raise ValueError(f"config.n_betas must be >= 0, got {self.n_betas}")
         if len(self.prior_schedule) != len(self.iterations) or not self.iterations:
-            raise ValueError("config.prior_schedule and config.iterations must have the same "
-                             f"length >= 1, got {len(self.prior_schedule)} and "
-                             f"{len(self.iterations)}")
+            raise ValueError(
+                "config.prior_schedule and config.iterations must have the same "
+                f"length >= 1, got {len(self.prior_schedule)} and "
+                f"{len(self.iterations)}"
+            )
         if any(w < 0 for w in self.prior_schedule):
             raise ValueError(f"config.prior_schedule must be >= 0, got {self.prior_schedule}")
         if self.torso_iterations < 0 or any(n < 0 for n in self.iterations):
             raise ValueError("config.torso_iterations and config.iterations must be >= 0")
         if self.optimizer not in ("adam", "lbfgs"):
-            raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got "
-                             f"{self.optimizer!r}")
+            raise ValueError(f"config.optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
         if self.yaw_starts < 1:
             raise ValueError(f"config.yaw_starts must be >= 1, got {self.yaw_starts}")
-
 
 
 class _Objective:
     """Terms of the SMPLify objective E for fixed keypoints, camera and confidences."""
 
-    def __init__(self, joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
-                 confidences: torch.Tensor, viewmat: torch.Tensor | None,
-                 config: SMPLifyConfig) -> None:
+    def __init__(
+        self,
+        joints: JointModel,
+        keypoints: torch.Tensor,
+        K: torch.Tensor,
+        confidences: torch.Tensor,
+        viewmat: torch.Tensor | None,
+        config: SMPLifyConfig,
+    ) -> None:
         self.joints, self.keypoints, self.K = joints, keypoints, K
         self.confidences, self.viewmat, self.config = confidences, viewmat, config
-        self.prior_mean, self.prior_std = (t.to(joints.device) for t in pose_prior_params(
-            joints.joint_names, joints.dtype))
+        self.prior_mean, self.prior_std = (
+            t.to(joints.device) for t in pose_prior_params(joints.joint_names, joints.dtype)
+        )
 
     def data_of_joints(self, posed: torch.Tensor) -> torch.Tensor:
         """Robust reprojection term [B] of posed joints [B,J,3]."""
         pixels, _ = project_points(posed, self.K, self.viewmat, min_depth=MIN_DEPTH)
         residual_sq = ((pixels - self.keypoints) ** 2).sum(dim=-1)
         rho = gmof(residual_sq, self.config.sigma)
-        return (self.confidences * rho).sum(dim=1) / self.config.keypoint_std ** 2
+        return (self.confidences * rho).sum(dim=1) / self.config.keypoint_std**2
 
     def data(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Robust reprojection term [B] of SMPL parameters."""
@@ -369,9 +420,11 @@ class _Objective:
     def priors(self, betas: torch.Tensor, body_pose: torch.Tensor) -> torch.Tensor:
         """Pose, shape and angle priors [B] at their base weights."""
         c = self.config
-        return (c.pose_weight * pose_prior(body_pose, self.prior_mean, self.prior_std)
-                + c.shape_weight * shape_prior(betas)
-                + c.angle_weight * angle_prior(body_pose, self.joints.joint_names))
+        return (
+            c.pose_weight * pose_prior(body_pose, self.prior_mean, self.prior_std)
+            + c.shape_weight * shape_prior(betas)
+            + c.angle_weight * angle_prior(body_pose, self.joints.joint_names)
+        )
 
     def total(self, params: Mapping[str, torch.Tensor], prior_scale: float) -> torch.Tensor:
         """E [B] with the priors' base weights multiplied by prior_scale."""
@@ -381,9 +434,14 @@ class _Objective:
         return energy
 
 
-def _minimise(objective: Callable[[], torch.Tensor], tensors: list[torch.Tensor],
-              iterations: int, config: SMPLifyConfig, history: list[float],
-              reduce: Callable[[torch.Tensor], float] | None = None) -> None:
+def _minimise(
+    objective: Callable[[], torch.Tensor],
+    tensors: list[torch.Tensor],
+    iterations: int,
+    config: SMPLifyConfig,
+    history: list[float],
+    reduce: Callable[[torch.Tensor], float] | None = None,
+) -> None:
     """Minimises the sum over people of objective() [B] over tensors, in place; appends the
     per-iteration value (default: mean over people) to history."""
     if iterations == 0 or not tensors:
@@ -412,9 +470,15 @@ def _minimise(objective: Callable[[], torch.Tensor], tensors: list[torch.Tensor]
             schedule.step()
             history.append(reduce(per.detach()))
         return
-    optimiser = torch.optim.LBFGS(tensors, lr=1.0, max_iter=iterations, history_size=20,
-                                  line_search_fn="strong_wolfe", tolerance_grad=1e-9,
-                                  tolerance_change=1e-12)
+    optimiser = torch.optim.LBFGS(
+        tensors,
+        lr=1.0,
+        max_iter=iterations,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad(set_to_none=True)
@@ -445,8 +509,7 @@ def fit_smplify(
     config = config or SMPLifyConfig()
     config.validate()
     joints = JointModel(model, validate=False)
-    keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences,
-                                                       viewmat)
+    keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences, viewmat)
     n_batch = keypoints.shape[0]
     n_betas = min(config.n_betas, joints.n_betas)
     like = {"dtype": joints.dtype, "device": joints.device}
@@ -467,20 +530,33 @@ def fit_smplify(
     # with fewer than two torso joints seen).
     torso_conf = confidences * _joint_mask(joints.joint_names, TORSO_JOINTS, **like)
     use_torso = ((torso_conf > 0).sum(dim=1) >= 2)[:, None]
-    stage1 = _Objective(joints, repeat(keypoints), repeat(K),
-                        repeat(torch.where(use_torso, torso_conf, confidences)),
-                        repeat(viewmat), config)
-    objective = _Objective(joints, repeat(keypoints), repeat(K), repeat(confidences),
-                           repeat(viewmat), config)
+    stage1 = _Objective(
+        joints,
+        repeat(keypoints),
+        repeat(K),
+        repeat(torch.where(use_torso, torso_conf, confidences)),
+        repeat(viewmat),
+        config,
+    )
+    objective = _Objective(
+        joints, repeat(keypoints), repeat(K), repeat(confidences), repeat(viewmat), config
+    )
     for name in ("global_orient", "transl"):
         params[name].requires_grad_(True)
     history: list[float] = []
-    _minimise(lambda: stage1.data(params), [params["global_orient"], params["transl"]],
-              config.torso_iterations, config, history, reduce=best_of_starts)
+    _minimise(
+        lambda: stage1.data(params),
+        [params["global_orient"], params["transl"]],
+        config.torso_iterations,
+        config,
+        history,
+        reduce=best_of_starts,
+    )
     losses["torso"] = history
     with torch.no_grad():
-        initial_errors = _reprojection_errors(joints, params, repeat(keypoints), repeat(K),
-                                              repeat(viewmat))
+        initial_errors = _reprojection_errors(
+            joints, params, repeat(keypoints), repeat(K), repeat(viewmat)
+        )
 
     # Stage 2: everything, the priors weighted less and less.
     for tensor in params.values():
@@ -488,33 +564,52 @@ def fit_smplify(
     from tqdm import tqdm
 
     stages = list(zip(config.prior_schedule, config.iterations, strict=True))
-    for k, (scale, iterations) in enumerate(tqdm(stages, desc="fitting", disable=not progress,
-                                                 leave=False)):
+    for k, (scale, iterations) in enumerate(
+        tqdm(stages, desc="fitting", disable=not progress, leave=False)
+    ):
         history = []
         trainable = [p for name, p in params.items() if name != "betas" or n_betas > 0]
-        _minimise(lambda scale=scale: objective.total(params, scale), trainable, iterations,
-                  config, history, reduce=best_of_starts)
+        _minimise(
+            lambda scale=scale: objective.total(params, scale),
+            trainable,
+            iterations,
+            config,
+            history,
+            reduce=best_of_starts,
+        )
         losses[f"full_{k + 1}_prior_x{scale:g}"] = history
 
     with torch.no_grad():
-        final_all = objective.total({n: p.detach() for n, p in params.items()},
-                                    config.prior_schedule[-1])
+        final_all = objective.total(
+            {n: p.detach() for n, p in params.items()}, config.prior_schedule[-1]
+        )
         best = final_all.view(n_starts, n_batch).argmin(dim=0)  # [B]
         pick = best * n_batch + torch.arange(n_batch, device=best.device)
         params = {name: p.detach()[pick] for name, p in params.items()}
         posed = joints(**params)
         projected, _ = project_points(posed, K, viewmat, min_depth=MIN_DEPTH)
     return FitResult(
-        betas=params["betas"], body_pose=params["body_pose"],
-        global_orient=params["global_orient"], transl=params["transl"], joints=posed,
-        projected=projected, joint_errors=(projected - keypoints).norm(dim=-1),
-        initial_joint_errors=initial_errors[pick], confidences=confidences,
-        final_loss=final_all[pick], losses=losses,
-        seconds=time.perf_counter() - start_time)
+        betas=params["betas"],
+        body_pose=params["body_pose"],
+        global_orient=params["global_orient"],
+        transl=params["transl"],
+        joints=posed,
+        projected=projected,
+        joint_errors=(projected - keypoints).norm(dim=-1),
+        initial_joint_errors=initial_errors[pick],
+        confidences=confidences,
+        final_loss=final_all[pick],
+        losses=losses,
+        seconds=time.perf_counter() - start_time,
+    )
 
 
-def _reprojection_errors(joints: JointModel, params: Mapping[str, torch.Tensor],
-                         keypoints: torch.Tensor, K: torch.Tensor,
-                         viewmat: torch.Tensor | None) -> torch.Tensor:
+def _reprojection_errors(
+    joints: JointModel,
+    params: Mapping[str, torch.Tensor],
+    keypoints: torch.Tensor,
+    K: torch.Tensor,
+    viewmat: torch.Tensor | None,
+) -> torch.Tensor:
     pixels, _ = project_points(joints(**params), K, viewmat, min_depth=MIN_DEPTH)
     return (pixels - keypoints).norm(dim=-1)

@@ -58,13 +58,17 @@ class KeypointFile:
         n_joints = len(joint_names)
         if self.joint_names is None:
             if len(self.keypoints) != n_joints:
-                raise ValueError(f"keypoints has {len(self.keypoints)} rows, the model has "
-                                 f"{n_joints} joints (give joint_names to match them by name)")
+                raise ValueError(
+                    f"keypoints has {len(self.keypoints)} rows, the model has "
+                    f"{n_joints} joints (give joint_names to match them by name)"
+                )
             return self.keypoints.copy(), self.confidences.copy()
         unknown = [name for name in self.joint_names if name not in joint_names]
         if unknown:
-            raise ValueError(f"joint_names has names the model lacks: {', '.join(unknown)} "
-                             f"(the model's: {', '.join(joint_names)})")
+            raise ValueError(
+                f"joint_names has names the model lacks: {', '.join(unknown)} "
+                f"(the model's: {', '.join(joint_names)})"
+            )
         keypoints = np.zeros((n_joints, 2))
         confidences = np.zeros(n_joints)
         for row, name in enumerate(self.joint_names):
@@ -75,10 +79,16 @@ class KeypointFile:
     def to_json(self) -> dict:
         """The file's JSON object."""
         data: dict[str, object] = {
-            "keypoints": [[float(x), float(y), float(c)] for (x, y), c in
-                          zip(self.keypoints, self.confidences, strict=True)],
-            "intrinsics": {"fx": float(self.K[0, 0]), "fy": float(self.K[1, 1]),
-                           "cx": float(self.K[0, 2]), "cy": float(self.K[1, 2])},
+            "keypoints": [
+                [float(x), float(y), float(c)]
+                for (x, y), c in zip(self.keypoints, self.confidences, strict=True)
+            ],
+            "intrinsics": {
+                "fx": float(self.K[0, 0]),
+                "fy": float(self.K[1, 1]),
+                "cx": float(self.K[0, 2]),
+                "cy": float(self.K[1, 2]),
+            },
         }
         if self.K[0, 1] != 0:
             data["K"] = self.K.tolist()
@@ -103,8 +113,9 @@ def _array(path: Path, data: Mapping, key: str, shape: tuple[int | None, ...]) -
         array = np.asarray(data[key], dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{path}: {key!r} must be numbers") from None
-    if array.ndim != len(shape) or any(s is not None and a != s
-                                       for a, s in zip(array.shape, shape, strict=True)):
+    if array.ndim != len(shape) or any(
+        s is not None and a != s for a, s in zip(array.shape, shape, strict=True)
+    ):
         text = ", ".join("N" if s is None else str(s) for s in shape)
         raise ValueError(f"{path}: {key!r} must have shape [{text}], got {list(array.shape)}")
     if not np.isfinite(array).all():
@@ -123,13 +134,17 @@ def load_keypoints(path: str | Path) -> KeypointFile:
         raise ValueError(f"{path}: expected a JSON object with 'keypoints'\n{KEYPOINTS_FORMAT}")
     rows = _array(path, data, "keypoints", (None, None))
     if rows.shape[1] not in (2, 3) or rows.shape[0] == 0:
-        raise ValueError(f"{path}: 'keypoints' must be N rows of [x, y] or [x, y, confidence], "
-                         f"got shape {list(rows.shape)}")
+        raise ValueError(
+            f"{path}: 'keypoints' must be N rows of [x, y] or [x, y, confidence], "
+            f"got shape {list(rows.shape)}"
+        )
     keypoints = rows[:, :2]
     if rows.shape[1] == 3:
         if "confidences" in data:
-            raise ValueError(f"{path}: give confidences either in the keypoint rows or as "
-                             "'confidences', not both")
+            raise ValueError(
+                f"{path}: give confidences either in the keypoint rows or as "
+                "'confidences', not both"
+            )
         confidences = rows[:, 2]
     elif "confidences" in data:
         confidences = _array(path, data, "confidences", (len(rows),))
@@ -142,13 +157,18 @@ def load_keypoints(path: str | Path) -> KeypointFile:
         raise ValueError(f"{path}: give both 'width' and 'height' or neither")
     if "width" in data:
         width, height = data["width"], data["height"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                   for v in (width, height)):
-            raise ValueError(f"{path}: 'width' and 'height' must be positive integers, got "
-                             f"{width!r} and {height!r}")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)
+        ):
+            raise ValueError(
+                f"{path}: 'width' and 'height' must be positive integers, got "
+                f"{width!r} and {height!r}"
+            )
     if ("K" in data) == ("intrinsics" in data):
-        raise ValueError(f"{path}: give the camera as exactly one of 'intrinsics' "
-                         "({'fx', 'fy', 'cx', 'cy'}) or 'K' (3x3)")
+        raise ValueError(
+            f"{path}: give the camera as exactly one of 'intrinsics' "
+            "({'fx', 'fy', 'cx', 'cy'}) or 'K' (3x3)"
+        )
     if "K" in data:
         K = _array(path, data, "K", (3, 3))
     else:
@@ -164,21 +184,37 @@ def load_keypoints(path: str | Path) -> KeypointFile:
         except (TypeError, ValueError):
             raise ValueError(f"{path}: 'intrinsics' values must be numbers") from None
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-    if not (K[0, 0] > 0 and K[1, 1] > 0 and np.array_equal(K[2], [0.0, 0.0, 1.0])
-            and K[1, 0] == 0 and np.isfinite(K).all()):
-        raise ValueError(f"{path}: the intrinsics must have fx, fy > 0 and K's last row "
-                         "[0, 0, 1]")
+    if not (
+        K[0, 0] > 0
+        and K[1, 1] > 0
+        and np.array_equal(K[2], [0.0, 0.0, 1.0])
+        and K[1, 0] == 0
+        and np.isfinite(K).all()
+    ):
+        raise ValueError(f"{path}: the intrinsics must have fx, fy > 0 and K's last row [0, 0, 1]")
     names = None
     if "joint_names" in data:
         names = data["joint_names"]
-        if (not isinstance(names, list) or len(names) != len(rows)
-                or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)):
-            raise ValueError(f"{path}: 'joint_names' must be {len(rows)} distinct strings, one "
-                             "per keypoint row")
+        if (
+            not isinstance(names, list)
+            or len(names) != len(rows)
+            or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ValueError(
+                f"{path}: 'joint_names' must be {len(rows)} distinct strings, one per keypoint row"
+            )
         names = tuple(names)
     viewmat = _array(path, data, "viewmat", (4, 4)) if "viewmat" in data else None
-    return KeypointFile(keypoints=keypoints, confidences=confidences, K=K, width=width,
-                        height=height, joint_names=names, viewmat=viewmat)
+    return KeypointFile(
+        keypoints=keypoints,
+        confidences=confidences,
+        K=K,
+        width=width,
+        height=height,
+        joint_names=names,
+        viewmat=viewmat,
+    )
 
 
 def keypoints_from_joints(
@@ -205,8 +241,9 @@ def keypoints_from_joints(
     centre = 0.5 * (joints.min(dim=0).values + joints.max(dim=0).values)
     if distance is None:
         half = (joints[:, :2] - centre[:2]).abs().max(dim=0).values  # half extents in x, y
-        needed = torch.maximum(half[0] * K[0, 0] / (0.4 * width),
-                               half[1] * K[1, 1] / (0.4 * height))
+        needed = torch.maximum(
+            half[0] * K[0, 0] / (0.4 * width), half[1] * K[1, 1] / (0.4 * height)
+        )
         distance = float(needed) + float((joints[:, 2] - centre[2]).abs().max())
     if not distance > 0:
         raise ValueError(f"distance must be > 0, got {distance}")
@@ -215,24 +252,36 @@ def keypoints_from_joints(
     pixels, _ = project_points(joints[None], K[None], viewmat[None])
     pixels = pixels[0]
     if noise_px > 0:
-        pixels = pixels + noise_px * torch.randn(pixels.shape, generator=generator,
-                                                 dtype=torch.float64)
-    return KeypointFile(keypoints=pixels.numpy(), confidences=np.ones(len(pixels)),
-                        K=K.numpy(), width=width, height=height,
-                        joint_names=None if joint_names is None else tuple(joint_names),
-                        viewmat=viewmat.numpy())
+        pixels = pixels + noise_px * torch.randn(
+            pixels.shape, generator=generator, dtype=torch.float64
+        )
+    return KeypointFile(
+        keypoints=pixels.numpy(),
+        confidences=np.ones(len(pixels)),
+        K=K.numpy(),
+        width=width,
+        height=height,
+        joint_names=None if joint_names is None else tuple(joint_names),
+        viewmat=viewmat.numpy(),
+    )
 
 
-def save_fit(result: FitResult, model: SMPL, out_dir: str | Path,
-             info: Mapping[str, object] | None = None,
-             config: object | None = None) -> dict[str, Path]:
+def save_fit(
+    result: FitResult,
+    model: SMPL,
+    out_dir: str | Path,
+    info: Mapping[str, object] | None = None,
+    config: object | None = None,
+) -> dict[str, Path]:
     """Writes a fit to out_dir, atomically: params.npz (betas, body_pose, global_orient,
     transl [B,...], joints [B,J,3], joint_names), mesh.obj (the posed body; mesh_<i>.obj for
     B > 1) and fit.json (per-stage losses, per-joint reprojection errors, info, and the
     settings `config`, a dataclass such as mp3d.body.fit.SMPLifyConfig)."""
     if config is not None and not (is_dataclass(config) and not isinstance(config, type)):
-        raise ValueError(f"config must be a dataclass instance (e.g. SMPLifyConfig) or None, "
-                         f"got {type(config).__name__}")
+        raise ValueError(
+            f"config must be a dataclass instance (e.g. SMPLifyConfig) or None, "
+            f"got {type(config).__name__}"
+        )
     from mp3d.body.export import save_body_mesh
 
     out_dir = Path(out_dir)
@@ -243,28 +292,38 @@ def save_fit(result: FitResult, model: SMPL, out_dir: str | Path,
     n_batch = output.vertices.shape[0]
     paths: dict[str, Path] = {}
     with atomic_path(out_dir / "params.npz") as tmp:
-        np.savez(tmp, **{name: value.numpy() for name, value in params.items()},
-                 joints=result.joints.detach().cpu().numpy(),
-                 joint_names=np.array(model.joint_names))
+        np.savez(
+            tmp,
+            **{name: value.numpy() for name, value in params.items()},
+            joints=result.joints.detach().cpu().numpy(),
+            joint_names=np.array(model.joint_names),
+        )
     paths["params"] = out_dir / "params.npz"
     for i in range(n_batch):
         name = "mesh.obj" if n_batch == 1 else f"mesh_{i:03d}.obj"
         paths["mesh" if n_batch == 1 else f"mesh_{i}"] = save_body_mesh(
-            output.vertices[i], output.faces, out_dir / name)
+            output.vertices[i], output.faces, out_dir / name
+        )
     names = model.joint_names
     people = []
     for i in range(n_batch):
-        people.append({
-            "mean_error_px": float(result.mean_error()[i]),
-            "initial_mean_error_px": float(
-                (result.confidences[i] * result.initial_joint_errors[i]).sum()
-                / result.confidences[i].sum()),
-            "final_loss": float(result.final_loss[i]),
-            "joint_errors_px": {n: round(float(e), 4) for n, e in
-                                zip(names, result.joint_errors[i], strict=True)},
-            "confidences": {n: float(c) for n, c in
-                            zip(names, result.confidences[i], strict=True)},
-        })
+        people.append(
+            {
+                "mean_error_px": float(result.mean_error()[i]),
+                "initial_mean_error_px": float(
+                    (result.confidences[i] * result.initial_joint_errors[i]).sum()
+                    / result.confidences[i].sum()
+                ),
+                "final_loss": float(result.final_loss[i]),
+                "joint_errors_px": {
+                    n: round(float(e), 4)
+                    for n, e in zip(names, result.joint_errors[i], strict=True)
+                },
+                "confidences": {
+                    n: float(c) for n, c in zip(names, result.confidences[i], strict=True)
+                },
+            }
+        )
     summary = {
         **dict(info or {}),
         "people": people if n_batch > 1 else None,

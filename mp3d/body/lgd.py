@@ -68,8 +68,12 @@ class DescentResult:
 
     def params(self) -> dict[str, torch.Tensor]:
         """betas, body_pose, global_orient and transl, ready for SMPL.forward(**params)."""
-        return {"betas": self.betas, "body_pose": self.body_pose,
-                "global_orient": self.global_orient, "transl": self.transl}
+        return {
+            "betas": self.betas,
+            "body_pose": self.body_pose,
+            "global_orient": self.global_orient,
+            "transl": self.transl,
+        }
 
 
 class _DescentProblem:
@@ -78,16 +82,28 @@ class _DescentProblem:
     (R_0: upright, facing the camera), pelvis at (x, y, e^s) (model units; s: log depth), so
     that a unit step in any of them moves the keypoints by comparable amounts."""
 
-    def __init__(self, joints: JointModel, keypoints: torch.Tensor, K: torch.Tensor,
-                 confidences: torch.Tensor, n_betas: int, config: SMPLifyConfig) -> None:
+    def __init__(
+        self,
+        joints: JointModel,
+        keypoints: torch.Tensor,
+        K: torch.Tensor,
+        confidences: torch.Tensor,
+        n_betas: int,
+        config: SMPLifyConfig,
+    ) -> None:
         self.joints, self.n_betas = joints, n_betas
         self.objective = _Objective(joints, keypoints, K, confidences, None, config)
         like = {"dtype": joints.dtype, "device": joints.device}
         n_batch = keypoints.shape[0]
         pelvis = _camera_start(joints, keypoints, K, confidences)
-        self.start = torch.cat([
-            torch.zeros(n_batch, n_betas + 3 * (joints.n_joints - 1) + 3, **like),
-            pelvis[:, :2], torch.log(pelvis[:, 2:])], dim=1)
+        self.start = torch.cat(
+            [
+                torch.zeros(n_batch, n_betas + 3 * (joints.n_joints - 1) + 3, **like),
+                pelvis[:, :2],
+                torch.log(pelvis[:, 2:]),
+            ],
+            dim=1,
+        )
         self.upright = axis_rotation("x", math.pi, **like).expand(n_batch, 3, 3)
         # Keypoints for the network: normalised image coordinates about the anchor, over
         # their spread; with the anchor, log spread and the confidences.
@@ -96,8 +112,9 @@ class _DescentProblem:
         spread = _spread(image, seen).clamp(min=1e-9)
         anchor = _normalised(_anchor_pixel(joints, keypoints, confidences)[:, None], K)
         centred = (image - anchor) / spread[:, None, None] * seen[..., None]
-        self.features = torch.cat([centred.flatten(1), confidences, anchor[:, 0],
-                                   torch.log(spread)[:, None]], dim=1)
+        self.features = torch.cat(
+            [centred.flatten(1), confidences, anchor[:, 0], torch.log(spread)[:, None]], dim=1
+        )
 
     @property
     def n_params(self) -> int:
@@ -107,8 +124,8 @@ class _DescentProblem:
     def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """betas [B,S], body_pose [B,3(J-1)], root rotation [B,3,3], pelvis [B,3] of theta."""
         s, p = self.n_betas, 3 * (self.joints.n_joints - 1)
-        betas, body_pose = theta[:, :s], theta[:, s:s + p]
-        rotation = self.upright @ axis_angle_to_matrix(theta[:, s + p:s + p + 3])
+        betas, body_pose = theta[:, :s], theta[:, s : s + p]
+        rotation = self.upright @ axis_angle_to_matrix(theta[:, s + p : s + p + 3])
         pelvis = torch.cat([theta[:, -3:-1], torch.exp(theta[:, -1:])], dim=1)
         return betas, body_pose, rotation, pelvis
 
@@ -120,9 +137,10 @@ class _DescentProblem:
 
     def energy(self, theta: torch.Tensor) -> torch.Tensor:
         """E [B] (data term and priors at their base weights) of theta [B,P]."""
-        betas, body_pose = theta[:, :self.n_betas], theta[:, self.n_betas:-6]
-        return (self.objective.data_of_joints(self.posed(theta))
-                + self.objective.priors(betas, body_pose))
+        betas, body_pose = theta[:, : self.n_betas], theta[:, self.n_betas : -6]
+        return self.objective.data_of_joints(self.posed(theta)) + self.objective.priors(
+            betas, body_pose
+        )
 
     def gradient(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """E [B] and dE/dtheta [B,P] at theta, both detached."""
@@ -132,9 +150,14 @@ class _DescentProblem:
             (grad,) = torch.autograd.grad(energy.sum(), point)
         return energy.detach(), grad
 
-    def result(self, theta: torch.Tensor, viewmat: torch.Tensor | None,
-               trajectory: list[torch.Tensor], energies: list[float], seconds: float
-               ) -> DescentResult:
+    def result(
+        self,
+        theta: torch.Tensor,
+        viewmat: torch.Tensor | None,
+        trajectory: list[torch.Tensor],
+        energies: list[float],
+        seconds: float,
+    ) -> DescentResult:
         """SMPL parameters (in viewmat's world frame if given) of the final theta [B,P]."""
         with torch.no_grad():
             betas, body_pose, rotation, pelvis = self.split(theta)
@@ -144,10 +167,17 @@ class _DescentProblem:
             posed = self.joints(betas, body_pose, global_orient, transl)
             pixels, _ = project_points(posed, self.objective.K, viewmat, min_depth=MIN_DEPTH)
             errors = (pixels - self.objective.keypoints).norm(dim=-1)
-        return DescentResult(betas=betas.detach(), body_pose=body_pose.detach(),
-                             global_orient=global_orient, transl=transl, joints=posed,
-                             joint_errors=errors, trajectory=trajectory, energies=energies,
-                             seconds=seconds)
+        return DescentResult(
+            betas=betas.detach(),
+            body_pose=body_pose.detach(),
+            global_orient=global_orient,
+            transl=transl,
+            joints=posed,
+            joint_errors=errors,
+            trajectory=trajectory,
+            energies=energies,
+            seconds=seconds,
+        )
 
 
 def gradient_descent(
@@ -168,19 +198,34 @@ def gradient_descent(
         raise ValueError(f"lr must be > 0, got {lr}")
     config = config or SMPLifyConfig()
     config.validate()
-    return _descend(model, keypoints, K, confidences, viewmat, steps, config,
-                    lambda problem, theta, grad: -lr * grad)
+    return _descend(
+        model,
+        keypoints,
+        K,
+        confidences,
+        viewmat,
+        steps,
+        config,
+        lambda problem, theta, grad: -lr * grad,
+    )
 
 
-def _descend(model: SMPL, keypoints, K, confidences, viewmat, steps: int, config: SMPLifyConfig,
-             update: Callable[[_DescentProblem, torch.Tensor, torch.Tensor], torch.Tensor]
-             ) -> DescentResult:
+def _descend(
+    model: SMPL,
+    keypoints,
+    K,
+    confidences,
+    viewmat,
+    steps: int,
+    config: SMPLifyConfig,
+    update: Callable[[_DescentProblem, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> DescentResult:
     start_time = time.perf_counter()
     joints = JointModel(model, validate=False)
-    keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences,
-                                                       viewmat)
-    problem = _DescentProblem(joints, keypoints, K, confidences,
-                              min(config.n_betas, joints.n_betas), config)
+    keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences, viewmat)
+    problem = _DescentProblem(
+        joints, keypoints, K, confidences, min(config.n_betas, joints.n_betas), config
+    )
     theta = problem.start
     trajectory, energies = [], []
     with torch.no_grad():
@@ -191,21 +236,33 @@ def _descend(model: SMPL, keypoints, K, confidences, viewmat, steps: int, config
             theta = theta + update(problem, theta, grad)
         trajectory.append(problem.posed(theta))
         energies.append(float(problem.energy(theta).mean()))
-    return problem.result(theta, viewmat, trajectory, energies,
-                          time.perf_counter() - start_time)
+    return problem.result(theta, viewmat, trajectory, energies, time.perf_counter() - start_time)
 
 
 class LGDNet(nn.Module):
     """The update network of learned gradient descent: an MLP from (asinh of dE/dtheta [B,P],
     theta [B,P], keypoint features [B,F]) to an update of theta [B,P]."""
 
-    def __init__(self, n_params: int, n_features: int, hidden: int = 256, layers: int = 2,
-                 steps: int = 4, objective: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        n_params: int,
+        n_features: int,
+        hidden: int = 256,
+        layers: int = 2,
+        steps: int = 4,
+        objective: Mapping[str, object] | None = None,
+    ) -> None:
         super().__init__()
         if min(n_params, n_features, hidden, layers, steps) < 1:
             raise ValueError("n_params, n_features, hidden, layers and steps must be >= 1")
-        self.hparams = {"n_params": n_params, "n_features": n_features, "hidden": hidden,
-                        "layers": layers, "steps": steps, "objective": dict(objective or {})}
+        self.hparams = {
+            "n_params": n_params,
+            "n_features": n_features,
+            "hidden": hidden,
+            "layers": layers,
+            "steps": steps,
+            "objective": dict(objective or {}),
+        }
         widths = [2 * n_params + n_features] + [hidden] * layers
         blocks: list[nn.Module] = []
         for width_in, width_out in itertools.pairwise(widths):
@@ -225,8 +282,9 @@ class LGDNet(nn.Module):
         """The weights of the energy E whose gradient the network was trained on."""
         return SMPLifyConfig(**self.hparams["objective"])
 
-    def forward(self, grad: torch.Tensor, theta: torch.Tensor, features: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(
+        self, grad: torch.Tensor, theta: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
         """Update [B,P] from dE/dtheta [B,P], theta [B,P] and keypoint features [B,F]."""
         return self.head(self.body(torch.cat([torch.asinh(grad), theta, features], dim=1)))
 
@@ -268,16 +326,18 @@ def fit_lgd(
         raise ValueError(f"steps must be >= 0, got {steps}")
     net_dtype = next(net.parameters()).dtype
 
-    def update(problem: _DescentProblem, theta: torch.Tensor, grad: torch.Tensor
-               ) -> torch.Tensor:
+    def update(problem: _DescentProblem, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if problem.n_params != net.hparams["n_params"]:
-            raise ValueError(f"net was trained for {net.hparams['n_params']} parameters, this "
-                             f"model and config have {problem.n_params}")
+            raise ValueError(
+                f"net was trained for {net.hparams['n_params']} parameters, this "
+                f"model and config have {problem.n_params}"
+            )
         args = (grad, theta, problem.features)
         return net(*(a.to(net_dtype) for a in args)).to(theta.dtype)
 
-    return _descend(model, keypoints, K, confidences, viewmat, steps, net.objective_config(),
-                    update)
+    return _descend(
+        model, keypoints, K, confidences, viewmat, steps, net.objective_config(), update
+    )
 
 
 @dataclass
@@ -295,8 +355,13 @@ class LGDConfig:
     seed: int = 0
     # Synthetic bodies (sample_bodies keyword arguments): poses within half the joint limits,
     # headings within 45 degrees of facing the camera, 2-pixel keypoint noise.
-    sampling: dict = field(default_factory=lambda: {
-        "pose_scale": 0.5, "yaw": (-math.pi / 4, math.pi / 4), "noise_px": 2.0})
+    sampling: dict = field(
+        default_factory=lambda: {
+            "pose_scale": 0.5,
+            "yaw": (-math.pi / 4, math.pi / 4),
+            "noise_px": 2.0,
+        }
+    )
     objective: SMPLifyConfig = field(default_factory=SMPLifyConfig)
 
     def validate(self) -> None:
@@ -329,8 +394,12 @@ def _root_relative_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return mpjpe(pred - pred[:, :1], target - target[:, :1]).mean()
 
 
-def train_lgd(model: SMPL, config: LGDConfig | None = None, progress: bool = False,
-              checkpoint: str | Path | None = None) -> LGDTrainResult:
+def train_lgd(
+    model: SMPL,
+    config: LGDConfig | None = None,
+    progress: bool = False,
+    checkpoint: str | Path | None = None,
+) -> LGDTrainResult:
     """Trains an LGDNet on bodies sampled from the model (sample_bodies): T updates from the
     similar-triangles start, loss sum_t (t/T) root-relative MPJPE(theta_t) / sum_t (t/T),
     backpropagated through the unrolled updates (dE/dtheta enters as an input)."""
@@ -341,13 +410,26 @@ def train_lgd(model: SMPL, config: LGDConfig | None = None, progress: bool = Fal
     torch_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)
     n_betas = min(config.objective.n_betas, joints.n_betas)
-    probe = sample_bodies(joints, 1, torch.Generator().manual_seed(0), n_betas=n_betas,
-                          **config.sampling)
-    n_params = _DescentProblem(joints, probe.keypoints, probe.K, torch.ones(1, joints.n_joints,
-                               dtype=joints.dtype), n_betas, config.objective).n_params
+    probe = sample_bodies(
+        joints, 1, torch.Generator().manual_seed(0), n_betas=n_betas, **config.sampling
+    )
+    n_params = _DescentProblem(
+        joints,
+        probe.keypoints,
+        probe.K,
+        torch.ones(1, joints.n_joints, dtype=joints.dtype),
+        n_betas,
+        config.objective,
+    ).n_params
     n_features = 3 * joints.n_joints + 3
-    net = LGDNet(n_params, n_features, config.hidden, config.layers, config.steps,
-                 _objective_fields(config.objective)).to(dtype=joints.dtype)
+    net = LGDNet(
+        n_params,
+        n_features,
+        config.hidden,
+        config.layers,
+        config.steps,
+        _objective_fields(config.objective),
+    ).to(dtype=joints.dtype)
     torch.random.set_rng_state(torch_state)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     weights = [(t + 1) / config.steps for t in range(config.steps)]
@@ -360,11 +442,17 @@ def train_lgd(model: SMPL, config: LGDConfig | None = None, progress: bool = Fal
     while iteration < config.iterations:
         if config.minutes is not None and time.perf_counter() - start_time > 60 * config.minutes:
             break
-        data = sample_bodies(joints, config.batch_size, generator, n_betas=n_betas,
-                             **config.sampling)
-        problem = _DescentProblem(joints, data.keypoints, data.K,
-                                  torch.ones_like(data.keypoints[..., 0]), n_betas,
-                                  config.objective)
+        data = sample_bodies(
+            joints, config.batch_size, generator, n_betas=n_betas, **config.sampling
+        )
+        problem = _DescentProblem(
+            joints,
+            data.keypoints,
+            data.K,
+            torch.ones_like(data.keypoints[..., 0]),
+            n_betas,
+            config.objective,
+        )
         theta = problem.start
         loss = torch.zeros((), dtype=joints.dtype)
         for weight in weights:
@@ -386,5 +474,10 @@ def train_lgd(model: SMPL, config: LGDConfig | None = None, progress: bool = Fal
     net.eval()
     if checkpoint is not None:
         net.save(checkpoint)
-    return LGDTrainResult(net=net, losses=losses, final_errors=finals, iterations=iteration,
-                          seconds=time.perf_counter() - start_time)
+    return LGDTrainResult(
+        net=net,
+        losses=losses,
+        final_errors=finals,
+        iterations=iteration,
+        seconds=time.perf_counter() - start_time,
+    )

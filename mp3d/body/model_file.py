@@ -24,23 +24,45 @@ from mp3d.body.skeleton import parents_from_kintree
 
 __all__ = ["MODEL_KEYS", "load_model_file", "validate_model"]
 
-MODEL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table",
-              "f")
+MODEL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 SUFFIXES = (".npz", ".pkl")
 # How far a row of skinning weights may sum from 1 (mp3d.ops.skinning's own tolerance).
 WEIGHT_SUM_TOLERANCE = 1e-4
 
 # Plain classes and functions a model file's pickle may name (bytes in Python 3 protocol-2
 # pickles come through _codecs.encode).
-_ALLOWED = {("builtins", name) for name in (
-    "object", "set", "frozenset", "complex", "slice", "bytearray", "list", "dict", "tuple",
-    "int", "float", "str", "bytes", "bool", "range")} | {
-    ("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("_codecs", "encode"),
-    ("collections", "OrderedDict"), ("collections", "defaultdict")}
+_ALLOWED = {
+    ("builtins", name)
+    for name in (
+        "object",
+        "set",
+        "frozenset",
+        "complex",
+        "slice",
+        "bytearray",
+        "list",
+        "dict",
+        "tuple",
+        "int",
+        "float",
+        "str",
+        "bytes",
+        "bool",
+        "range",
+    )
+} | {
+    ("copyreg", "_reconstructor"),
+    ("copyreg", "__newobj__"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+    ("collections", "defaultdict"),
+}
 # What pickled numpy arrays reference, in numpy 1 (numpy.core) and numpy 2 (numpy._core).
-_NUMPY_NAMES = {"numpy": {"ndarray", "dtype"},
-                "numpy.core.multiarray": {"_reconstruct", "scalar"},
-                "numpy.core.numeric": {"_frombuffer"}}
+_NUMPY_NAMES = {
+    "numpy": {"ndarray", "dtype"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.numeric": {"_frombuffer"},
+}
 
 
 # ----------------------------------------------------------------------------- chumpy stand-ins
@@ -87,8 +109,11 @@ def _is_array_like(value: Any) -> bool:
 def _chumpy_array(key: str, obj: ChumpyStandIn) -> np.ndarray:
     """The array a chumpy stand-in holds: its state's 'x', else the one array in its state."""
     state = obj.pickle_state
-    if isinstance(state, tuple) and len(state) == 2 and all(
-            s is None or isinstance(s, dict) for s in state):
+    if (
+        isinstance(state, tuple)
+        and len(state) == 2
+        and all(s is None or isinstance(s, dict) for s in state)
+    ):
         state = {**(state[0] or {}), **(state[1] or {})}  # (dict state, slot state)
     if _is_array_like(state):
         return _to_array(key, state)
@@ -139,8 +164,9 @@ class _ModelUnpickler(pickle.Unpickler):
             import scipy.sparse
 
             cls = getattr(scipy.sparse, name, None)
-            if isinstance(cls, type) and (issubclass(cls, scipy.sparse.spmatrix)
-                                          or issubclass(cls, scipy.sparse.sparray)):
+            if isinstance(cls, type) and (
+                issubclass(cls, scipy.sparse.spmatrix) or issubclass(cls, scipy.sparse.sparray)
+            ):
                 return cls
         elif module.replace("numpy._core.", "numpy.core.") in _NUMPY_NAMES:
             if name in _NUMPY_NAMES[module.replace("numpy._core.", "numpy.core.")]:
@@ -215,16 +241,21 @@ def validate_model(model: Mapping[str, Any], source: str = "model") -> dict[str,
     the key that is missing or wrong."""
     missing = [key for key in MODEL_KEYS if key not in model]
     if missing:
-        raise ValueError(f"{source} lacks key(s) {', '.join(missing)} "
-                         f"(has: {', '.join(sorted(map(str, model)))})")
+        raise ValueError(
+            f"{source} lacks key(s) {', '.join(missing)} "
+            f"(has: {', '.join(sorted(map(str, model)))})"
+        )
     arrays = {key: _to_array(key, model[key]) for key in MODEL_KEYS}
     for key in MODEL_KEYS:
         array = arrays[key]
         is_int = key in ("kintree_table", "f")
         if not np.issubdtype(array.dtype, np.number):
             raise ValueError(f"{source}: {key} must be numeric, got dtype {array.dtype}")
-        if is_int and not np.issubdtype(array.dtype, np.integer) and (
-                not np.all(np.isfinite(array)) or np.any(array != np.round(array))):
+        if (
+            is_int
+            and not np.issubdtype(array.dtype, np.integer)
+            and (not np.all(np.isfinite(array)) or np.any(array != np.round(array)))
+        ):
             raise ValueError(f"{source}: {key} must hold integers")
         if not is_int and not np.all(np.isfinite(array)):
             raise ValueError(f"{source}: {key} has non-finite values")
@@ -232,14 +263,16 @@ def validate_model(model: Mapping[str, Any], source: str = "model") -> dict[str,
 
     def expect(key: str, shape: tuple[int | None, ...], text: str) -> None:
         array = arrays[key]
-        if array.ndim != len(shape) or any(s is not None and a != s
-                                           for a, s in zip(array.shape, shape, strict=True)):
+        if array.ndim != len(shape) or any(
+            s is not None and a != s for a, s in zip(array.shape, shape, strict=True)
+        ):
             raise ValueError(f"{source}: {key} must have shape {text}, got {list(array.shape)}")
 
     v_template = arrays["v_template"]
     if v_template.ndim != 2 or v_template.shape[1] != 3 or v_template.shape[0] == 0:
-        raise ValueError(f"{source}: v_template must have shape [V>0, 3], "
-                         f"got {list(v_template.shape)}")
+        raise ValueError(
+            f"{source}: v_template must have shape [V>0, 3], got {list(v_template.shape)}"
+        )
     n_vertices = v_template.shape[0]
     expect("kintree_table", (2, None), "[2, J]")
     try:
@@ -249,20 +282,23 @@ def validate_model(model: Mapping[str, Any], source: str = "model") -> dict[str,
     n_joints = arrays["kintree_table"].shape[1]
     n_pose = 9 * (n_joints - 1)
     expect("shapedirs", (n_vertices, 3, None), f"[V, 3, S] = [{n_vertices}, 3, S]")
-    expect("posedirs", (n_vertices, 3, n_pose),
-           f"[V, 3, 9*(J-1)] = [{n_vertices}, 3, {n_pose}]")
+    expect("posedirs", (n_vertices, 3, n_pose), f"[V, 3, 9*(J-1)] = [{n_vertices}, 3, {n_pose}]")
     expect("J_regressor", (n_joints, n_vertices), f"[J, V] = [{n_joints}, {n_vertices}]")
     expect("weights", (n_vertices, n_joints), f"[V, J] = [{n_vertices}, {n_joints}]")
     expect("f", (None, 3), "[F, 3]")
     error = np.abs(arrays["weights"].sum(axis=1) - 1.0)
     if error.max() > WEIGHT_SUM_TOLERANCE:
         worst = int(error.argmax())
-        raise ValueError(f"{source}: weights rows must sum to 1, got row {worst} summing to "
-                         f"{arrays['weights'][worst].sum():.6g}")
+        raise ValueError(
+            f"{source}: weights rows must sum to 1, got row {worst} summing to "
+            f"{arrays['weights'][worst].sum():.6g}"
+        )
     faces = arrays["f"]
     if faces.size and (faces.min() < 0 or faces.max() >= n_vertices):
-        raise ValueError(f"{source}: f must index vertices 0..{n_vertices - 1}, "
-                         f"got indices {faces.min()}..{faces.max()}")
+        raise ValueError(
+            f"{source}: f must index vertices 0..{n_vertices - 1}, "
+            f"got indices {faces.min()}..{faces.max()}"
+        )
     return arrays
 
 

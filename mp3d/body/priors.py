@@ -69,14 +69,16 @@ def _limits_of(name: str) -> tuple[tuple[float, float], ...]:
 
 
 JOINT_LIMITS: dict[str, tuple[tuple[float, float], ...]] = {
-    name: _limits_of(name) for name in SMPL_JOINT_NAMES[1:]}
+    name: _limits_of(name) for name in SMPL_JOINT_NAMES[1:]
+}
 
 # (axis, sign): the joint bends the wrong way when sign * theta[axis] > 0.
 HYPEREXTENSION: dict[str, tuple[int, float]] = {
-    "left_elbow": (1, 1.0), "right_elbow": (1, -1.0), "left_knee": (0, -1.0),
+    "left_elbow": (1, 1.0),
+    "right_elbow": (1, -1.0),
+    "left_knee": (0, -1.0),
     "right_knee": (0, -1.0),
 }
-
 
 
 def gmof(residual_sq: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -88,8 +90,9 @@ def gmof(residual_sq: torch.Tensor, sigma: float) -> torch.Tensor:
     return sigma_sq * residual_sq / (sigma_sq + residual_sq)
 
 
-def joint_limits(joint_names: Sequence[str], dtype: torch.dtype = torch.float32
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def joint_limits(
+    joint_names: Sequence[str], dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower and upper limits [3(J-1)] (radians) of body_pose for joints named joint_names
     (root first, not posed by body_pose), from JOINT_LIMITS; unknown names get +-0.5."""
     ranges = [JOINT_LIMITS.get(name, (_DEFAULT_LIMIT,) * 3) for name in joint_names[1:]]
@@ -97,8 +100,9 @@ def joint_limits(joint_names: Sequence[str], dtype: torch.dtype = torch.float32
     return flat[:, 0].contiguous(), flat[:, 1].contiguous()
 
 
-def pose_prior_params(joint_names: Sequence[str], dtype: torch.dtype = torch.float32
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def pose_prior_params(
+    joint_names: Sequence[str], dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation [3(J-1)] (radians) of the Gaussian pose prior: the moments
     of a uniform distribution within the joint limits (centre, range / sqrt(12))."""
     low, high = joint_limits(joint_names, dtype)
@@ -118,8 +122,7 @@ def shape_prior(betas: torch.Tensor) -> torch.Tensor:
 def angle_prior(body_pose: torch.Tensor, joint_names: Sequence[str]) -> torch.Tensor:
     """Angle prior [B]: sum over elbows and knees of (exp(h) - 1)^2, h = max(0, angle bent the
     wrong way) in radians (HYPEREXTENSION), of body_pose [B,3(J-1)]; zero for natural bends."""
-    columns, signs = _hyperextension_columns(tuple(joint_names), body_pose.dtype,
-                                             body_pose.device)
+    columns, signs = _hyperextension_columns(tuple(joint_names), body_pose.dtype, body_pose.device)
     if columns is None:
         return body_pose.new_zeros(body_pose.shape[0])
     angles = body_pose.index_select(1, columns) * signs  # [B,K], > 0: bent the wrong way
@@ -138,6 +141,4 @@ def _hyperextension_columns(
             signs.append(sign)
     if not columns:
         return None, None
-    return (torch.tensor(columns, device=device),
-            torch.tensor(signs, dtype=dtype, device=device))
-
+    return (torch.tensor(columns, device=device), torch.tensor(signs, dtype=dtype, device=device))

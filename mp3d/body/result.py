@@ -30,11 +30,14 @@ class FitResult:
 
     def params(self) -> dict[str, torch.Tensor]:
         """betas, body_pose, global_orient and transl, ready for SMPL.forward(**params)."""
-        return {"betas": self.betas, "body_pose": self.body_pose,
-                "global_orient": self.global_orient, "transl": self.transl}
+        return {
+            "betas": self.betas,
+            "body_pose": self.body_pose,
+            "global_orient": self.global_orient,
+            "transl": self.transl,
+        }
 
     def mean_error(self) -> torch.Tensor:
         """Confidence-weighted mean reprojection error [B] in pixels over joints with c > 0."""
         weights = self.confidences
         return (weights * self.joint_errors).sum(dim=1) / weights.sum(dim=1)
-

@@ -5,14 +5,57 @@ from __future__ import annotations
 import numpy as np
 
 SMPL_JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 
 SMPL_PARENTS: tuple[int, ...] = (
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21,
+    -1,
+    0,
+    0,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    9,
+    9,
+    12,
+    13,
+    14,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
 )
 
 # The parent id that official SMPL files store for the root (uint32 -1).
@@ -43,8 +86,10 @@ def parents_from_kintree(table: np.ndarray) -> np.ndarray:
     column = {joint_id: j for j, joint_id in enumerate(ids)}
     parents = np.array([column.get(int(p), -1) for p in table[0]], dtype=np.int64)
     if parents[0] != -1:
-        raise ValueError("kintree_table: the first joint must be the root (its parent id "
-                         f"must name no joint), got parent {int(table[0, 0])}")
+        raise ValueError(
+            "kintree_table: the first joint must be the root (its parent id "
+            f"must name no joint), got parent {int(table[0, 0])}"
+        )
     for j in range(1, len(parents)):
         if not 0 <= parents[j] < j:
             raise ValueError(

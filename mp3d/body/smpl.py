@@ -125,8 +125,11 @@ class SMPL(nn.Module):
         parents = parents_from_kintree(arrays["kintree_table"])
         self.parents: list[int] = [int(p) for p in parents]
         n_vertices, n_joints = arrays["weights"].shape
-        self.joint_names: tuple[str, ...] = SMPL_JOINT_NAMES if n_joints == len(
-            SMPL_JOINT_NAMES) else tuple(f"joint_{j}" for j in range(n_joints))
+        self.joint_names: tuple[str, ...] = (
+            SMPL_JOINT_NAMES
+            if n_joints == len(SMPL_JOINT_NAMES)
+            else tuple(f"joint_{j}" for j in range(n_joints))
+        )
 
         def floats(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype)
@@ -152,19 +155,24 @@ class SMPL(nn.Module):
         shapedirs = self.shapedirs.double()
         posedirs = self.posedirs.double()  # [9(J-1), 3V]
         # Rest joints are linear in betas: J(beta) = J_R T + (J_R S) beta.
-        self.register_buffer("joint_template", (regressor @ self.v_template.double()).to(dtype),
-                             persistent=False)  # [J,3]
+        self.register_buffer(
+            "joint_template", (regressor @ self.v_template.double()).to(dtype), persistent=False
+        )  # [J,3]
         joint_dirs = torch.einsum("jv,vcs->scj", regressor, shapedirs)  # [S,3,J]
-        self.register_buffer("joint_dirs", joint_dirs.transpose(1, 2).reshape(
-            self.n_betas, 3 * n_joints).to(dtype), persistent=False)  # [S,3J]
+        self.register_buffer(
+            "joint_dirs",
+            joint_dirs.transpose(1, 2).reshape(self.n_betas, 3 * n_joints).to(dtype),
+            persistent=False,
+        )  # [S,3J]
         # v_posed = T + S beta + P (R - I) = (T - P I) + [P; S] [R; beta]: the pose features
         # are then the rotation matrices themselves, read in place.
         identity = torch.eye(3, dtype=torch.float64).flatten().repeat(n_joints - 1)  # [9(J-1)]
         base = self.v_template.double().flatten() - identity @ posedirs
         self.register_buffer("blend_base", base.to(dtype), persistent=False)  # [3V]
         shape_rows = shapedirs.permute(2, 0, 1).reshape(self.n_betas, 3 * n_vertices)
-        self.register_buffer("blend_dirs", torch.cat([posedirs, shape_rows]).to(dtype),
-                             persistent=False)  # [9(J-1)+S, 3V]
+        self.register_buffer(
+            "blend_dirs", torch.cat([posedirs, shape_rows]).to(dtype), persistent=False
+        )  # [9(J-1)+S, 3V]
 
     @property
     def n_betas(self) -> int:
@@ -183,35 +191,44 @@ class SMPL(nn.Module):
 
     def extra_repr(self) -> str:
         source = str(self.model_path) if self.model_path is not None else "arrays"
-        return (f"{source}: {self.n_vertices} vertices, {self.faces.shape[0]} faces, "
-                f"{self.n_joints} joints, {self.n_betas} betas, dtype={self.v_template.dtype}")
+        return (
+            f"{source}: {self.n_vertices} vertices, {self.faces.shape[0]} faces, "
+            f"{self.n_joints} joints, {self.n_betas} betas, dtype={self.v_template.dtype}"
+        )
 
     def body_pose_from(self, rotations: Mapping[str | int, Sequence[float]]) -> torch.Tensor:
         """body_pose [1,3(J-1)] (axis-angle, radians) from {joint name or index: (rx, ry, rz)};
         joints not named stay at rest. The root's rotation is global_orient, not body_pose."""
-        pose = torch.zeros(1, 3 * (self.n_joints - 1), dtype=self.v_template.dtype,
-                           device=self.v_template.device)
+        pose = torch.zeros(
+            1, 3 * (self.n_joints - 1), dtype=self.v_template.dtype, device=self.v_template.device
+        )
         for joint, rotation in rotations.items():
             if isinstance(joint, str) and joint in self.joint_names:
                 index = self.joint_names.index(joint)
             elif isinstance(joint, int) and 0 <= joint < self.n_joints:
                 index = joint
             else:
-                raise ValueError(f"unknown joint {joint!r}: expected one of "
-                                 f"{', '.join(self.joint_names)} or an index "
-                                 f"0..{self.n_joints - 1}")
+                raise ValueError(
+                    f"unknown joint {joint!r}: expected one of "
+                    f"{', '.join(self.joint_names)} or an index "
+                    f"0..{self.n_joints - 1}"
+                )
             if index == 0:
-                raise ValueError(f"{self.joint_names[0]} is the root joint: rotate it with "
-                                 "global_orient")
+                raise ValueError(
+                    f"{self.joint_names[0]} is the root joint: rotate it with global_orient"
+                )
             values = [float(v) for v in rotation]
             if len(values) != 3:
-                raise ValueError(f"rotation of {self.joint_names[index]} must be 3 axis-angle "
-                                 f"values, got {len(values)}")
-            pose[0, 3 * (index - 1):3 * index] = torch.tensor(values, dtype=pose.dtype)
+                raise ValueError(
+                    f"rotation of {self.joint_names[index]} must be 3 axis-angle "
+                    f"values, got {len(values)}"
+                )
+            pose[0, 3 * (index - 1) : 3 * index] = torch.tensor(values, dtype=pose.dtype)
         return pose
 
-    def _check(self, name: str, value: torch.Tensor | None, width: int | None, n_batch: int,
-               text: str) -> None:
+    def _check(
+        self, name: str, value: torch.Tensor | None, width: int | None, n_batch: int, text: str
+    ) -> None:
         """Raises ValueError unless value is None or a finite [n_batch, width] model tensor."""
         if value is None:
             return
@@ -220,14 +237,19 @@ class SMPL(nn.Module):
         if value.dim() != 2 or (width is not None and value.shape[1] != width):
             raise ValueError(f"{name} must have shape [B, {text}], got {list(value.shape)}")
         if value.shape[0] != n_batch:
-            raise ValueError(f"{name} must have shape [{n_batch}, {text}] (batch size "
-                             f"{n_batch} from the other arguments), got {list(value.shape)}")
+            raise ValueError(
+                f"{name} must have shape [{n_batch}, {text}] (batch size "
+                f"{n_batch} from the other arguments), got {list(value.shape)}"
+            )
         if value.dtype != self.v_template.dtype:
-            raise ValueError(f"{name} must have dtype {self.v_template.dtype} (the model's), "
-                             f"got {value.dtype}")
+            raise ValueError(
+                f"{name} must have dtype {self.v_template.dtype} (the model's), got {value.dtype}"
+            )
         if value.device != self.v_template.device:
-            raise ValueError(f"{name} must be on {self.v_template.device} (the model's device), "
-                             f"got {value.device}")
+            raise ValueError(
+                f"{name} must be on {self.v_template.device} (the model's device), "
+                f"got {value.device}"
+            )
         if checks_enabled() and not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} has non-finite values")
 
@@ -241,16 +263,33 @@ class SMPL(nn.Module):
         """Posed body from betas [B,S<=n_betas], body_pose [B,3(J-1)] and global_orient [B,3]
         (axis-angle, radians), transl [B,3]; missing ones are zeros, B from those given."""
         n_pose = 3 * (self.n_joints - 1)
-        given = {"betas": betas, "body_pose": body_pose, "global_orient": global_orient,
-                 "transl": transl}
-        n_batch = next((int(v.shape[0]) for v in given.values()
-                        if isinstance(v, torch.Tensor) and v.dim() == 2), 1)
+        given = {
+            "betas": betas,
+            "body_pose": body_pose,
+            "global_orient": global_orient,
+            "transl": transl,
+        }
+        n_batch = next(
+            (
+                int(v.shape[0])
+                for v in given.values()
+                if isinstance(v, torch.Tensor) and v.dim() == 2
+            ),
+            1,
+        )
         self._check("betas", betas, None, n_batch, f"S] with S <= {self.n_betas}")
         if betas is not None and betas.shape[1] > self.n_betas:
-            raise ValueError(f"betas must have shape [{n_batch}, S] with S <= {self.n_betas} "
-                             f"(the model's shape directions), got {list(betas.shape)}")
-        self._check("body_pose", body_pose, n_pose, n_batch,
-                    f"{n_pose}] (axis-angle of {self.n_joints - 1} joints)")
+            raise ValueError(
+                f"betas must have shape [{n_batch}, S] with S <= {self.n_betas} "
+                f"(the model's shape directions), got {list(betas.shape)}"
+            )
+        self._check(
+            "body_pose",
+            body_pose,
+            n_pose,
+            n_batch,
+            f"{n_pose}] (axis-angle of {self.n_joints - 1} joints)",
+        )
         self._check("global_orient", global_orient, 3, n_batch, "3] (axis-angle)")
         self._check("transl", transl, 3, n_batch, "3]")
         zeros = {"dtype": self.v_template.dtype, "device": self.v_template.device}
@@ -262,25 +301,33 @@ class SMPL(nn.Module):
             global_orient = torch.zeros(n_batch, 3, **zeros)
 
         n_joints, n_betas = self.n_joints, betas.shape[1]
-        rest_joints = torch.addmm(self.joint_template.flatten(), betas,
-                                  self.joint_dirs[:n_betas]).view(n_batch, n_joints, 3)
+        rest_joints = torch.addmm(
+            self.joint_template.flatten(), betas, self.joint_dirs[:n_betas]
+        ).view(n_batch, n_joints, 3)
         full_pose = torch.cat([global_orient, body_pose], dim=1).view(n_batch, n_joints, 3)
         rot_mats, world, skin = skinning.forward_kinematics(
-            full_pose, rest_joints, self.parents_tensor, impl=self.impl, validate=False)
+            full_pose, rest_joints, self.parents_tensor, impl=self.impl, validate=False
+        )
         # The non-root rotation matrices, row-major, are the pose features (a strided view).
         features = rot_mats.flatten(2)[:, 1:].flatten(1)
         coefficients = torch.cat([features, betas], dim=1) if n_betas else features
         n_rows = coefficients.shape[1]
-        v_posed = torch.addmm(self.blend_base, coefficients,
-                              self.blend_dirs[:n_rows]).view(n_batch, self.n_vertices, 3)
+        v_posed = torch.addmm(self.blend_base, coefficients, self.blend_dirs[:n_rows]).view(
+            n_batch, self.n_vertices, 3
+        )
         vertices = skinning.lbs(v_posed, self.lbs_weights, skin, impl=self.impl, validate=False)
         if transl is not None:  # after skinning: exact even where weights sum to 1 - 1e-8
             shift = torch.nn.functional.pad(transl, (0, 1)).view(n_batch, 1, 4, 1)
             world = world + torch.nn.functional.pad(shift, (3, 0))
             vertices = vertices + transl.unsqueeze(1)
-        return SMPLOutput(vertices=vertices, joints=world[..., :3, 3], faces=self.faces,
-                          joint_transforms=world, skinning_transforms=skin,
-                          rest_vertices=v_posed)
+        return SMPLOutput(
+            vertices=vertices,
+            joints=world[..., :3, 3],
+            faces=self.faces,
+            joint_transforms=world,
+            skinning_transforms=skin,
+            rest_vertices=v_posed,
+        )
 
 
 class JointModel:
@@ -307,27 +354,43 @@ class JointModel:
 
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """Rest-pose joints [B,J,3] of shapes betas [B,S<=n_betas]."""
-        return torch.addmm(self.template, betas, self.dirs[:betas.shape[1]]).view(
-            betas.shape[0], self.n_joints, 3)
+        return torch.addmm(self.template, betas, self.dirs[: betas.shape[1]]).view(
+            betas.shape[0], self.n_joints, 3
+        )
 
-    def __call__(self, betas: torch.Tensor, body_pose: torch.Tensor, global_orient: torch.Tensor,
-                 transl: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        betas: torch.Tensor,
+        body_pose: torch.Tensor,
+        global_orient: torch.Tensor,
+        transl: torch.Tensor,
+    ) -> torch.Tensor:
         """Posed joints [B,J,3] from betas [B,S], body_pose [B,3(J-1)], global_orient [B,3]
         (axis-angle, radians) and transl [B,3]."""
         n_batch = body_pose.shape[0]
         pose = torch.cat([global_orient, body_pose], dim=1).view(n_batch, self.n_joints, 3)
         return self._posed(pose, betas, transl)
 
-    def posed(self, betas: torch.Tensor, body_pose: torch.Tensor, root_rotation: torch.Tensor,
-              transl: torch.Tensor) -> torch.Tensor:
+    def posed(
+        self,
+        betas: torch.Tensor,
+        body_pose: torch.Tensor,
+        root_rotation: torch.Tensor,
+        transl: torch.Tensor,
+    ) -> torch.Tensor:
         """Posed joints [B,J,3] with the root's rotation given as a matrix [B,3,3]."""
         n_batch = body_pose.shape[0]
         rot_mats = axis_angle_to_matrix(body_pose.view(n_batch, self.n_joints - 1, 3))
         return self._posed(torch.cat([root_rotation[:, None], rot_mats], dim=1), betas, transl)
 
-    def _posed(self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor
-               ) -> torch.Tensor:
-        _, world, _ = skinning.forward_kinematics(rotations, self.rest_joints(betas),
-                                                  self.parents_tensor, impl=self.impl,
-                                                  validate=self.validate)
+    def _posed(
+        self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor
+    ) -> torch.Tensor:
+        _, world, _ = skinning.forward_kinematics(
+            rotations,
+            self.rest_joints(betas),
+            self.parents_tensor,
+            impl=self.impl,
+            validate=self.validate,
+        )
         return world[..., :3, 3] + transl[:, None]

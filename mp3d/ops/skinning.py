@@ -106,8 +106,9 @@ def _reference_vjp(
 # ----------------------------------------------------------------------------- public API
 
 
-def _validate(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor,
-              values: bool) -> None:
+def _validate(
+    vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor, values: bool
+) -> None:
     check_tensor("weights", weights, shape=(None, None), dtypes=FLOAT_DTYPES)
     n_vertices, n_joints = weights.shape
     check_tensor("transforms", transforms, shape=(None, n_joints, 4, 4))
@@ -207,19 +208,27 @@ class _KinematicsKernel(torch.autograd.Function):
                 found = iter(torch.autograd.grad(outputs, wanted, grads, create_graph=True))
             return (*(next(found) if need else None for need in needs), None)
         grad_rotations, grad_joints = torch.ops.mp3d.kinematics_bwd(
-            grad_rot_mats.contiguous(), grad_world.contiguous(), grad_skin.contiguous(),
-            rotations, joints, parents)
+            grad_rot_mats.contiguous(),
+            grad_world.contiguous(),
+            grad_skin.contiguous(),
+            rotations,
+            joints,
+            parents,
+        )
         return (grad_rotations if needs[0] else None, grad_joints if needs[1] else None, None)
 
 
-def _parents_tensor(parents: Sequence[int] | torch.Tensor, n_joints: int,
-                    values: bool) -> torch.Tensor:
+def _parents_tensor(
+    parents: Sequence[int] | torch.Tensor, n_joints: int, values: bool
+) -> torch.Tensor:
     """parents as a contiguous int64 CPU tensor [J]; values: check that each joint comes after
     its parent (parents[0] = -1, 0 <= parents[j] < j)."""
     if isinstance(parents, torch.Tensor):
         if parents.dtype != torch.int64 or parents.dim() != 1:
-            raise ValueError(f"parents must be a 1-D int64 tensor or a list of ints, got "
-                             f"{parents.dtype} of shape {list(parents.shape)}")
+            raise ValueError(
+                f"parents must be a 1-D int64 tensor or a list of ints, got "
+                f"{parents.dtype} of shape {list(parents.shape)}"
+            )
         tensor = parents.to("cpu").contiguous()
     else:
         try:
@@ -227,13 +236,16 @@ def _parents_tensor(parents: Sequence[int] | torch.Tensor, n_joints: int,
         except (TypeError, ValueError):
             raise ValueError(f"parents must be a list of ints, got {parents!r}") from None
     if tensor.shape[0] != n_joints:
-        raise ValueError(f"parents must have {n_joints} entries (J from joints), got "
-                         f"{tensor.shape[0]}")
+        raise ValueError(
+            f"parents must have {n_joints} entries (J from joints), got {tensor.shape[0]}"
+        )
     if values and n_joints > 0:
         below = tensor < torch.arange(n_joints)
         if int(tensor[0]) != -1 or not bool(below.all()) or not bool((tensor[1:] >= 0).all()):
-            raise ValueError(f"parents must list each joint after its parent (parents[0] = -1, "
-                             f"0 <= parents[j] < j), got {tensor.tolist()}")
+            raise ValueError(
+                f"parents must list each joint after its parent (parents[0] = -1, "
+                f"0 <= parents[j] < j), got {tensor.tolist()}"
+            )
     return tensor
 
 
@@ -259,9 +271,11 @@ def forward_kinematics(
     n_batch, n_joints = joints.shape[:2]
     check_tensor("rotations", rotations)
     if tuple(rotations.shape) not in ((n_batch, n_joints, 3), (n_batch, n_joints, 3, 3)):
-        raise ValueError(f"rotations must have shape [{n_batch}, {n_joints}, 3] (axis-angle) or "
-                         f"[{n_batch}, {n_joints}, 3, 3] (B, J from joints), got "
-                         f"{list(rotations.shape)}")
+        raise ValueError(
+            f"rotations must have shape [{n_batch}, {n_joints}, 3] (axis-angle) or "
+            f"[{n_batch}, {n_joints}, 3, 3] (B, J from joints), got "
+            f"{list(rotations.shape)}"
+        )
     tensors = {"joints": joints, "rotations": rotations}
     check_same_dtype(tensors)
     check_same_device(tensors)

@@ -108,16 +108,22 @@ def _skew(v: torch.Tensor) -> torch.Tensor:
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(*v.shape[:-1], 3, 3)
 
 
-def einsum_forward(model: dict[str, np.ndarray], betas: torch.Tensor, body_pose: torch.Tensor,
-                   global_orient: torch.Tensor, transl: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def einsum_forward(
+    model: dict[str, np.ndarray],
+    betas: torch.Tensor,
+    body_pose: torch.Tensor,
+    global_orient: torch.Tensor,
+    transl: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Independent float64 SMPL: vertices [B,V,3] and joints [B,J,3] via matrix_exp, explicit
     4x4 inverses and per-vertex blended 4x4 transforms."""
+
     def t(key: str) -> torch.Tensor:
         return torch.as_tensor(np.asarray(model[key], dtype=np.float64))
 
     betas, body_pose, global_orient, transl = (
-        x.detach().double() for x in (betas, body_pose, global_orient, transl))
+        x.detach().double() for x in (betas, body_pose, global_orient, transl)
+    )
     n_batch, n_betas = betas.shape
     table = np.asarray(model["kintree_table"])
     parents = [-1] + [int(p) for p in table[0, 1:]]
@@ -144,8 +150,9 @@ def einsum_forward(model: dict[str, np.ndarray], betas: torch.Tensor, body_pose:
     return vertices + transl[:, None], world[..., :3, 3] + transl[:, None]
 
 
-def random_params(n_batch: int, n_betas: int, seed: int = 0, dtype=torch.float32,
-                  scale: float = 0.5) -> dict[str, torch.Tensor]:
+def random_params(
+    n_batch: int, n_betas: int, seed: int = 0, dtype=torch.float32, scale: float = 0.5
+) -> dict[str, torch.Tensor]:
     """Random betas, body_pose, global_orient and transl for a 24-joint model."""
     g = torch.Generator().manual_seed(seed)
     return {

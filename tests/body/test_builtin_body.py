@@ -94,6 +94,7 @@ def test_pose_correctives_are_local_and_ignore_twist(body):
     axis = model().joints[0, SMPL_JOINT_NAMES.index("left_wrist")] - model().joints[0, elbow]
     twist = model.body_pose_from({elbow: (1.2 * axis / axis.norm()).tolist()})
     bend = model.body_pose_from({elbow: (0.0, 1.2, 0.0)})
+
     def offsets(pose: torch.Tensor) -> torch.Tensor:
         return model(body_pose=pose).rest_vertices - model().rest_vertices
 

@@ -33,10 +33,18 @@ def test_animation_writes_frames_poses_and_point_cache(model, tmp_path):
     pose[:, 3 * 17 + 1] = -angles  # left elbow about y
     transl = torch.stack([angles, torch.zeros(3), torch.zeros(3)], dim=1)
     out = model(body_pose=pose, transl=transl)
-    paths = save_animation(out.vertices, out.faces, tmp_path / "anim", fps=24,
-                           params={"body_pose": pose, "transl": transl})
-    assert [p.name for p in paths["meshes"]] == ["frame_0000.obj", "frame_0001.obj",
-                                                 "frame_0002.obj"]
+    paths = save_animation(
+        out.vertices,
+        out.faces,
+        tmp_path / "anim",
+        fps=24,
+        params={"body_pose": pose, "transl": transl},
+    )
+    assert [p.name for p in paths["meshes"]] == [
+        "frame_0000.obj",
+        "frame_0001.obj",
+        "frame_0002.obj",
+    ]
     last = trimesh.load(paths["meshes"][-1], process=False)
     np.testing.assert_allclose(last.vertices, out.vertices[-1].numpy(), atol=1e-6)
     poses = np.load(paths["params"])
@@ -45,7 +53,12 @@ def test_animation_writes_frames_poses_and_point_cache(model, tmp_path):
     cache = load_point_cache(paths["point_cache"])
     np.testing.assert_array_equal(cache, out.vertices.numpy())
     assert sorted(p.name for p in (tmp_path / "anim").iterdir()) == [
-        "animation.pc2", "frame_0000.obj", "frame_0001.obj", "frame_0002.obj", "poses.npz"]
+        "animation.pc2",
+        "frame_0000.obj",
+        "frame_0001.obj",
+        "frame_0002.obj",
+        "poses.npz",
+    ]
 
 
 def test_point_cache_header(tmp_path):

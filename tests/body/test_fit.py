@@ -52,8 +52,9 @@ def model() -> SMPL:
 @pytest.fixture(scope="module")
 def bodies(model) -> object:
     """Two gentle random bodies, turned up to 60 degrees, with 1-pixel keypoint noise."""
-    return sample_bodies(model, 2, torch.Generator().manual_seed(3), pose_scale=0.3,
-                         noise_px=1.0, yaw=(-1.0, 1.0))
+    return sample_bodies(
+        model, 2, torch.Generator().manual_seed(3), pose_scale=0.3, noise_px=1.0, yaw=(-1.0, 1.0)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,11 @@ def fitted(model, bodies):
 
 @pytest.mark.parametrize("source", ["builtin", "random"])
 def test_joint_model_matches_smpl_joints(source):
-    model = SMPL(dtype=torch.float64) if source == "builtin" else SMPL(
-        random_model(seed=2), dtype=torch.float64)
+    model = (
+        SMPL(dtype=torch.float64)
+        if source == "builtin"
+        else SMPL(random_model(seed=2), dtype=torch.float64)
+    )
     params = random_params(3, 8, seed=5, dtype=torch.float64)
     expected = model(**params).joints
     torch.testing.assert_close(JointModel(model)(**params), expected, rtol=0, atol=1e-10)
@@ -75,24 +79,27 @@ def test_joint_model_matches_smpl_joints(source):
 
 def test_matrix_to_axis_angle_inverts_rodrigues():
     g = torch.Generator().manual_seed(0)
-    directions = torch.nn.functional.normalize(torch.randn(7, 3, generator=g, dtype=torch.float64),
-                                               dim=1)
-    angles = torch.tensor([0.0, 1e-7, 0.3, 1.5, 3.0, math.pi - 1e-6, math.pi],
-                          dtype=torch.float64)
+    directions = torch.nn.functional.normalize(
+        torch.randn(7, 3, generator=g, dtype=torch.float64), dim=1
+    )
+    angles = torch.tensor([0.0, 1e-7, 0.3, 1.5, 3.0, math.pi - 1e-6, math.pi], dtype=torch.float64)
     vectors = directions * angles[:, None]
     recovered = matrix_to_axis_angle(axis_angle_to_matrix(vectors))
-    torch.testing.assert_close(axis_angle_to_matrix(recovered), axis_angle_to_matrix(vectors),
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        axis_angle_to_matrix(recovered), axis_angle_to_matrix(vectors), rtol=0, atol=1e-9
+    )
     torch.testing.assert_close(recovered[:5], vectors[:5], rtol=0, atol=1e-9)  # angle < pi
 
 
 def test_procrustes_undoes_a_similarity_transform():
     g = torch.Generator().manual_seed(1)
     target = torch.randn(2, 24, 3, generator=g, dtype=torch.float64)
-    rotation = axis_angle_to_matrix(torch.tensor([[0.3, -1.2, 2.0], [2.5, 0.1, 0.0]],
-                                                 dtype=torch.float64))
-    moved = 1.7 * target @ rotation.transpose(1, 2) + torch.tensor([0.5, -2.0, 3.0],
-                                                                   dtype=torch.float64)
+    rotation = axis_angle_to_matrix(
+        torch.tensor([[0.3, -1.2, 2.0], [2.5, 0.1, 0.0]], dtype=torch.float64)
+    )
+    moved = 1.7 * target @ rotation.transpose(1, 2) + torch.tensor(
+        [0.5, -2.0, 3.0], dtype=torch.float64
+    )
     torch.testing.assert_close(procrustes_align(moved, target), target, rtol=0, atol=1e-9)
     assert float(pa_mpjpe(moved, target).max()) < 1e-9
 
@@ -110,8 +117,14 @@ def test_gmof_matches_its_closed_form():
 
 
 def test_angle_prior_is_zero_for_natural_bends_and_positive_for_hyperextension(model):
-    natural = model.body_pose_from({"left_elbow": (0, -1.5, 0), "right_elbow": (0, 1.5, 0),
-                                    "left_knee": (1.2, 0, 0), "right_knee": (0.4, 0, 0)})
+    natural = model.body_pose_from(
+        {
+            "left_elbow": (0, -1.5, 0),
+            "right_elbow": (0, 1.5, 0),
+            "left_knee": (1.2, 0, 0),
+            "right_knee": (0.4, 0, 0),
+        }
+    )
     rest = torch.zeros_like(natural)
     assert float(angle_prior(natural, model.joint_names)) == 0.0
     assert float(angle_prior(rest, model.joint_names)) == 0.0
@@ -126,21 +139,25 @@ def test_angle_prior_is_zero_for_natural_bends_and_positive_for_hyperextension(m
 def test_hyperextension_direction_matches_the_body(model, name):
     """Bending the wrong way moves forearms behind the body (-z) and shins in front (+z)."""
     axis, sign = HYPEREXTENSION[name]
-    child = {"left_elbow": "left_wrist", "right_elbow": "right_wrist",
-             "left_knee": "left_ankle", "right_knee": "right_ankle"}[name]
+    child = {
+        "left_elbow": "left_wrist",
+        "right_elbow": "right_wrist",
+        "left_knee": "left_ankle",
+        "right_knee": "right_ankle",
+    }[name]
     rotation = [0.0, 0.0, 0.0]
     rotation[axis] = 0.6 * sign
     joints = model(body_pose=model.body_pose_from({name: rotation})).joints[0]
-    offset_z = float(joints[model.joint_names.index(child), 2]
-                     - joints[model.joint_names.index(name), 2])
+    offset_z = float(
+        joints[model.joint_names.index(child), 2] - joints[model.joint_names.index(name), 2]
+    )
     expected_z = -1.0 if "elbow" in name else 1.0
     assert offset_z * expected_z > 0.05
 
 
 def test_initial_depth_by_similar_triangles(model, bodies):
     joints = JointModel(model)
-    depth = initial_depth(joints, bodies.clean_keypoints, bodies.K,
-                          torch.ones(2, model.n_joints))
+    depth = initial_depth(joints, bodies.clean_keypoints, bodies.K, torch.ones(2, model.n_joints))
     true_depth = bodies.joints[:, 0, 2]
     assert float(((depth - true_depth) / true_depth).abs().max()) < 0.25
 
@@ -161,8 +178,7 @@ def test_fit_recovers_keypoints_and_3d_joints(fitted, bodies):
 
 
 def test_stages_improve_on_the_start(fitted):
-    assert set(fitted.losses) == {"torso", "full_1_prior_x10", "full_2_prior_x3",
-                                  "full_3_prior_x1"}
+    assert set(fitted.losses) == {"torso", "full_1_prior_x10", "full_2_prior_x3", "full_3_prior_x1"}
     assert all(len(h) == n for h, n in zip(fitted.losses.values(), (40, 60, 60, 80), strict=True))
     for history in fitted.losses.values():
         assert history[-1] < history[0]
@@ -175,8 +191,7 @@ def test_batched_fit_equals_separate_fits(model, bodies):
     together = fit_smplify(model, bodies.keypoints, bodies.K, config=config)
     for i in range(2):
         alone = fit_smplify(model, bodies.keypoints[i], bodies.K[i], config=config)
-        torch.testing.assert_close(alone.body_pose[0], together.body_pose[i], rtol=0,
-                                   atol=1e-4)
+        torch.testing.assert_close(alone.body_pose[0], together.body_pose[i], rtol=0, atol=1e-4)
         torch.testing.assert_close(alone.transl[0], together.transl[i], rtol=0, atol=1e-4)
 
 
@@ -202,15 +217,18 @@ def test_zero_confidence_ignores_an_outlier(model, bodies):
 
 
 def test_fit_with_a_viewmat_returns_world_parameters(model):
-    params = {"body_pose": model.body_pose_from({"left_elbow": (0, -1.0, 0),
-                                                 "right_knee": (0.7, 0, 0),
-                                                 "left_shoulder": (0, 0, -0.8)}),
-              "global_orient": torch.tensor([[0.0, 0.5, 0.0]]),
-              "transl": torch.tensor([[1.0, 0.2, -3.0]])}
+    params = {
+        "body_pose": model.body_pose_from(
+            {"left_elbow": (0, -1.0, 0), "right_knee": (0.7, 0, 0), "left_shoulder": (0, 0, -0.8)}
+        ),
+        "global_orient": torch.tensor([[0.0, 0.5, 0.0]]),
+        "transl": torch.tensor([[1.0, 0.2, -3.0]]),
+    }
     joints = model(**params).joints[0]
     keypoint_file = keypoints_from_joints(joints, width=640, height=480)
-    result = fit_smplify(model, keypoint_file.keypoints, keypoint_file.K,
-                         viewmat=keypoint_file.viewmat, config=QUICK)
+    result = fit_smplify(
+        model, keypoint_file.keypoints, keypoint_file.K, viewmat=keypoint_file.viewmat, config=QUICK
+    )
     assert float(result.mean_error()[0]) < 1.0
     assert float(1000 * pa_mpjpe(result.joints, joints[None])[0]) < 40.0
     # World frame: the pelvis lands near the true one (similar triangles fix the depth).
@@ -246,8 +264,9 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(model, bodies):
 
 
 def test_lbfgs_optimizer_runs(model, bodies):
-    config = dataclasses.replace(QUICK, optimizer="lbfgs", torso_iterations=10,
-                                 iterations=(10, 10, 10))
+    config = dataclasses.replace(
+        QUICK, optimizer="lbfgs", torso_iterations=10, iterations=(10, 10, 10)
+    )
     result = fit_smplify(model, bodies.keypoints[:1], bodies.K[:1], config=config)
     assert float(result.mean_error()[0]) < float(result.initial_joint_errors.mean())
 
@@ -256,8 +275,7 @@ def test_lbfgs_optimizer_runs(model, bodies):
 
 
 def test_lgd_training_lowers_its_loss_and_fits(model, tmp_path):
-    config = LGDConfig(iterations=60, minutes=None, batch_size=16, hidden=64, steps=2,
-                       lr=3e-3)
+    config = LGDConfig(iterations=60, minutes=None, batch_size=16, hidden=64, steps=2, lr=3e-3)
     trained = train_lgd(model, config, checkpoint=tmp_path / "lgd.pt")
     assert trained.iterations == 60 and len(trained.losses) == 60
     assert np.mean(trained.losses[-10:]) < 0.95 * np.mean(trained.losses[:10])
@@ -298,10 +316,17 @@ def test_keypoint_file_round_trip_and_joint_names(tmp_path, model):
     assert ((read.keypoints >= 0) & (read.keypoints <= [320, 240])).all()  # body in view
     # Rows named in another order, three joints left out: matched by name, those get c = 0.
     order = [5, 0, 3, 1, 2] + list(range(6, 22))
-    (tmp_path / "named.json").write_text(json.dumps({
-        "keypoints": written.keypoints[order].tolist(),
-        "joint_names": [model.joint_names[i] for i in order],
-        "intrinsics": {"fx": 300.0, "fy": 300.0}, "width": 320, "height": 240}))
+    (tmp_path / "named.json").write_text(
+        json.dumps(
+            {
+                "keypoints": written.keypoints[order].tolist(),
+                "joint_names": [model.joint_names[i] for i in order],
+                "intrinsics": {"fx": 300.0, "fy": 300.0},
+                "width": 320,
+                "height": 240,
+            }
+        )
+    )
     named = load_keypoints(tmp_path / "named.json")
     np.testing.assert_allclose(named.K[:2, 2], [160.0, 120.0])  # centre from the size
     keypoints, confidences = named.for_model(model.joint_names)
@@ -309,22 +334,32 @@ def test_keypoint_file_round_trip_and_joint_names(tmp_path, model):
     assert [j for j in range(24) if confidences[j] == 0] == [4, 22, 23]
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"intrinsics": {"fx": 1, "fy": 1, "cx": 0, "cy": 0}}, "keypoints"),
-    ({"keypoints": [[1, 2, 3, 4]], "K": np.eye(3).tolist()}, "keypoints"),
-    ({"keypoints": [[1, 2]] * 24}, "intrinsics"),
-    ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(),
-      "intrinsics": {"fx": 1, "fy": 1, "cx": 0, "cy": 0}}, "intrinsics"),
-    ({"keypoints": [[1, 2]] * 24, "intrinsics": {"fx": 1, "fy": 1}}, "cx and cy"),
-    ({"keypoints": [[1, 2]] * 24, "K": [[1, 0, 0], [0, 1, 0], [0, 0, 2]]}, "intrinsics"),
-    ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "confidences": [1] * 23},
-     "confidences"),
-    ({"keypoints": [[1, 2, -1]] * 24, "K": np.eye(3).tolist()}, "confidences"),
-    ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "width": 10}, "height"),
-    ({"keypoints": [[1, 2]] * 2, "K": np.eye(3).tolist(), "joint_names": ["a"]},
-     "joint_names"),
-    ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "viewmat": [[1, 0]]}, "viewmat"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"intrinsics": {"fx": 1, "fy": 1, "cx": 0, "cy": 0}}, "keypoints"),
+        ({"keypoints": [[1, 2, 3, 4]], "K": np.eye(3).tolist()}, "keypoints"),
+        ({"keypoints": [[1, 2]] * 24}, "intrinsics"),
+        (
+            {
+                "keypoints": [[1, 2]] * 24,
+                "K": np.eye(3).tolist(),
+                "intrinsics": {"fx": 1, "fy": 1, "cx": 0, "cy": 0},
+            },
+            "intrinsics",
+        ),
+        ({"keypoints": [[1, 2]] * 24, "intrinsics": {"fx": 1, "fy": 1}}, "cx and cy"),
+        ({"keypoints": [[1, 2]] * 24, "K": [[1, 0, 0], [0, 1, 0], [0, 0, 2]]}, "intrinsics"),
+        (
+            {"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "confidences": [1] * 23},
+            "confidences",
+        ),
+        ({"keypoints": [[1, 2, -1]] * 24, "K": np.eye(3).tolist()}, "confidences"),
+        ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "width": 10}, "height"),
+        ({"keypoints": [[1, 2]] * 2, "K": np.eye(3).tolist(), "joint_names": ["a"]}, "joint_names"),
+        ({"keypoints": [[1, 2]] * 24, "K": np.eye(3).tolist(), "viewmat": [[1, 0]]}, "viewmat"),
+    ],
+)
 def test_bad_keypoint_files_raise_value_errors(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(content))
@@ -333,17 +368,36 @@ def test_bad_keypoint_files_raise_value_errors(tmp_path, content, message):
 
 
 def test_keypoint_names_the_model_lacks(model):
-    file = KeypointFile(keypoints=np.zeros((2, 2)), confidences=np.ones(2), K=np.eye(3),
-                        joint_names=("pelvis", "tail"))
+    file = KeypointFile(
+        keypoints=np.zeros((2, 2)),
+        confidences=np.ones(2),
+        K=np.eye(3),
+        joint_names=("pelvis", "tail"),
+    )
     with pytest.raises(ValueError, match="tail"):
         file.for_model(model.joint_names)
 
 
 def test_cli_pose_then_fit_round_trip(tmp_path, capsys, model):
     keypoints = tmp_path / "kp.json"
-    assert main(["body", "pose", "--out", str(tmp_path / "posed.obj"), "--pose",
-                 "left_elbow=0,-60,0", "right_knee=40,0,0", "left_shoulder=0,0,-50",
-                 "--degrees", "--keypoints-out", str(keypoints)]) == 0
+    assert (
+        main(
+            [
+                "body",
+                "pose",
+                "--out",
+                str(tmp_path / "posed.obj"),
+                "--pose",
+                "left_elbow=0,-60,0",
+                "right_knee=40,0,0",
+                "left_shoulder=0,0,-50",
+                "--degrees",
+                "--keypoints-out",
+                str(keypoints),
+            ]
+        )
+        == 0
+    )
     assert str(keypoints) in capsys.readouterr().out
     out = tmp_path / "fit"
     assert main(["body", "fit", str(keypoints), "--out", str(out)]) == 0
@@ -353,12 +407,17 @@ def test_cli_pose_then_fit_round_trip(tmp_path, capsys, model):
     assert sorted(p.name for p in out.iterdir()) == ["fit.json", "mesh.obj", "params.npz"]
     params = np.load(out / "params.npz")
     assert {"betas", "body_pose", "global_orient", "transl", "joints", "joint_names"} <= set(
-        params.files)
+        params.files
+    )
     summary = json.loads((out / "fit.json").read_text())
     assert summary["mean_error_px"] < 2.0 and summary["frame"] == "world (viewmat)"
     assert set(summary["joint_errors_px"]) == set(model.joint_names)
-    assert list(summary["losses"]) == ["torso", "full_1_prior_x10", "full_2_prior_x3",
-                                       "full_3_prior_x1"]
+    assert list(summary["losses"]) == [
+        "torso",
+        "full_1_prior_x10",
+        "full_2_prior_x3",
+        "full_3_prior_x1",
+    ]
     mesh = trimesh.load(out / "mesh.obj", process=False)
     assert len(mesh.vertices) == model.n_vertices
     # The fit lands on the posed body in its own (world) frame.

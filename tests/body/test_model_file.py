@@ -66,8 +66,9 @@ def test_ambiguous_chumpy_state_is_a_clear_error(tmp_path):
     model = random_model(seed=5)
     buffer = io.BytesIO()
     pickle.Pickler(buffer, protocol=2).dump({**model, "shapedirs": _TwoArrays()})
-    data = buffer.getvalue().replace(b"tests.body.test_model_file\n_TwoArrays",
-                                     b"chumpy.ch_ops\nadd")
+    data = buffer.getvalue().replace(
+        b"tests.body.test_model_file\n_TwoArrays", b"chumpy.ch_ops\nadd"
+    )
     (tmp_path / "m.pkl").write_bytes(data)
     with pytest.raises(ValueError, match="shapedirs: cannot tell which array.*chumpy.ch_ops.add"):
         load_model_file(tmp_path / "m.pkl")

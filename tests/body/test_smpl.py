@@ -86,6 +86,7 @@ def test_rotating_the_left_elbow_moves_only_the_forearm_and_hand(builtin):
     assert float(moved.max()) > 0.2  # the hand swings by tens of centimetres
     joint_moved = (bent.joints - rest.joints).norm(dim=-1)[0]
     assert set(torch.nonzero(joint_moved > 1e-6).flatten().tolist()) == set(below[1:])
+
     def forearm(out) -> torch.Tensor:
         return (out.joints[0, below[1]] - out.joints[0, elbow]).norm()
 
@@ -96,7 +97,7 @@ def test_batch_of_three_equals_three_single_bodies(builtin):
     params = random_params(3, 5, seed=4)
     batch = builtin(**params)
     for b in range(3):
-        single = builtin(**{k: v[b:b + 1] for k, v in params.items()})
+        single = builtin(**{k: v[b : b + 1] for k, v in params.items()})
         _close(batch.vertices[b], single.vertices[0], 1e-6)
         _close(batch.joints[b], single.joints[0], 1e-6)
     only_pose = builtin(body_pose=params["body_pose"])  # batch size from the one given
@@ -159,15 +160,16 @@ def test_rodrigues_matches_matrix_exponential():
     _close(batch_rodrigues(vectors), expected, 1e-14)
     small = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(batch_rodrigues, (small + 1e-4,))
-    torch.autograd.gradcheck(batch_rodrigues, (torch.randn(4, 3, dtype=torch.float64,
-                                                           requires_grad=True),))
+    torch.autograd.gradcheck(
+        batch_rodrigues, (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),)
+    )
 
 
 def test_body_pose_from_joint_names(builtin):
     pose = builtin.body_pose_from({"right_knee": (1.0, 0.0, 0.0), 18: (0.0, 0.5, 0.0)})
     assert pose.shape == (1, 69)
     knee = SMPL_JOINT_NAMES.index("right_knee") - 1
-    assert pose[0, 3 * knee:3 * knee + 3].tolist() == [1.0, 0.0, 0.0]
+    assert pose[0, 3 * knee : 3 * knee + 3].tolist() == [1.0, 0.0, 0.0]
     assert float(pose.abs().sum()) == 1.5
     with pytest.raises(ValueError, match="unknown joint 'elbow'"):
         builtin.body_pose_from({"elbow": (0.0, 0.0, 1.0)})
@@ -212,7 +214,8 @@ def test_outputs_follow_their_definitions(builtin, builtin_arrays):
     out = model(**params)
     arrays = {k: torch.as_tensor(v) for k, v in builtin_arrays.items() if k != "kintree_table"}
     v_shaped = arrays["v_template"].double() + torch.einsum(
-        "bs,vcs->bvc", params["betas"], arrays["shapedirs"].double()[..., :6])
+        "bs,vcs->bvc", params["betas"], arrays["shapedirs"].double()[..., :6]
+    )
     rest_joints = torch.einsum("jv,bvc->bjc", arrays["J_regressor"].double(), v_shaped)
     pose = torch.cat([params["global_orient"], params["body_pose"]], 1).view(2, 24, 3)
     rot_mats, world, skin = kinematics_reference(pose, rest_joints, model.parents)
@@ -222,8 +225,7 @@ def test_outputs_follow_their_definitions(builtin, builtin_arrays):
     _close(out.rest_vertices, v_posed, 1e-12)
     _close(out.skinning_transforms, skin, 1e-12)
     _close(out.joint_transforms[..., :3, :3], world[..., :3, :3], 1e-12)
-    _close(out.joint_transforms[..., :3, 3], world[..., :3, 3] + params["transl"][:, None],
-           1e-12)
+    _close(out.joint_transforms[..., :3, 3], world[..., :3, 3] + params["transl"][:, None], 1e-12)
     _close(out.joints, out.joint_transforms[..., :3, 3], 0.0)
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
     assert bool((out.joint_transforms[..., 3, :] == bottom).all())
@@ -236,8 +238,9 @@ def test_precomputed_constants_move_with_the_module(builtin_arrays):
     params = random_params(2, 5, seed=12, dtype=torch.float64)
     moved = SMPL(builtin_arrays).double()
     assert moved.blend_dirs.dtype == torch.float64 and moved.joint_dirs.dtype == torch.float64
-    _close(moved(**params).vertices, SMPL(builtin_arrays, dtype=torch.float64)(**params).vertices,
-           1e-6)
+    _close(
+        moved(**params).vertices, SMPL(builtin_arrays, dtype=torch.float64)(**params).vertices, 1e-6
+    )
     assert "blend_dirs" not in moved.state_dict()
 
 

@@ -21,8 +21,9 @@ KERNEL_IMPLS = [i for i in ("cpp",) if i in available_impls()]
 needs_cpp = pytest.mark.skipif("cpp" not in available_impls(), reason="mp3d._C not available")
 
 
-def random_rotations(shape: tuple[int, ...], g: torch.Generator,
-                     dtype=torch.float64) -> torch.Tensor:
+def random_rotations(
+    shape: tuple[int, ...], g: torch.Generator, dtype=torch.float64
+) -> torch.Tensor:
     """Uniformly random rotation matrices [*shape, 3, 3] (QR of Gaussian matrices)."""
     q, r = torch.linalg.qr(torch.randn(*shape, 3, 3, generator=g, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
@@ -79,8 +80,9 @@ def forward_backward(inputs, impl: str, grad_seed: int = 1, needs=(True, True, T
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_cpp_matches_reference_float32(n_batch, shared, sparse):
-    inputs = skinning_inputs(n_batch=n_batch, n_vertices=300, n_joints=24, sparse=sparse,
-                             shared=shared, seed=n_batch)
+    inputs = skinning_inputs(
+        n_batch=n_batch, n_vertices=300, n_joints=24, sparse=sparse, shared=shared, seed=n_batch
+    )
     expected, expected_grads = forward_backward(inputs, "torch")
     actual, actual_grads = forward_backward(inputs, "cpp")
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
@@ -102,8 +104,9 @@ def test_cpp_matches_reference_many_tasks(dtype):
 
 
 @needs_cpp
-@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False),
-                                   (False, False, True), (False, True, True)])
+@pytest.mark.parametrize(
+    "needs", [(True, False, False), (False, True, False), (False, False, True), (False, True, True)]
+)
 def test_cpp_backward_for_some_inputs(needs):
     inputs = skinning_inputs(n_batch=4, n_vertices=100, n_joints=10, dtype=torch.float64, seed=4)
     _, expected = forward_backward(inputs, "torch", needs=needs)
@@ -122,10 +125,15 @@ def test_non_contiguous_inputs():
     vertices_t = vertices.transpose(0, 1).contiguous().transpose(0, 1)
     weights_t = weights.t().contiguous().t()
     transforms_t = transforms.transpose(-1, -2).contiguous().transpose(-1, -2)
-    assert not (vertices_t.is_contiguous() or weights_t.is_contiguous()
-                or transforms_t.is_contiguous())
-    torch.testing.assert_close(lbs(vertices_t, weights_t, transforms_t, impl="cpp"),
-                               reference(vertices, weights, transforms), rtol=1e-5, atol=1e-5)
+    assert not (
+        vertices_t.is_contiguous() or weights_t.is_contiguous() or transforms_t.is_contiguous()
+    )
+    torch.testing.assert_close(
+        lbs(vertices_t, weights_t, transforms_t, impl="cpp"),
+        reference(vertices, weights, transforms),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 @needs_cpp
@@ -145,8 +153,15 @@ def test_cpp_baseline_isa_loops_match_reference():
     )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "MP3D_DISABLE_AVX2": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "baseline ok" in result.stdout
 
@@ -158,8 +173,15 @@ def test_cpp_baseline_isa_loops_match_reference():
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_gradcheck_all_inputs(impl, shared, sparse):
-    inputs = skinning_inputs(n_batch=3, n_vertices=7, n_joints=4, dtype=torch.float64,
-                             sparse=sparse, shared=shared, seed=6)
+    inputs = skinning_inputs(
+        n_batch=3,
+        n_vertices=7,
+        n_joints=4,
+        dtype=torch.float64,
+        sparse=sparse,
+        shared=shared,
+        seed=6,
+    )
     leaves = tuple(t.clone().requires_grad_() for t in inputs)
     assert torch.autograd.gradcheck(lambda x, w, a: lbs(x, w, a, impl=impl), leaves)
 
@@ -168,8 +190,9 @@ def test_gradcheck_all_inputs(impl, shared, sparse):
 @pytest.mark.parametrize("shared", [False, True])
 def test_double_backward(impl, shared):
     """create_graph=True differentiates through the reference, so second order works too."""
-    inputs = skinning_inputs(n_batch=2, n_vertices=3, n_joints=2, dtype=torch.float64, seed=7,
-                             shared=shared)
+    inputs = skinning_inputs(
+        n_batch=2, n_vertices=3, n_joints=2, dtype=torch.float64, seed=7, shared=shared
+    )
     leaves = tuple(t.clone().requires_grad_() for t in inputs)
     assert torch.autograd.gradgradcheck(lambda x, w, a: lbs(x, w, a, impl=impl), leaves)
 
@@ -180,8 +203,9 @@ def test_double_backward(impl, shared):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 @pytest.mark.parametrize("shared", [False, True])
 def test_identity_transforms_leave_vertices_unchanged(impl, shared):
-    vertices, weights, _ = skinning_inputs(n_batch=9, n_vertices=64, n_joints=24, shared=shared,
-                                           sparse=False, seed=8)
+    vertices, weights, _ = skinning_inputs(
+        n_batch=9, n_vertices=64, n_joints=24, shared=shared, sparse=False, seed=8
+    )
     identity = torch.eye(4).expand(9, 24, 4, 4)
     posed = lbs(vertices, weights, identity, impl=impl)
     torch.testing.assert_close(posed, vertices.expand(9, 64, 3), rtol=0, atol=1e-6)
@@ -207,8 +231,9 @@ def test_one_joint_is_a_rigid_motion(impl):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_translations_blend_linearly(impl):
     """Pure translations t_j move vertex v by sum_j w_vj t_j."""
-    vertices, weights, _ = skinning_inputs(n_batch=3, n_vertices=40, n_joints=6,
-                                           dtype=torch.float64, seed=10)
+    vertices, weights, _ = skinning_inputs(
+        n_batch=3, n_vertices=40, n_joints=6, dtype=torch.float64, seed=10
+    )
     shifts = torch.randn(3, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     transforms = torch.eye(4, dtype=torch.float64).repeat(3, 6, 1, 1)
     transforms[..., :3, 3] = shifts
@@ -218,12 +243,14 @@ def test_translations_blend_linearly(impl):
 
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_bottom_rows_of_transforms_are_ignored(impl):
-    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=20, dtype=torch.float64,
-                                                    seed=11)
+    vertices, weights, transforms = skinning_inputs(
+        n_batch=2, n_vertices=20, dtype=torch.float64, seed=11
+    )
     other = transforms.clone()
     other[..., 3, :] = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
-    torch.testing.assert_close(lbs(vertices, weights, transforms, impl=impl),
-                               lbs(vertices, weights, other, impl=impl))
+    torch.testing.assert_close(
+        lbs(vertices, weights, transforms, impl=impl), lbs(vertices, weights, other, impl=impl)
+    )
     transforms.requires_grad_()
     lbs(vertices, weights, transforms, impl=impl).sum().backward()
     assert transforms.grad[..., 3, :].abs().max() == 0
@@ -233,8 +260,9 @@ def test_bottom_rows_of_transforms_are_ignored(impl):
 def test_shared_vertices_equal_batched_copies(impl):
     """[V,3] vertices act as the same vertices in every batch element; their gradient is the
     sum of the per-element gradients."""
-    shared, weights, transforms = skinning_inputs(n_batch=11, n_vertices=70, n_joints=8,
-                                                  dtype=torch.float64, shared=True, seed=12)
+    shared, weights, transforms = skinning_inputs(
+        n_batch=11, n_vertices=70, n_joints=8, dtype=torch.float64, shared=True, seed=12
+    )
     batched = shared.expand(11, 70, 3).contiguous()
     posed_shared, grads_shared = forward_backward((shared, weights, transforms), impl)
     posed_batched, grads_batched = forward_backward((batched, weights, transforms), impl)
@@ -249,12 +277,14 @@ def test_shared_vertices_equal_batched_copies(impl):
 
 
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
-@pytest.mark.parametrize("n_batch,n_vertices,shared", [(0, 10, False), (0, 10, True),
-                                                        (4, 0, False), (4, 0, True),
-                                                        (0, 0, False)])
+@pytest.mark.parametrize(
+    "n_batch,n_vertices,shared",
+    [(0, 10, False), (0, 10, True), (4, 0, False), (4, 0, True), (0, 0, False)],
+)
 def test_empty_batch_or_vertices(impl, n_batch, n_vertices, shared):
-    vertices, weights, transforms = skinning_inputs(n_batch=n_batch, n_vertices=n_vertices,
-                                                    n_joints=5, shared=shared, seed=13)
+    vertices, weights, transforms = skinning_inputs(
+        n_batch=n_batch, n_vertices=n_vertices, n_joints=5, shared=shared, seed=13
+    )
     leaves = [t.clone().requires_grad_() for t in (vertices, weights, transforms)]
     posed = lbs(*leaves, impl=impl)
     assert posed.shape == (n_batch, n_vertices, 3)
@@ -287,29 +317,45 @@ def _bad_cases():
     return {
         "vertices of another V": (
             case(vertices=vertices[:, :5]),
-            r"vertices must have shape \[2, 6, 3\] or \[6, 3\].*got \[2, 5, 3\]"),
-        "vertices of another B": (case(vertices=vertices[:1]),
-                                  r"vertices must have shape \[2, 6, 3\].*got \[1, 6, 3\]"),
-        "vertices with 4 coordinates": (case(vertices=torch.zeros(2, 6, 4)),
-                                        r"vertices must have shape.*got \[2, 6, 4\]"),
+            r"vertices must have shape \[2, 6, 3\] or \[6, 3\].*got \[2, 5, 3\]",
+        ),
+        "vertices of another B": (
+            case(vertices=vertices[:1]),
+            r"vertices must have shape \[2, 6, 3\].*got \[1, 6, 3\]",
+        ),
+        "vertices with 4 coordinates": (
+            case(vertices=torch.zeros(2, 6, 4)),
+            r"vertices must have shape.*got \[2, 6, 4\]",
+        ),
         "transforms of another J": (
             case(transforms=transforms[:, :3]),
-            r"transforms must have shape \[\*, 4, 4, 4\], got \[2, 3, 4, 4\]"),
-        "3x4 transforms": (case(transforms=transforms[..., :3, :]),
-                           r"transforms must have shape \[\*, 4, 4, 4\], got \[2, 4, 3, 4\]"),
+            r"transforms must have shape \[\*, 4, 4, 4\], got \[2, 3, 4, 4\]",
+        ),
+        "3x4 transforms": (
+            case(transforms=transforms[..., :3, :]),
+            r"transforms must have shape \[\*, 4, 4, 4\], got \[2, 4, 3, 4\]",
+        ),
         "1-D weights": (case(weights=weights[0]), r"weights must have shape \[\*, \*\], got \[4\]"),
         "weights rows not summing to 1": (
-            case(weights=unnormalised), r"weights rows must sum to 1 .*got row 3 summing to 1\.1"),
+            case(weights=unnormalised),
+            r"weights rows must sum to 1 .*got row 3 summing to 1\.1",
+        ),
         "NaN vertex": (case(vertices=nan_vertices), "vertices must be finite, got 1 NaN"),
         "infinite transform": (case(transforms=inf_transforms), "transforms must be finite"),
         "NaN weight": (case(weights=nan_weights), "weights must be finite"),
         "float16 weights": (case(weights=weights.half()), "weights must have dtype"),
-        "int transforms": (case(transforms=transforms.int()),
-                           "transforms must have the dtype of vertices"),
-        "mixed float dtypes": (case(vertices=vertices.double()),
-                               "weights must have the dtype of vertices"),
-        "other device": (case(transforms=transforms.to("meta")),
-                         "transforms must be on the same device as vertices"),
+        "int transforms": (
+            case(transforms=transforms.int()),
+            "transforms must have the dtype of vertices",
+        ),
+        "mixed float dtypes": (
+            case(vertices=vertices.double()),
+            "weights must have the dtype of vertices",
+        ),
+        "other device": (
+            case(transforms=transforms.to("meta")),
+            "transforms must be on the same device as vertices",
+        ),
         "list vertices": (case(vertices=vertices.tolist()), "vertices must be a torch.Tensor"),
     }
 
@@ -328,8 +374,9 @@ def test_bad_input_raises_value_error(name, impl):
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
 def test_weights_within_tolerance_are_accepted(impl):
     """Rows off by 5e-5 (< WEIGHT_SUM_TOLERANCE) skin as given; off by 2e-4, they raise."""
-    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=6, seed=15,
-                                                    dtype=torch.float64)
+    vertices, weights, transforms = skinning_inputs(
+        n_batch=2, n_vertices=6, seed=15, dtype=torch.float64
+    )
     near = weights * (1 + 5e-5)
     posed = lbs(vertices, near, transforms, impl=impl)
     torch.testing.assert_close(posed, reference(vertices, near, transforms))
@@ -343,8 +390,9 @@ def test_validate_false_skips_value_checks_only(impl):
     never the shape, dtype and device checks."""
     from mp3d.ops._validation import checks
 
-    vertices, weights, transforms = skinning_inputs(n_batch=2, n_vertices=6, seed=23,
-                                                    dtype=torch.float64)
+    vertices, weights, transforms = skinning_inputs(
+        n_batch=2, n_vertices=6, seed=23, dtype=torch.float64
+    )
     scaled = weights * 1.1
     posed = lbs(vertices, scaled, transforms, impl=impl, validate=False)
     torch.testing.assert_close(posed, reference(vertices, scaled, transforms))
@@ -376,8 +424,9 @@ def test_cpp_check_is_second_line_of_defence():
     with pytest.raises(ValueError, match="transforms must have shape"):
         torch.ops.mp3d.lbs_fwd(vertices, weights, transforms[:, :3].contiguous())
     with pytest.raises(ValueError, match="grad_posed must have shape"):
-        torch.ops.mp3d.lbs_bwd(torch.zeros(2, 5, 3), vertices, weights, transforms,
-                               True, True, True)
+        torch.ops.mp3d.lbs_bwd(
+            torch.zeros(2, 5, 3), vertices, weights, transforms, True, True, True
+        )
 
 
 # ----------------------------------------------------------------------------- CUDA
@@ -387,8 +436,7 @@ def test_cpp_check_is_second_line_of_defence():
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("n_batch", [1, 37])
 def test_cuda_matches_reference(shared, n_batch):
-    inputs = skinning_inputs(n_batch=n_batch, n_vertices=1000, n_joints=24, shared=shared,
-                             seed=18)
+    inputs = skinning_inputs(n_batch=n_batch, n_vertices=1000, n_joints=24, shared=shared, seed=18)
     expected, expected_grads = forward_backward(inputs, "torch")
     actual, actual_grads = forward_backward(tuple(t.cuda() for t in inputs), "cuda")
     torch.testing.assert_close(actual.cpu(), expected, rtol=1e-5, atol=1e-5)
@@ -399,8 +447,15 @@ def test_cuda_matches_reference(shared, n_batch):
 @pytest.mark.gpu
 @pytest.mark.parametrize("shared", [False, True])
 def test_cuda_gradcheck(shared):
-    inputs = skinning_inputs(n_batch=3, n_vertices=7, n_joints=4, dtype=torch.float64,
-                             shared=shared, seed=19, device="cuda")
+    inputs = skinning_inputs(
+        n_batch=3,
+        n_vertices=7,
+        n_joints=4,
+        dtype=torch.float64,
+        shared=shared,
+        seed=19,
+        device="cuda",
+    )
     leaves = tuple(t.clone().requires_grad_() for t in inputs)
     assert torch.autograd.gradcheck(lambda x, w, a: lbs(x, w, a, impl="cuda"), leaves)
 
@@ -408,8 +463,9 @@ def test_cuda_gradcheck(shared):
 @pytest.mark.gpu
 def test_cuda_many_joints():
     """More (joint, entry) pairs than one block's threads: 100 joints x 12 entries."""
-    inputs = skinning_inputs(n_batch=3, n_vertices=200, n_joints=100, dtype=torch.float64,
-                             sparse=False, seed=20)
+    inputs = skinning_inputs(
+        n_batch=3, n_vertices=200, n_joints=100, dtype=torch.float64, sparse=False, seed=20
+    )
     _, expected = forward_backward(inputs, "torch")
     _, actual = forward_backward(tuple(t.cuda() for t in inputs), "cuda")
     for a, e in zip(actual, expected):
@@ -423,8 +479,9 @@ def test_cuda_empty_and_identity():
     assert lbs(vertices, weights, empty, impl="cuda").shape == (0, 10, 3)
     vertices, weights, _ = skinning_inputs(n_batch=4, n_vertices=10, device="cuda", seed=22)
     identity = torch.eye(4, device="cuda").expand(4, 6, 4, 4)
-    torch.testing.assert_close(lbs(vertices, weights, identity, impl="cuda"), vertices,
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        lbs(vertices, weights, identity, impl="cuda"), vertices, rtol=0, atol=1e-6
+    )
 
 
 # ----------------------------------------------------------------------------- kinematics
@@ -434,8 +491,9 @@ PARENTS = [int(p) for p in SMPL_PARENTS]
 SMALL_TREE = [-1, 0, 1, 1, 3]
 
 
-def kinematics_inputs(n_batch: int = 4, n_joints: int = 24, dtype=torch.float64,
-                      matrices: bool = False, seed: int = 0):
+def kinematics_inputs(
+    n_batch: int = 4, n_joints: int = 24, dtype=torch.float64, matrices: bool = False, seed: int = 0
+):
     """(rotations [B,J,3] or [B,J,3,3], joints [B,J,3]); batch element 0 has some zero and
     some tiny rotations (the Taylor branches of Rodrigues)."""
     g = torch.Generator().manual_seed(seed)
@@ -456,8 +514,10 @@ def test_kinematics_cpp_matches_reference(matrices, dtype, n_batch):
     rotations, joints = kinematics_inputs(n_batch, dtype=dtype, matrices=matrices, seed=n_batch)
     leaves = [t.clone().requires_grad_() for t in (rotations, joints)]
     expected = kinematics_reference(*leaves, PARENTS)
-    upstream = [torch.randn(t.shape, dtype=dtype, generator=torch.Generator().manual_seed(i))
-                for i, t in enumerate(expected)]
+    upstream = [
+        torch.randn(t.shape, dtype=dtype, generator=torch.Generator().manual_seed(i))
+        for i, t in enumerate(expected)
+    ]
     expected_grads = torch.autograd.grad(expected, leaves, upstream)
     actual = forward_kinematics(*leaves, PARENTS, impl="cpp")
     actual_grads = torch.autograd.grad(actual, leaves, upstream)
@@ -474,18 +534,30 @@ def test_kinematics_gradcheck(impl, matrices):
     rotations, joints = kinematics_inputs(3, n_joints=5, matrices=matrices, seed=1)
     leaves = (rotations.requires_grad_(), joints.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl=impl), leaves)
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl=impl), leaves
+    )
 
 
 @needs_cpp
 def test_kinematics_gradcheck_at_the_zero_rotation():
     """Rodrigues' vector-Jacobian product in C++ at v = 0 and across its series threshold."""
-    vectors = torch.tensor([[[0.0, 0.0, 0.0], [1e-6, -2e-6, 0.0], [5e-3, -4e-3, 6e-3],
-                             [1.2e-2, 0.0, 0.0], [0.3, -0.2, 0.1]]], dtype=torch.float64)
+    vectors = torch.tensor(
+        [
+            [
+                [0.0, 0.0, 0.0],
+                [1e-6, -2e-6, 0.0],
+                [5e-3, -4e-3, 6e-3],
+                [1.2e-2, 0.0, 0.0],
+                [0.3, -0.2, 0.1],
+            ]
+        ],
+        dtype=torch.float64,
+    )
     joints = torch.randn(1, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     leaves = (vectors.requires_grad_(), joints.requires_grad_())
     assert torch.autograd.gradcheck(
-        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl="cpp"), leaves, eps=1e-7)
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE, impl="cpp"), leaves, eps=1e-7
+    )
 
 
 @pytest.mark.parametrize("impl", KERNEL_IMPLS)
@@ -495,7 +567,8 @@ def test_kinematics_double_backward(impl, matrices):
     rotations, joints = kinematics_inputs(2, n_joints=4, matrices=matrices, seed=3)
     leaves = (rotations.requires_grad_(), joints.requires_grad_())
     assert torch.autograd.gradgradcheck(
-        lambda r, j: forward_kinematics(r, j, SMALL_TREE[:4], impl=impl), leaves)
+        lambda r, j: forward_kinematics(r, j, SMALL_TREE[:4], impl=impl), leaves
+    )
 
 
 @pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
@@ -504,8 +577,9 @@ def test_kinematics_closed_forms(impl):
     origin to the posed joint, skin maps each rest joint there, bottom rows are [0, 0, 0, 1],
     and a chain of two joints turned about one axis composes the angles."""
     _, joints = kinematics_inputs(3, seed=4)
-    rest_r, rest_w, rest_s = forward_kinematics(torch.zeros(3, 24, 3, dtype=torch.float64),
-                                                joints, PARENTS, impl=impl)
+    rest_r, rest_w, rest_s = forward_kinematics(
+        torch.zeros(3, 24, 3, dtype=torch.float64), joints, PARENTS, impl=impl
+    )
     eye = torch.eye(4, dtype=torch.float64).expand(3, 24, 4, 4)
     torch.testing.assert_close(rest_s, eye, rtol=0, atol=1e-15)
     torch.testing.assert_close(rest_w[..., :3, 3], joints, rtol=0, atol=1e-14)
@@ -568,7 +642,11 @@ def test_kinematics_cpp_checks_parents_itself():
         with pytest.raises(ValueError, match="parents must list each joint after its parent"):
             forward_kinematics(rotations, joints, parents, impl="cpp", validate=False)
     with pytest.raises(ValueError, match="grad_world must be a contiguous"):
-        torch.ops.mp3d.kinematics_bwd(torch.zeros(2, 5, 3, 3, dtype=torch.float64),
-                                      torch.zeros(2, 5, 3, 4, dtype=torch.float64),
-                                      torch.zeros(2, 5, 4, 4, dtype=torch.float64),
-                                      rotations, joints, torch.tensor(SMALL_TREE))
+        torch.ops.mp3d.kinematics_bwd(
+            torch.zeros(2, 5, 3, 3, dtype=torch.float64),
+            torch.zeros(2, 5, 3, 4, dtype=torch.float64),
+            torch.zeros(2, 5, 4, 4, dtype=torch.float64),
+            rotations,
+            joints,
+            torch.tensor(SMALL_TREE),
+        )
