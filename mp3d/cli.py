@@ -1,21 +1,201 @@
-"""The `mp3d` command line. Verbs are thin: parse, call the library, say where results went."""
+"""The `mp3d` command line. Verbs are thin: parse, call the library, say where results went.
+
+Every user error ends in one line on stderr that names the argument or the file, and exit
+status 2: argparse checks each option's type and range while parsing (before any work
+starts), the libraries check the rest (ValueError, FileNotFoundError) and main() reports
+them, with OSErrors that name their file (PermissionError, IsADirectoryError, ...).
+Defaults come from the config dataclasses and library signatures, never repeated here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DESCRIPTION = "mp3d: 3D machine perception in PyTorch."
 EPILOG = "Run `mp3d COMMAND --help` for the options of one command."
 DEMO_STEPS = {"nerf": 1500, "splat": 3000}
 DEMO_INIT_POINTS = 2000
-SPLAT_STEPS = 30_000
+DEMO_MESH_RESOLUTION = 192
+# Upper bounds that refuse sizes no machine renders, before any work starts.
+MAX_IMAGE_SIDE = 8192  # pixels of a rendered image's width or height
+MAX_DEMO_RESOLUTION = 2048  # pixels of the demo scene's views
+MAX_DEMO_VIEWS = 1000
+MAX_GRID_RESOLUTION = 1024  # marching-cubes grid side (1024^3 float32 values: 4 GiB)
+MAX_FRAMES = 3600  # turntable frames
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+
+# The command groups, each with its one-line help; _GROUPS maps them to their builders.
+COMMANDS = {
+    "doctor": "show versions, compilers and kernel implementations",
+    "demo": "render the built-in scene, fit a NeRF or Gaussians",
+    "nerf": "train, render and mesh neural radiance fields",
+    "splat": "train and render 3D Gaussian splatting",
+    "body": "pose SMPL bodies, fit them to keypoints",
+}
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+def _field_default(config_class: type, name: str):
+    """The default of field `name` of a config dataclass."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
+def _parameter_default(function: Callable, name: str):
+    """The default of parameter `name` of `function`."""
+    return inspect.signature(function).parameters[name].default
+
+
+def _bounds(minimum, maximum, open_low: bool = False, open_high: bool = False) -> str:
+    """ " in [a, b]", " >= a", " > a and < b", ... for messages."""
+    if minimum is not None and maximum is not None and not (open_low or open_high):
+        return f" in [{minimum:g}, {maximum:g}]"
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if open_low else '>='} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"{'<' if open_high else '<='} {maximum:g}")
+    return " " + " and ".join(parts) if parts else ""
+
+
+def int_in(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int in [minimum, maximum] (bounds optional)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(
+                f"must be an int{_bounds(minimum, maximum)}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def number_in(
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> Callable[[str], float]:
+    """An argparse type: a finite float in [minimum, maximum] (ends open on request)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value)
+        if ok and minimum is not None:
+            ok = value > minimum if open_low else value >= minimum
+        if ok and maximum is not None:
+            ok = value < maximum if open_high else value <= maximum
+        if not ok:
+            bounds = _bounds(minimum, maximum, open_low, open_high)
+            raise argparse.ArgumentTypeError(f"must be a finite number{bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _type_from(check: Callable[[str], object], name: str) -> Callable[[str], str]:
+    """An argparse type that passes the text on if `check(text)` raises no ValueError."""
+
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    parse.__name__ = name
+    return parse
+
+
+def _check_device(text: str) -> None:
+    from mp3d.training import resolve_device
+
+    resolve_device(text)
+
+
+def _check_background(text: str) -> None:
+    from mp3d.data.blender import parse_background
+
+    parse_background(text)
+
+
+def _check_folder(text: str) -> None:
+    from mp3d.training import check_out_dir
+
+    check_out_dir(text, name="folder")
+
+
+def _file_type(suffixes: tuple[str, ...] | None = None) -> Callable[[str], str]:
+    """An argparse type: a file to write, with one of `suffixes`; refused if it is a folder
+    or lies under a file."""
+
+    def check(text: str) -> None:
+        from mp3d.training import check_out_dir
+
+        path = Path(text)
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise ValueError(f"must end in one of {', '.join(suffixes)}, got {text!r}")
+        if path.is_dir():
+            raise ValueError(f"{text!r} is a folder, not a file")
+        check_out_dir(path.parent, name="the folder of")
+
+    return _type_from(check, "file")
+
+
+device_type = _type_from(_check_device, "device")
+background_type = _type_from(_check_background, "background")
+folder_type = _type_from(_check_folder, "folder")
+
+
+def _config(config_class: type, **fields):
+    """config_class(**fields); a ValueError naming a field names its option instead."""
+    try:
+        return config_class(**fields)
+    except ValueError as error:
+        message = str(error)
+        name = message.split(" ", 1)[0].removeprefix("config.")
+        if name in fields:
+            message = f"--{name.replace('_', '-')}{message[message.index(' ') :]}"
+        raise ValueError(message) from error
+
+
+def _steps(args: argparse.Namespace, default: int | None) -> int | None:
+    """--steps as given; else `default`, unless --minutes alone bounds the run (None)."""
+    if args.steps is not None:
+        return args.steps
+    return None if args.minutes is not None else default
+
+
+# ----------------------------------------------------------------------------- doctor
 
 
 def _version_line(command: list[str], last: bool = False) -> str:
@@ -32,6 +212,7 @@ def _version_line(command: list[str], last: bool = False) -> str:
     return lines[-1] if last else lines[0]
 
 
+# fmt: off
 def doctor(args: argparse.Namespace) -> int:
     """Prints the environment mp3d runs in and the implementation each op family picks."""
     import torch
@@ -67,6 +248,10 @@ def doctor(args: argparse.Namespace) -> int:
         print("\nwhy the torch reference runs:")
         print("\n".join(reasons))
     return 0
+# fmt: on
+
+
+# ----------------------------------------------------------------------------- demo
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -77,76 +262,164 @@ def demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     start = time.perf_counter()
-    steps = args.steps if args.steps is not None else DEMO_STEPS[args.method]
-    scene = write_demo_scene(out / "scene", n_train=args.views, resolution=args.resolution)
-    truth = save_gif(render_turntable(n_frames=args.frames, resolution=args.resolution),
-                     out / "scene_turntable.gif")
+    steps = _steps(args, DEMO_STEPS[args.method])
+    # Every setting is checked before the scene is written, so a bad one leaves nothing.
+    config = (
+        None
+        if steps == 0
+        else (_demo_nerf_config if args.method == "nerf" else _demo_splat_config)(args, steps)
+    )
+    scene = write_demo_scene(
+        out / "scene", n_train=args.views, resolution=args.resolution, progress=not args.quiet
+    )
+    truth = save_gif(
+        render_turntable(n_frames=args.frames, resolution=args.resolution),
+        out / "scene_turntable.gif",
+    )
     print(f"scene       {scene}  ({args.views} training views, {args.resolution}px)")
     print(f"truth       {truth}")
-    if steps == 0:
+    if config is None:
         return 0
     if args.method == "splat":
-        _demo_splat(args, scene, out, steps)
+        _demo_splat(args, scene, out, config)
     else:
-        _demo_nerf(args, scene, out, steps)
+        _demo_nerf(args, scene, out, config)
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 
-def _demo_nerf(args: argparse.Namespace, scene: Path, out: Path, steps: int) -> None:
-    from mp3d.mesh import save_mesh
-    from mp3d.nerf import extract_mesh
-    from mp3d.nerf.pipeline import fit_scene
+def _demo_nerf_config(args: argparse.Namespace, steps: int | None):
+    from mp3d.nerf import TrainConfig
 
-    summary = fit_scene(scene, out / "nerf", _demo_config(args, steps),
-                        turntable_frames=args.frames)
-    mesh = save_mesh(extract_mesh(summary["model"], resolution=args.mesh_resolution,
-                                  threshold=args.threshold, colour=True), out / "nerf" / "mesh.ply")
-    _print_fit(summary)
-    print(f"mesh        {mesh}")
+    # Sized for a 2-core CPU: a small hash table and a coarse occupancy grid.
+    return _config(
+        TrainConfig,
+        model="hash",
+        steps=steps,
+        minutes=args.minutes,
+        seed=args.seed,
+        batch_rays=2048,
+        log2_table_size=16,
+        finest_resolution=512,
+        grid_resolution=64,
+    )
 
 
-def _demo_splat(args: argparse.Namespace, scene: Path, out: Path, steps: int) -> None:
+def _demo_splat_config(args: argparse.Namespace, steps: int | None):
     from mp3d.splat import SplatConfig
-    from mp3d.splat.pipeline import fit_scene
 
     # Sized for a 2-core CPU (3000 steps: 37.6 dB on the test views in about 3 minutes): few
     # starting Gaussians and the original schedule compressed into a short run: densify every
     # 100 steps from step 100 to half-way, a new SH band every 300 steps, opacity resets
     # every 600 steps (two in a 3000-step run, at 600 and 1200).
-    config = SplatConfig(steps=steps, minutes=args.minutes, densify_from=100, densify_every=100,
-                         sh_every=300, opacity_reset_every=600)
-    summary = fit_scene(scene, out / "splat", config, init_points=args.init_points,
-                        turntable_frames=args.frames)
+    return _config(
+        SplatConfig,
+        steps=steps,
+        minutes=args.minutes,
+        seed=args.seed,
+        densify_from=100,
+        densify_every=100,
+        sh_every=300,
+        opacity_reset_every=600,
+    )
+
+
+def _demo_nerf(args: argparse.Namespace, scene: Path, out: Path, config) -> None:
+    from mp3d.mesh import NoSurfaceError, save_mesh
+    from mp3d.nerf import extract_mesh
+    from mp3d.nerf.pipeline import fit_scene
+
+    summary = fit_scene(
+        scene,
+        out / "nerf",
+        config,
+        turntable_frames=args.frames,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
+    _print_fit(summary)
+    try:
+        mesh = extract_mesh(
+            summary["model"],
+            resolution=args.mesh_resolution,
+            threshold=args.threshold,
+            colour=True,
+            progress=not args.quiet,
+        )
+    except NoSurfaceError as error:
+        raise ValueError(_no_surface(error)) from error
+    print(f"mesh        {save_mesh(mesh, out / 'nerf' / 'mesh.ply')}")
+
+
+def _demo_splat(args: argparse.Namespace, scene: Path, out: Path, config) -> None:
+    from mp3d.splat.pipeline import fit_scene
+
+    summary = fit_scene(
+        scene,
+        out / "splat",
+        config,
+        init_points=args.init_points,
+        turntable_frames=args.frames,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
     _print_splat_fit(summary)
 
 
-def _demo_config(args: argparse.Namespace, steps: int):
-    from mp3d.nerf import TrainConfig
+def _no_surface(error) -> str:
+    """The message of a NoSurfaceError in the terms of --threshold."""
+    return (
+        f"--threshold {error.threshold:g} finds no surface: the density takes values in "
+        f"[{error.low:.4g}, {error.high:.4g}] over the model's box; try a {error.hint} "
+        f"--threshold, strictly between them"
+    )
 
-    # Sized for a 2-core CPU: a small hash table and a coarse occupancy grid.
-    return TrainConfig(model="hash", steps=steps, minutes=args.minutes, batch_rays=2048,
-                       log2_table_size=16, finest_resolution=512, grid_resolution=64)
+
+# ----------------------------------------------------------------------------- nerf
 
 
 def _print_fit(summary: dict) -> None:
-    print(f"trained     {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['rays_per_second']:.0f} rays/s)")
-    print(f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
-          f"over {summary['eval_views']} views -> {summary['images']}")
+    print(
+        f"trained     {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['rays_per_second']:.0f} rays/s)"
+    )
+    print(
+        f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
+        f"over {summary['eval_views']} views -> {summary['images']}"
+    )
     print(f"checkpoint  {summary['checkpoint']}")
     print(f"turntable   {summary['turntable']}")
 
 
 def nerf_train(args: argparse.Namespace) -> int:
-    """Trains a NeRF on a Blender-format scene folder and evaluates it on held-out views."""
+    """Trains a NeRF on a Blender or COLMAP scene folder (detected from its contents) and
+    evaluates it on held-out views; a run already in --out is resumed unless --fresh."""
     from mp3d.nerf import TrainConfig
     from mp3d.nerf.pipeline import fit_scene
 
-    config = TrainConfig(model=args.model, steps=args.steps, minutes=args.minutes,
-                         batch_rays=args.batch_rays, background=args.train_background)
-    summary = fit_scene(args.data, args.out, config, downscale=args.downscale,
-                        background=args.background, holdout=args.holdout)
+    config = _config(
+        TrainConfig,
+        model=args.model,
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+        batch_rays=args.batch_rays,
+        background=args.train_background,
+    )
+    summary = fit_scene(
+        args.data,
+        args.out,
+        config,
+        downscale=args.downscale,
+        background=args.background,
+        holdout=args.holdout,
+        turntable_frames=args.frames,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
     _print_fit(summary)
     return 0
 
@@ -155,38 +428,54 @@ def nerf_render(args: argparse.Namespace) -> int:
     """Renders a NeRF checkpoint: a turntable GIF, and the held-out views if its data is found."""
     from mp3d.nerf.pipeline import render_checkpoint
 
-    summary = render_checkpoint(args.checkpoint, args.out, n_frames=args.frames)
+    summary = render_checkpoint(
+        args.checkpoint, args.out, n_frames=args.frames, device=args.device, progress=not args.quiet
+    )
     print(f"turntable   {summary['turntable']}")
     if "psnr" in summary:
-        print(f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
-              f"-> {summary['images']}")
+        print(
+            f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
+            f"-> {summary['images']}"
+        )
     return 0
 
 
 def nerf_mesh(args: argparse.Namespace) -> int:
     """Extracts a mesh from a NeRF checkpoint by marching cubes on its density."""
+    from mp3d.mesh import NoSurfaceError
     from mp3d.nerf.pipeline import mesh_checkpoint
 
-    summary = mesh_checkpoint(args.checkpoint, args.out, resolution=args.resolution,
-                              threshold=args.threshold, colour=not args.no_colour)
-    print(f"mesh        {summary['mesh']}  ({summary['vertices']} vertices, "
-          f"{summary['faces']} faces)")
+    try:
+        summary = mesh_checkpoint(
+            args.checkpoint,
+            args.out,
+            resolution=args.resolution,
+            threshold=args.threshold,
+            colour=not args.no_colour,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    except NoSurfaceError as error:
+        raise ValueError(f"{args.checkpoint}: {_no_surface(error)}") from error
+    print(
+        f"mesh        {summary['mesh']}  ({summary['vertices']} vertices, {summary['faces']} faces)"
+    )
     return 0
 
 
-def _add_length_options(p: argparse.ArgumentParser, steps: int, note: str = "") -> None:
-    p.add_argument("--steps", type=int, default=steps,
-                   help=f"training steps (default: %(default)s{note})")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop after this much wall time, even before --steps")
+# ----------------------------------------------------------------------------- splat
 
 
 def _print_splat_fit(summary: dict) -> None:
-    print(f"trained     {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_second']:.1f} steps/s), {summary['initial_gaussians']} -> "
-          f"{summary['gaussians']} Gaussians")
-    print(f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
-          f"over {summary['eval_views']} views -> {summary['images']}")
+    print(
+        f"trained     {summary['steps']} steps in {summary['seconds']:.0f} s "
+        f"({summary['steps_per_second']:.1f} steps/s), {summary['initial_gaussians']} -> "
+        f"{summary['gaussians']} Gaussians"
+    )
+    print(
+        f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f} "
+        f"over {summary['eval_views']} views -> {summary['images']}"
+    )
     print(f"metrics     {summary['metrics']}")
     print(f"gaussians   {summary['ply']}")
     print(f"checkpoint  {summary['checkpoint']}")
@@ -195,17 +484,29 @@ def _print_splat_fit(summary: dict) -> None:
 
 def splat_train(args: argparse.Namespace) -> int:
     """Trains 3D Gaussians on a Blender or COLMAP scene folder (detected from its contents),
-    evaluates them on held-out views and writes them as a 3DGS PLY file."""
+    evaluates them on held-out views and writes them as a 3DGS PLY file; a run already in
+    --out is resumed unless --fresh."""
     from mp3d.splat import SplatConfig
     from mp3d.splat.pipeline import fit_scene
 
-    steps = args.steps if args.steps is not None or args.minutes is not None else SPLAT_STEPS
-    config = SplatConfig(steps=steps, minutes=args.minutes, seed=args.seed)
-    summary = fit_scene(args.data, args.out, config, downscale=args.downscale,
-                        background=args.background, holdout=args.holdout,
-                        init_points=args.init_points, sh_degree=args.sh_degree,
-                        carve=not args.no_carve, turntable_frames=args.frames,
-                        device=args.device)
+    config = _config(
+        SplatConfig, steps=_steps(args, args.default_steps), minutes=args.minutes, seed=args.seed
+    )
+    summary = fit_scene(
+        args.data,
+        args.out,
+        config,
+        downscale=args.downscale,
+        background=args.background,
+        holdout=args.holdout,
+        init_points=args.init_points,
+        sh_degree=args.sh_degree,
+        carve=not args.no_carve,
+        turntable_frames=args.frames,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
     _print_splat_fit(summary)
     return 0
 
@@ -214,14 +515,27 @@ def splat_render(args: argparse.Namespace) -> int:
     """Renders a turntable around the Gaussians of a 3DGS PLY file (frames and a GIF)."""
     from mp3d.splat.pipeline import render_ply
 
-    summary = render_ply(args.ply, args.out, width=args.width, height=args.height,
-                         n_frames=args.frames, fov_deg=args.fov, elevation_deg=args.elevation,
-                         up=args.up, radius=args.radius, background=args.background,
-                         device=args.device)
+    summary = render_ply(
+        args.ply,
+        args.out,
+        width=args.width,
+        height=args.height,
+        n_frames=args.frames,
+        fov_deg=args.fov,
+        elevation_deg=args.elevation,
+        up=args.up,
+        radius=args.radius,
+        background=args.background,
+        device=args.device,
+        progress=not args.quiet,
+    )
     print(f"rendered    {summary['gaussians']} Gaussians from radius {summary['radius']:.3g}")
     print(f"frames      {summary['frames']}")
     print(f"turntable   {summary['turntable']}")
     return 0
+
+
+# ----------------------------------------------------------------------------- body
 
 
 def _joint_rotations(items: list[str], scale: float) -> dict[str | int, list[float]]:
@@ -234,8 +548,9 @@ def _joint_rotations(items: list[str], scale: float) -> dict[str | int, list[flo
         except ValueError:
             angles = []
         if not joint or len(angles) != 3:
-            raise ValueError(f"--pose expects JOINT=RX,RY,RZ (e.g. left_elbow=0,-1.5,0), "
-                             f"got {item!r}")
+            raise ValueError(
+                f"--pose expects JOINT=RX,RY,RZ (e.g. left_elbow=0,-1.5,0), got {item!r}"
+            )
         rotations[int(joint) if joint.isdigit() else joint] = angles
     return rotations
 
@@ -263,14 +578,18 @@ def body_pose(args: argparse.Namespace) -> int:
         output = model(**params)
     path = save_body_mesh(output.vertices[0], output.faces, args.out)
     source = args.model or "built-in body"
-    print(f"mesh        {path}  ({output.vertices.shape[1]} vertices, "
-          f"{output.faces.shape[0]} faces; model: {source})")
+    print(
+        f"mesh        {path}  ({output.vertices.shape[1]} vertices, "
+        f"{output.faces.shape[0]} faces; model: {source})"
+    )
     if args.keypoints_out:
         from mp3d.body.keypoints import keypoints_from_joints
 
         keypoints = keypoints_from_joints(output.joints[0], model.joint_names)
-        print(f"keypoints   {keypoints.save(args.keypoints_out)}  (its joints seen from the "
-              f"front, {keypoints.width}x{keypoints.height} px; try `mp3d body fit`)")
+        print(
+            f"keypoints   {keypoints.save(args.keypoints_out)}  (its joints seen from the "
+            f"front, {keypoints.width}x{keypoints.height} px; try `mp3d body fit`)"
+        )
     return 0
 
 
@@ -288,19 +607,32 @@ def body_fit(args: argparse.Namespace) -> int:
     model = SMPL(args.model)
     keypoint_file = load_keypoints(args.keypoints)
     keypoints, confidences = keypoint_file.for_model(model.joint_names)
-    config = SMPLifyConfig(sigma=args.sigma, keypoint_std=args.keypoint_std)
-    result = fit_smplify(model, keypoints, keypoint_file.K, confidences=confidences,
-                         viewmat=keypoint_file.viewmat, config=config)
-    info = {"keypoints": str(args.keypoints), "model": args.model or "built-in body",
-            "frame": "world (viewmat)" if keypoint_file.viewmat is not None else "camera",
-            "image_size": ([keypoint_file.width, keypoint_file.height]
-                           if keypoint_file.width is not None else None)}
+    config = _config(SMPLifyConfig, sigma=args.sigma, keypoint_std=args.keypoint_std)
+    result = fit_smplify(
+        model,
+        keypoints,
+        keypoint_file.K,
+        confidences=confidences,
+        viewmat=keypoint_file.viewmat,
+        config=config,
+    )
+    info = {
+        "keypoints": str(args.keypoints),
+        "model": args.model or "built-in body",
+        "frame": "world (viewmat)" if keypoint_file.viewmat is not None else "camera",
+        "image_size": (
+            [keypoint_file.width, keypoint_file.height] if keypoint_file.width is not None else None
+        ),
+    }
     paths = save_fit(result, model, args.out, info=info, config=config)
-    initial = float((result.confidences * result.initial_joint_errors).sum()
-                    / result.confidences.sum())
-    print(f"fitted      {int((torch.as_tensor(confidences) > 0).sum())} keypoints in "
-          f"{result.seconds:.1f} s; mean reprojection error {float(result.mean_error()[0]):.2f} "
-          f"px (after the torso stage: {initial:.1f} px)")
+    initial = float(
+        (result.confidences * result.initial_joint_errors).sum() / result.confidences.sum()
+    )
+    print(
+        f"fitted      {int((torch.as_tensor(confidences) > 0).sum())} keypoints in "
+        f"{result.seconds:.1f} s; mean reprojection error {float(result.mean_error()[0]):.2f} "
+        f"px (after the torso stage: {initial:.1f} px)"
+    )
     for name in ("params", "mesh", "summary"):
         print(f"{name:<11} {paths[name]}")
     return 0
@@ -320,173 +652,466 @@ class _KeypointsFormatHelp(argparse.RawDescriptionHelpFormatter):
         super().add_text(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mp3d", description=DESCRIPTION, epilog=EPILOG)
+# ----------------------------------------------------------------------------- the parser
+
+
+def _add_command(
+    commands, name: str, run: Callable, help: str, **kwargs
+) -> argparse.ArgumentParser:
+    """A subcommand parser that runs `run`, described by its docstring."""
+    p = commands.add_parser(name, help=help, description=run.__doc__, **kwargs)
+    p.set_defaults(run=run, prog=p.prog)
+    return p
+
+
+def add_trainer_options(
+    p: argparse.ArgumentParser,
+    steps: int | None,
+    steps_text: str = "",
+    out_default: str | None = None,
+    min_steps: int = 1,
+) -> None:
+    """The options every trainer takes, one way: --out, --steps, --minutes, --seed,
+    --device, --fresh, --quiet. `steps` is the default number of steps (shown in the help
+    unless `steps_text` describes it)."""
+    from mp3d.training import TrainerConfig
+
+    if out_default is None:
+        p.add_argument(
+            "--out",
+            required=True,
+            type=folder_type,
+            help="output folder (checkpoint, metrics, renders)",
+        )
+    else:
+        p.add_argument(
+            "--out",
+            default=out_default,
+            type=folder_type,
+            help="output folder (default: %(default)s)",
+        )
+    p.add_argument(
+        "--steps",
+        type=int_in(min_steps),
+        default=None,
+        help=f"training steps (default: {steps_text or steps}; with --minutes "
+        f"alone, as many as fit in the time)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=number_in(0.0, open_low=True),
+        default=None,
+        help="wall-time budget in minutes; with --steps, whichever comes first "
+        "ends the run (default: no time limit)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int_in(0),
+        default=_field_default(TrainerConfig, "seed"),
+        help="random seed (default: %(default)s)",
+    )
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over, deleting the checkpoint in --out, instead of resuming it",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(default_steps=steps)
+
+
+def add_scene_options(p: argparse.ArgumentParser) -> None:
+    """What both trainers read a scene folder with: DATA, --downscale, --background,
+    --holdout, --frames."""
+    from mp3d.data.scene import DEFAULT_HOLDOUT
+
+    p.add_argument(
+        "data", help="scene folder: transforms_train.json (Blender) or sparse/0 (COLMAP)"
+    )
+    p.add_argument(
+        "--downscale",
+        type=int_in(1),
+        default=1,
+        help="integer image downscale factor (default: %(default)s)",
+    )
+    p.add_argument(
+        "--background",
+        type=background_type,
+        default="white",
+        help="Blender scenes: background the images are composited on: white, "
+        "black, a grey level or R,G,B in [0, 1] (default: %(default)s)",
+    )
+    p.add_argument(
+        "--holdout",
+        type=int_in(2),
+        default=DEFAULT_HOLDOUT,
+        help="evaluate on every N-th view (Blender: unless the folder has a test "
+        "split) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int_in(1, MAX_FRAMES),
+        default=36,
+        help="turntable frames (default: %(default)s)",
+    )
+
+
+def _frames_option(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument(
+        "--frames",
+        type=int_in(1, MAX_FRAMES),
+        default=default,
+        help="turntable frames (default: %(default)s)",
+    )
+
+
+def _threshold_default() -> float:
+    from mp3d.nerf.export import extract_mesh
+
+    return _parameter_default(extract_mesh, "threshold")
+
+
+def add_doctor_commands(commands) -> None:
+    """`mp3d doctor`."""
+    _add_command(commands, "doctor", doctor, COMMANDS["doctor"])
+
+
+def add_demo_commands(commands) -> None:
+    """`mp3d demo`."""
+    p = _add_command(commands, "demo", demo, COMMANDS["demo"])
+    p.add_argument(
+        "--method",
+        choices=["nerf", "splat"],
+        default="nerf",
+        help="NeRF (hash grid) or 3D Gaussian splatting (default: %(default)s)",
+    )
+    add_trainer_options(
+        p,
+        None,
+        out_default="demo_out",
+        min_steps=0,
+        steps_text=f"{DEMO_STEPS['nerf']} for nerf, {DEMO_STEPS['splat']} for "
+        f"splat; 0: only render the scene",
+    )
+    p.add_argument(
+        "--views",
+        type=int_in(1, MAX_DEMO_VIEWS),
+        default=64,
+        help="training views (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int_in(1, MAX_DEMO_RESOLUTION),
+        default=100,
+        help="image width and height in pixels (default: %(default)s)",
+    )
+    _frames_option(p, 36)
+    p.add_argument(
+        "--mesh-resolution",
+        type=int_in(2, MAX_GRID_RESOLUTION),
+        default=DEMO_MESH_RESOLUTION,
+        help="nerf: marching-cubes grid size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=number_in(),
+        default=_threshold_default(),
+        help="nerf: density level of the mesh surface (default: %(default)s)",
+    )
+    p.add_argument(
+        "--init-points",
+        type=int_in(2),
+        default=DEMO_INIT_POINTS,
+        help="splat: random Gaussians to start from (default: %(default)s)",
+    )
+
+
+def add_nerf_commands(commands) -> None:
+    """`mp3d nerf train | render | mesh`."""
+    from mp3d.nerf import TrainConfig
+    from mp3d.nerf.pipeline import mesh_checkpoint
+    from mp3d.nerf.trainer import BACKGROUNDS
+
+    nerf = commands.add_parser("nerf", help=COMMANDS["nerf"], description="Neural radiance fields.")
+    nerf_commands = nerf.add_subparsers(dest="nerf_command", metavar="COMMAND", required=True)
+    p = _add_command(nerf_commands, "train", nerf_train, "train on a Blender or COLMAP folder")
+    add_scene_options(p)
+    add_trainer_options(p, _field_default(TrainConfig, "steps"))
+    p.add_argument(
+        "--model",
+        choices=["hash", "vanilla"],
+        default=_field_default(TrainConfig, "model"),
+        help="hash grid (fast) or the original MLP (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-rays",
+        type=int_in(1),
+        default=_field_default(TrainConfig, "batch_rays"),
+        help="rays per step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train-background",
+        choices=BACKGROUNDS,
+        default=_field_default(TrainConfig, "background"),
+        help="background used while training (default: %(default)s)",
+    )
+
+    p = _add_command(nerf_commands, "render", nerf_render, "render a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint.pt written by `mp3d nerf train`")
+    p.add_argument("--out", required=True, type=folder_type, help="output folder")
+    _frames_option(p, 36)
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    p = _add_command(nerf_commands, "mesh", nerf_mesh, "extract a mesh from a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint.pt written by `mp3d nerf train`")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int_in(2, MAX_GRID_RESOLUTION),
+        default=_parameter_default(mesh_checkpoint, "resolution"),
+        help="marching-cubes grid size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=number_in(),
+        default=_threshold_default(),
+        help="density level of the surface (default: %(default)s)",
+    )
+    p.add_argument("--no-colour", action="store_true", help="do not colour the vertices")
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_splat_commands(commands) -> None:
+    """`mp3d splat train | render`."""
+    from mp3d.ops.gaussians import MAX_SH_DEGREE
+    from mp3d.splat import SplatConfig
+    from mp3d.splat.pipeline import INIT_POINTS_CPU, INIT_POINTS_CUDA, render_ply
+
+    splat = commands.add_parser(
+        "splat", help=COMMANDS["splat"], description="3D Gaussian splatting."
+    )
+    splat_commands = splat.add_subparsers(dest="splat_command", metavar="COMMAND", required=True)
+    p = _add_command(splat_commands, "train", splat_train, "train on a Blender or COLMAP folder")
+    add_scene_options(p)
+    add_trainer_options(p, _field_default(SplatConfig, "steps"))
+    p.add_argument(
+        "--init-points",
+        type=int_in(2),
+        default=None,
+        help=f"Blender scenes: random Gaussians to start from (default: "
+        f"{INIT_POINTS_CUDA} on CUDA, {INIT_POINTS_CPU} on CPU); COLMAP scenes "
+        f"start from points3D",
+    )
+    p.add_argument(
+        "--no-carve",
+        action="store_true",
+        help="Blender scenes: start anywhere in the scene box rather than inside the "
+        "visual hull of the alpha masks",
+    )
+    p.add_argument(
+        "--sh-degree",
+        type=int_in(0, MAX_SH_DEGREE),
+        default=MAX_SH_DEGREE,
+        help="largest spherical-harmonics degree (default: %(default)s)",
+    )
+
+    def default(name):
+        return _parameter_default(render_ply, name)
+
+    p = _add_command(splat_commands, "render", splat_render, "render a turntable of a PLY file")
+    p.add_argument("ply", help="Gaussians in the 3DGS PLY layout (e.g. point_cloud.ply)")
+    p.add_argument("--out", required=True, type=folder_type, help="output folder")
+    for name in ("width", "height"):
+        p.add_argument(
+            f"--{name}",
+            type=int_in(1, MAX_IMAGE_SIDE),
+            default=default(name),
+            help=f"image {name} in pixels (default: %(default)s)",
+        )
+    _frames_option(p, default("n_frames"))
+    p.add_argument(
+        "--fov",
+        type=number_in(0.0, 180.0, open_low=True, open_high=True),
+        default=default("fov_deg"),
+        help="horizontal field of view in degrees (default: %(default)s)",
+    )
+    p.add_argument(
+        "--elevation",
+        type=number_in(-90.0, 90.0, open_low=True, open_high=True),
+        default=default("elevation_deg"),
+        help="camera elevation in degrees (default: %(default)s)",
+    )
+    p.add_argument(
+        "--up",
+        default=default("up"),
+        choices=["+x", "-x", "+y", "-y", "+z", "-z"],
+        help="world axis to turn about (default: %(default)s; COLMAP scenes often -y)",
+    )
+    p.add_argument(
+        "--radius",
+        type=number_in(0.0, open_low=True),
+        default=None,
+        help="camera distance (default: frame the opaque Gaussians)",
+    )
+    p.add_argument(
+        "--background",
+        type=background_type,
+        default=default("background"),
+        help="white, black, a grey level or R,G,B in [0, 1] (default: %(default)s)",
+    )
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_body_commands(commands) -> None:
+    """`mp3d body pose | fit`."""
+    from mp3d.body.fit import SMPLifyConfig
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    body = commands.add_parser(
+        "body", help=COMMANDS["body"], description="Parametric human bodies (SMPL)."
+    )
+    body_commands = body.add_subparsers(dest="body_command", metavar="COMMAND", required=True)
+    model_help = "SMPL model file (.pkl as distributed, or .npz) (default: the built-in body)"
+    number = number_in()
+    p = _add_command(body_commands, "pose", body_pose, "pose a body and write the mesh")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help="mesh file: .obj or .ply (or .glb, .off, .stl)",
+    )
+    p.add_argument(
+        "--betas",
+        type=number,
+        nargs="+",
+        metavar="B",
+        default=None,
+        help="shape coefficients, first ones first (e.g. --betas 1.5 -0.5)",
+    )
+    p.add_argument(
+        "--pose",
+        nargs="+",
+        action="extend",
+        metavar="JOINT=RX,RY,RZ",
+        default=None,
+        help="a joint's axis-angle rotation, by name or index, repeatable "
+        "(e.g. --pose left_elbow=0,-1.5,0 right_knee=1,0,0 bends the left "
+        "forearm forward and the right shin back)",
+    )
+    p.add_argument(
+        "--global-orient",
+        type=number,
+        nargs=3,
+        metavar=("RX", "RY", "RZ"),
+        default=None,
+        help="axis-angle rotation of the whole body about the pelvis",
+    )
+    p.add_argument(
+        "--transl",
+        type=number,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        default=None,
+        help="translation in metres",
+    )
+    p.add_argument(
+        "--degrees", action="store_true", help="angles of --pose and --global-orient are in degrees"
+    )
+    p.add_argument(
+        "--keypoints-out",
+        default=None,
+        metavar="JSON",
+        type=_file_type((".json",)),
+        help="also write the posed joints as seen by a camera in front of the body, "
+        "in the KEYPOINTS.json format of `mp3d body fit`",
+    )
+
+    p = _add_command(
+        body_commands,
+        "fit",
+        body_fit,
+        "fit a body to 2D keypoints (SMPLify)",
+        epilog=_KeypointsFormatHelp.PLACEHOLDER,
+        formatter_class=_KeypointsFormatHelp,
+    )
+    p.add_argument("keypoints", help="KEYPOINTS.json (format below)")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--out", required=True, type=folder_type, help="output folder")
+    p.add_argument(
+        "--sigma",
+        type=number_in(0.0, open_low=True),
+        default=_field_default(SMPLifyConfig, "sigma"),
+        help="Geman-McClure scale in pixels: residuals beyond it count less and less "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--keypoint-std",
+        type=number_in(0.0, open_low=True),
+        default=_field_default(SMPLifyConfig, "keypoint_std"),
+        help="expected keypoint error in pixels; larger trusts the priors more "
+        "(default: %(default)s)",
+    )
+
+
+_GROUPS = {
+    "doctor": add_doctor_commands,
+    "demo": add_demo_commands,
+    "nerf": add_nerf_commands,
+    "splat": add_splat_commands,
+    "body": add_body_commands,
+}
+
+
+def build_parser(only: str | None = "all") -> argparse.ArgumentParser:
+    """The `mp3d` parser. Building a command group imports its library (for its defaults),
+    so with `only` set to one group's name the others get a placeholder that only lists
+    them (None: placeholders only, enough for `mp3d --help`); "all" builds every group."""
+    parser = argparse.ArgumentParser(prog="mp3d", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = commands.add_parser("doctor", help="show versions, compilers and kernel implementations",
-                            description=doctor.__doc__)
-    p.set_defaults(run=doctor)
-
-    p = commands.add_parser("demo", help="render the built-in scene, fit a NeRF or Gaussians",
-                            description=demo.__doc__)
-    p.add_argument("--method", choices=["nerf", "splat"], default="nerf",
-                   help="NeRF (hash grid) or 3D Gaussian splatting (default: %(default)s)")
-    p.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
-    p.add_argument("--views", type=int, default=64, help="training views (default: %(default)s)")
-    p.add_argument("--resolution", type=int, default=100,
-                   help="image width and height in pixels (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=36,
-                   help="turntable frames (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"training steps (default: {DEMO_STEPS['nerf']} for nerf, "
-                        f"{DEMO_STEPS['splat']} for splat; 0: only render the scene)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop after this much wall time, even before --steps")
-    p.add_argument("--mesh-resolution", type=int, default=192,
-                   help="nerf: marching-cubes grid size (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=10.0,
-                   help="nerf: density level of the mesh surface (default: %(default)s)")
-    p.add_argument("--init-points", type=int, default=DEMO_INIT_POINTS,
-                   help="splat: random Gaussians to start from (default: %(default)s)")
-    p.set_defaults(run=demo)
-
-    nerf = commands.add_parser("nerf", help="train, render and mesh neural radiance fields",
-                               description="Neural radiance fields.")
-    nerf_commands = nerf.add_subparsers(dest="nerf_command", metavar="COMMAND", required=True)
-    p = nerf_commands.add_parser("train", help="train on a Blender-format scene folder",
-                                 description=nerf_train.__doc__)
-    p.add_argument("data", help="scene folder with transforms_train.json")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", choices=["hash", "vanilla"], default="hash",
-                   help="hash grid (fast) or the original MLP (default: %(default)s)")
-    p.add_argument("--downscale", type=int, default=1, help="image downscale factor")
-    _add_length_options(p, steps=5000)
-    p.add_argument("--batch-rays", type=int, default=4096, help="rays per step")
-    p.add_argument("--background", default="white",
-                   help="background the images are composited on: white or black")
-    p.add_argument("--train-background", default="random", choices=["white", "black", "random"],
-                   help="background used while training (default: %(default)s)")
-    p.add_argument("--holdout", type=int, default=8,
-                   help="without a test split, evaluate on every N-th view (default: %(default)s)")
-    p.set_defaults(run=nerf_train)
-
-    p = nerf_commands.add_parser("render", help="render a checkpoint",
-                                 description=nerf_render.__doc__)
-    p.add_argument("checkpoint", help="checkpoint.pt written by `mp3d nerf train`")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--frames", type=int, default=36, help="turntable frames")
-    p.set_defaults(run=nerf_render)
-
-    p = nerf_commands.add_parser("mesh", help="extract a mesh from a checkpoint",
-                                 description=nerf_mesh.__doc__)
-    p.add_argument("checkpoint", help="checkpoint.pt written by `mp3d nerf train`")
-    p.add_argument("--out", required=True, help="mesh file: .ply, .obj, .glb, .off or .stl")
-    p.add_argument("--resolution", type=int, default=256, help="marching-cubes grid size")
-    p.add_argument("--threshold", type=float, default=10.0, help="density level of the surface")
-    p.add_argument("--no-colour", action="store_true", help="do not colour the vertices")
-    p.set_defaults(run=nerf_mesh)
-
-    splat = commands.add_parser("splat", help="train and render 3D Gaussian splatting",
-                                description="3D Gaussian splatting.")
-    splat_commands = splat.add_subparsers(dest="splat_command", metavar="COMMAND", required=True)
-    p = splat_commands.add_parser("train", help="train on a Blender or COLMAP scene folder",
-                                  description=splat_train.__doc__)
-    p.add_argument("data", help="scene folder: transforms_train.json (Blender) or sparse/0 "
-                                "(COLMAP)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--downscale", type=int, default=1, help="image downscale factor")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, default=None,
-                        help=f"training steps (default: {SPLAT_STEPS})")
-    length.add_argument("--minutes", type=float, default=None,
-                        help="train for this much wall time instead of a number of steps")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--background", default="white",
-                   help="Blender scenes: background the images are composited on (white or "
-                        "black)")
-    p.add_argument("--holdout", type=int, default=8,
-                   help="evaluate on every N-th view (Blender: unless the folder has a test "
-                        "split) (default: %(default)s)")
-    p.add_argument("--init-points", type=int, default=None,
-                   help="Blender scenes: random Gaussians to start from (default: 100000 on "
-                        "CUDA, 20000 on CPU); COLMAP scenes start from points3D")
-    p.add_argument("--no-carve", action="store_true",
-                   help="Blender scenes: start anywhere in the scene box rather than inside the "
-                        "visual hull of the alpha masks")
-    p.add_argument("--sh-degree", type=int, default=3, help="largest SH degree (default: 3)")
-    p.add_argument("--frames", type=int, default=36, help="turntable frames")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.set_defaults(run=splat_train)
-
-    p = splat_commands.add_parser("render", help="render a turntable of a PLY file",
-                                  description=splat_render.__doc__)
-    p.add_argument("ply", help="Gaussians in the 3DGS PLY layout (e.g. point_cloud.ply)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--width", type=int, default=256, help="image width (default: %(default)s)")
-    p.add_argument("--height", type=int, default=256, help="image height (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=36, help="turntable frames (default: %(default)s)")
-    p.add_argument("--fov", type=float, default=40.0,
-                   help="horizontal field of view in degrees (default: %(default)s)")
-    p.add_argument("--elevation", type=float, default=20.0,
-                   help="camera elevation in degrees (default: %(default)s)")
-    p.add_argument("--up", default="+z", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
-                   help="world axis to turn about (default: %(default)s; COLMAP scenes often -y)")
-    p.add_argument("--radius", type=float, default=None,
-                   help="camera distance (default: frame the opaque Gaussians)")
-    p.add_argument("--background", default="white", help="white, black or a grey level")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.set_defaults(run=splat_render)
-
-    body = commands.add_parser("body", help="pose SMPL bodies, fit them to keypoints",
-                               description="Parametric human bodies (SMPL).")
-    body_commands = body.add_subparsers(dest="body_command", metavar="COMMAND", required=True)
-    p = body_commands.add_parser("pose", help="pose a body and write the mesh",
-                                 description=body_pose.__doc__)
-    p.add_argument("--model", default=None,
-                   help="SMPL model file (.pkl as distributed, or .npz) (default: the built-in "
-                        "body)")
-    p.add_argument("--out", required=True, help="mesh file: .obj or .ply")
-    p.add_argument("--betas", type=float, nargs="+", metavar="B", default=None,
-                   help="shape coefficients, first ones first (e.g. --betas 1.5 -0.5)")
-    p.add_argument("--pose", nargs="+", action="extend", metavar="JOINT=RX,RY,RZ", default=None,
-                   help="a joint's axis-angle rotation, by name or index, repeatable "
-                        "(e.g. --pose left_elbow=0,-1.5,0 right_knee=1,0,0 bends the left "
-                        "forearm forward and the right shin back)")
-    p.add_argument("--global-orient", type=float, nargs=3, metavar=("RX", "RY", "RZ"),
-                   default=None, help="axis-angle rotation of the whole body about the pelvis")
-    p.add_argument("--transl", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
-                   help="translation in metres")
-    p.add_argument("--degrees", action="store_true",
-                   help="angles of --pose and --global-orient are in degrees")
-    p.add_argument("--keypoints-out", default=None, metavar="JSON",
-                   help="also write the posed joints as seen by a camera in front of the body, "
-                        "in the KEYPOINTS.json format of `mp3d body fit`")
-    p.set_defaults(run=body_pose)
-
-    p = body_commands.add_parser(
-        "fit", help="fit a body to 2D keypoints (SMPLify)", description=body_fit.__doc__,
-        epilog=_KeypointsFormatHelp.PLACEHOLDER, formatter_class=_KeypointsFormatHelp)
-    p.add_argument("keypoints", help="KEYPOINTS.json (format below)")
-    p.add_argument("--model", default=None,
-                   help="SMPL model file (.pkl as distributed, or .npz) (default: the built-in "
-                        "body)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--sigma", type=float, default=100.0,
-                   help="Geman-McClure scale in pixels: residuals beyond it count less and less "
-                        "(default: %(default)s)")
-    p.add_argument("--keypoint-std", type=float, default=4.0,
-                   help="expected keypoint error in pixels; larger trusts the priors more "
-                        "(default: %(default)s)")
-    p.set_defaults(run=body_fit)
+    for name, add_group in _GROUPS.items():
+        if only in ("all", name):
+            add_group(commands)
+        else:
+            commands.add_parser(name, help=COMMANDS[name])
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command group named in `argv` (the first word that is one), or None."""
+    return next((word for word in argv if word in _GROUPS), None)
+
+
+def _error_message(error: BaseException) -> str | None:
+    """The one line that reports a user error, or None if `error` is not one (a bug)."""
+    if isinstance(error, OSError) and error.filename is not None:
+        names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+        return f"{names}: {error.strerror or error}"
+    if isinstance(error, (ValueError, FileNotFoundError)):  # the libraries' own messages
+        return " ".join(str(error).split("\n")) or type(error).__name__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Runs the `mp3d` command line on `argv` (default: sys.argv[1:]); returns the exit
+    status: 0 on success, 2 on a user error, reported on stderr in one line."""
+    argv = sys.argv[1:] if argv is None else [str(word) for word in argv]
+    parser = build_parser(_command_of(argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or an error argparse reported
+        return exit_.code if isinstance(exit_.code, int) else 2
     if args.version:
         import mp3d
 
@@ -497,8 +1122,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mp3d {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        message = _error_message(error)
+        if message is None:
+            raise
+        print(f"{args.prog}: error: {message}", file=sys.stderr)
         return 2
 
 
