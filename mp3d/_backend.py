@@ -159,8 +159,11 @@ def backend() -> Backend:
 
 def _registered(op: str, dispatch_key: str) -> bool:
     """Whether torch.ops.mp3d.<op> has a kernel for dispatch_key ("CPU" or "CUDA")."""
+    has_kernel = getattr(torch._C, "_dispatch_has_kernel_for_dispatch_key", None)
+    if has_kernel is None:  # a torch without the dispatcher query: trust the declaration
+        return hasattr(torch.ops.mp3d, op)
     try:
-        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"mp3d::{op}", dispatch_key))
+        return bool(has_kernel(f"mp3d::{op}", dispatch_key))
     except RuntimeError:  # the operator is not declared at all (an older mp3d._C)
         return False
 

@@ -184,11 +184,21 @@ class ValueChecks:
             return
         stats, self._stats = self._stats, []
         judges, self._judges = self._judges, []
-        dtype = stats[0].dtype
-        if all(t.dtype == dtype for t in stats):
+        groups: dict[torch.dtype, list[int]] = {}
+        for i, t in enumerate(stats):
+            groups.setdefault(t.dtype, []).append(i)
+        if len(groups) == 1:
             values = torch.stack(stats).tolist()  # the one device-to-host copy
         else:  # e.g. float and int64 statistics: float64 holds both (ints up to 2^53)
-            values = torch.stack([t.to(torch.float64) for t in stats]).tolist()
+            order = [i for members in groups.values() for i in members]
+            parts = [
+                torch.stack([stats[i] for i in members]).to(torch.float64)
+                for members in groups.values()
+            ]
+            flat = torch.cat(parts).tolist()  # the one device-to-host copy
+            values = [0.0] * len(stats)
+            for i, value in zip(order, flat, strict=True):
+                values[i] = value
         start = 0
         for count, judge in judges:
             judge(values[start : start + count])

@@ -453,7 +453,7 @@ def _check_gaussians(means, quats, scales, checks: ValueChecks) -> None:
     checks.finite("quats", quats)
     checks.finite("scales", scales, above=0.0, hint="activated, e.g. exp of log-scales")
     if quats.numel():
-        checks.add((quats.detach().square().sum(dim=-1).min(),), _judge_quats)
+        checks.add((torch.linalg.vector_norm(quats.detach(), dim=-1).amin(),), _judge_quats)
 
 
 def _judge_quats(values: list[float]) -> None:
