@@ -162,18 +162,22 @@ class ValueChecks:
         if not self.enabled or tensor.numel() == 0:
             return
         detached = tensor.detach() if tensor.requires_grad else tensor
-        suffix = f" ({hint})" if hint else ""
 
         def judge(values: list[float]) -> None:
             low, high = values
             if not (math.isfinite(low) and math.isfinite(high)):
                 bad = int((~torch.isfinite(detached)).sum())
                 raise ValueError(f"{name} must be finite, got {bad} NaN or infinite entries")
-            expected = _range_text(minimum, maximum, above, None)
             if (minimum is not None and low < minimum) or (above is not None and low <= above):
-                raise ValueError(f"{name} must be {expected}{suffix}, got minimum {low:g}")
+                expected = _range_text(minimum, maximum, above, None) + (
+                    f" ({hint})" if hint else ""
+                )
+                raise ValueError(f"{name} must be {expected}, got minimum {low:g}")
             if maximum is not None and high > maximum:
-                raise ValueError(f"{name} must be {expected}{suffix}, got maximum {high:g}")
+                expected = _range_text(minimum, maximum, above, None) + (
+                    f" ({hint})" if hint else ""
+                )
+                raise ValueError(f"{name} must be {expected}, got maximum {high:g}")
 
         self.add(torch.aminmax(detached), judge)
 

@@ -191,7 +191,7 @@ def _validate(
         )
         if n_samples > 1:
             checks.add(
-                ((ray_indices[1:] - ray_indices[:-1]).min(),),
+                (torch.diff(ray_indices).amin(),),
                 lambda v: _sorted_judge(v, ray_indices),
             )
         checks.add(torch.aminmax(ray_indices), lambda v: _range_judge(v, n_rays))
