@@ -229,7 +229,8 @@ class SMPL(nn.Module):
     def _check(
         self, name: str, value: torch.Tensor | None, width: int | None, n_batch: int, text: str
     ) -> None:
-        """Raises ValueError unless value is None or a finite [n_batch, width] model tensor."""
+        """Raises ValueError unless value is None or a [n_batch, width] tensor of the model's
+        dtype and device (finiteness: _check_finite)."""
         if value is None:
             return
         if not isinstance(value, torch.Tensor):
@@ -250,8 +251,19 @@ class SMPL(nn.Module):
                 f"{name} must be on {self.v_template.device} (the model's device), "
                 f"got {value.device}"
             )
-        if checks_enabled() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"{name} has non-finite values")
+
+    @staticmethod
+    def _check_finite(tensors: Mapping[str, torch.Tensor | None]) -> None:
+        """Raises ValueError naming the first of tensors with a NaN or infinite entry; one
+        host read for all of them (the common case: all finite)."""
+        given = {name: t for name, t in tensors.items() if t is not None}
+        if not given:
+            return
+        if bool(torch.isfinite(torch.cat([t.reshape(-1) for t in given.values()])).all()):
+            return
+        for name, tensor in given.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{name} has non-finite values")
 
     def forward(
         self,
@@ -292,6 +304,8 @@ class SMPL(nn.Module):
         )
         self._check("global_orient", global_orient, 3, n_batch, "3] (axis-angle)")
         self._check("transl", transl, 3, n_batch, "3]")
+        if checks_enabled():
+            self._check_finite(given)
         zeros = {"dtype": self.v_template.dtype, "device": self.v_template.device}
         if betas is None:
             betas = torch.zeros(n_batch, 0, **zeros)
