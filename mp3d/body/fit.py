@@ -32,7 +32,10 @@ the alternative). Adam's update is element-wise, so the people of a batch (and t
 are fitted independently, exactly as one at a time, and each costs one gradient per
 iteration; LBFGS's shared line search and curvature history couple them. On the 100 bodies
 of bench/quality_body_fit.py (one CPU thread) Adam's 450 iterations gave 35.7 mm PA-MPJPE in
-9.7 s, LBFGS's 250 iterations 48.3 mm in 8.2 s (150 iterations: 56.4 mm in 4.9 s).
+9.7 s, LBFGS's 250 iterations 48.3 mm in 8.2 s (150 iterations: 56.4 mm in 4.9 s), before
+the fused forward kinematics and fused Adam; since then Adam's fit of the same 100 bodies
+took 5.7 s (36.2 mm; the code before took 15.4 s, 36.9 mm, on the same busy machine), and
+one person alone about 0.5-0.8 s (bench/bench_body.py --fits).
 
 Learned gradient descent is in mp3d.body.lgd, evaluation helpers (Procrustes-aligned
 joint errors, sampled bodies) in mp3d.body.evaluation, keypoint files in mp3d.body.keypoints,
