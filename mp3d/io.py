@@ -105,7 +105,7 @@ def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str)
         # weights_only: a checkpoint holds tensors and plain containers, never code to run.
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        found = re.search(r"GLOBAL (\S+)", str(error), flags=re.IGNORECASE)
         if found is None:
             raise ValueError(f"{path}: not a readable checkpoint (not a torch.save file)"
                              ) from error

@@ -324,7 +324,7 @@ CASES = [
     (
         "nerf-render-pickled-callable",
         ["nerf", "render", "{ckpt_pickled_callable}", "--out", "{out}", "--quiet"],
-        "{ckpt_pickled_callable}:",
+        "{ckpt_pickled_callable}: refused: the file holds a Python object",
     ),
     # nerf mesh
     (
@@ -362,7 +362,7 @@ CASES = [
     (
         "nerf-mesh-pickled-callable",
         ["nerf", "mesh", "{ckpt_pickled_callable}", "--out", "{out}/m.ply"],
-        "{ckpt_pickled_callable}:",
+        "{ckpt_pickled_callable}: refused: the file holds a Python object",
     ),
     # splat train
     (

@@ -68,23 +68,38 @@ def render_checkpoint(checkpoint: str | Path, out_dir: str | Path, n_frames: int
     out_dir = check_out_dir(out_dir)
     model, payload = load_checkpoint(checkpoint, device=resolve_device(device))
     meta = payload["meta"]
-    if not {"K", "width", "height", "orbit"} <= meta.keys():
-        raise ValueError(f"{checkpoint}: has no camera metadata to render with (a checkpoint "
-                         f"of an older mp3d: retrain it)")
+    orbit, K, size = _camera_metadata(meta, checkpoint)
     background = meta.get("background", [1.0, 1.0, 1.0])
-    orbit = meta["orbit"]
-    orbit = Orbit(torch.tensor(orbit["centre"]), torch.tensor(orbit["up"]),
-                  float(orbit["radius"]), float(orbit["elevation_deg"]))
-    cameras = orbit.cameras(torch.tensor(meta["K"]), meta["width"], meta["height"], n_frames)
+    eval_views = None
+    data = Path(str(meta.get("data", "")))
+    if meta.get("data") and data.is_dir():  # read before writing anything: no partial output
+        _, eval_views, _ = load_scene(data, int(meta.get("downscale", 1)), background,
+                                      int(meta.get("holdout", DEFAULT_HOLDOUT)), progress)
+    cameras = orbit.cameras(K, size[0], size[1], n_frames)
     summary = {"turntable": render_turntable(model, cameras, out_dir / "turntable.gif",
                                              background=background, progress=progress)}
-    data = Path(meta.get("data", ""))
-    if meta.get("data") and data.is_dir():
-        _, eval_views, _ = load_scene(data, meta["downscale"], background,
-                                      meta.get("holdout", DEFAULT_HOLDOUT), progress)
+    if eval_views is not None:
         metrics = evaluate(model, eval_views, out_dir / "test", progress=progress)
         summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"], images=out_dir / "test")
     return summary
+
+
+def _camera_metadata(meta: dict, checkpoint) -> tuple[Orbit, torch.Tensor, tuple[int, int]]:
+    """The orbit, intrinsics K [3,3] and (width, height) stored with a checkpoint."""
+    orbit = meta.get("orbit")
+    needed = {"centre", "up", "radius", "elevation_deg"}
+    if not {"K", "width", "height"} <= meta.keys() or not isinstance(orbit, dict) \
+            or not needed <= orbit.keys():
+        raise ValueError(f"{checkpoint}: has no camera metadata to render with (K, width, "
+                         f"height and orbit, written by `mp3d nerf train`): retrain it")
+    try:
+        return (Orbit(torch.tensor(orbit["centre"], dtype=torch.float32),
+                      torch.tensor(orbit["up"], dtype=torch.float32), float(orbit["radius"]),
+                      float(orbit["elevation_deg"])),
+                torch.tensor(meta["K"], dtype=torch.float32).reshape(3, 3),
+                (check_int("width", meta["width"], 1), check_int("height", meta["height"], 1)))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{checkpoint}: its camera metadata is not valid ({error})") from error
 
 
 def mesh_checkpoint(checkpoint: str | Path, out_path: str | Path, resolution: int = 256,
