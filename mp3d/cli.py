@@ -10,6 +10,7 @@ Defaults come from the config dataclasses and library signatures, never repeated
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -1125,6 +1126,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                return args.run(args)
         return args.run(args)
     except (ValueError, OSError) as error:
         message = _error_message(error)
