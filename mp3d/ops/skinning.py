@@ -22,6 +22,7 @@ they differentiate the torch reference instead (slower, and rare).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -45,6 +46,7 @@ __all__ = [
     "reference",
 ]
 
+FAMILY = "skinning"
 # How far a row of weights may sum from 1 (float32 round-off of a few dozen joints is ~1e-6).
 WEIGHT_SUM_TOLERANCE = 1e-4
 
@@ -155,7 +157,7 @@ def lbs(
     and devices are always checked.
     """
     _validate(vertices, weights, transforms, value_checks(validate))
-    if resolve_impl(impl, vertices.device) == "torch":
+    if resolve_impl(impl, vertices.device, FAMILY) == "torch":
         return reference(vertices, weights, transforms)
     return _SkinKernel.apply(vertices.contiguous(), weights.contiguous(), transforms.contiguous())
 
@@ -216,6 +218,16 @@ class _KinematicsKernel(torch.autograd.Function):
             parents,
         )
         return (grad_rotations if needs[0] else None, grad_joints if needs[1] else None, None)
+
+
+@functools.cache
+def _kinematics_compiled() -> bool:
+    """Whether the loaded mp3d._C registers the kinematics kernels (csrc/skinning/
+    kinematics_cpu.cpp); an extension built before they existed does not."""
+    try:
+        return torch.ops.mp3d.kinematics_fwd is not None
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _parents_tensor(
@@ -285,7 +297,14 @@ def forward_kinematics(
         with torch.no_grad():
             for name, tensor in tensors.items():
                 check_finite(name, tensor)
-    chosen = resolve_impl(impl, joints.device)
+    chosen = resolve_impl(impl, joints.device, FAMILY)
+    if chosen == "cpp" and not _kinematics_compiled():
+        if impl == "cpp":
+            raise ValueError(
+                "impl='cpp' is not available: mp3d._C has no kinematics kernels "
+                "(built before them: pip install --no-build-isolation -e .)"
+            )
+        chosen = "torch"
     if chosen != "cpp":  # the chain has no CUDA kernel: on CUDA tensors the reference runs
         return kinematics_reference(rotations, joints, parents_tensor.tolist())
     return _KinematicsKernel.apply(rotations.contiguous(), joints.contiguous(), parents_tensor)

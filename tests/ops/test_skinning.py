@@ -650,3 +650,19 @@ def test_kinematics_cpp_checks_parents_itself():
             joints,
             torch.tensor(SMALL_TREE),
         )
+
+
+def test_kinematics_on_an_extension_built_before_its_kernels(monkeypatch):
+    """An mp3d._C without the kinematics ops: "auto" runs the reference, "cpp" says why."""
+    from mp3d.ops import skinning
+
+    monkeypatch.setattr(skinning, "_kinematics_compiled", lambda: False)
+    rotations, joints = kinematics_inputs(2, n_joints=5, seed=8)
+    expected = kinematics_reference(rotations, joints, SMALL_TREE)
+    for actual, wanted in zip(
+        forward_kinematics(rotations, joints, SMALL_TREE), expected, strict=True
+    ):
+        torch.testing.assert_close(actual, wanted)
+    if "cpp" in available_impls():
+        with pytest.raises(ValueError, match="mp3d._C has no kinematics kernels"):
+            forward_kinematics(rotations, joints, SMALL_TREE, impl="cpp")
