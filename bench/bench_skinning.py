@@ -1,4 +1,5 @@
-"""Forward+backward speed and peak memory of mp3d.ops.skinning.lbs.
+"""Forward+backward speed and peak memory of mp3d.ops.skinning.lbs, and the speed of
+mp3d.ops.skinning.forward_kinematics (CPU).
 
 Compares the compiled kernel with the torch reference, which blends a 4x4 matrix per vertex
 with einsum ([B,V,4,4], the usual PyTorch way, as in smplx), side by side in one process.
@@ -23,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import median_seconds, peak_bytes  # noqa: E402
 
 from mp3d._backend import backend  # noqa: E402
-from mp3d.ops.skinning import lbs  # noqa: E402
+from mp3d.body.skeleton import SMPL_PARENTS  # noqa: E402
+from mp3d.ops.skinning import forward_kinematics, lbs  # noqa: E402
 
 
 def make_weights(n_vertices: int, n_joints: int, sparse: bool, g: torch.Generator) -> torch.Tensor:
@@ -114,6 +116,33 @@ def main() -> None:
         print(
             f"{'':>8} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
             f"{ker_m / max(ref_m, 1):.3f}x the peak memory"
+        )
+    if device.type == "cpu":
+        kinematics_table(args.repeats)
+
+
+def kinematics_table(repeats: int) -> None:
+    """Forward+backward of forward_kinematics (SMPL's 24-joint tree, axis-angle rotations):
+    the C++ kernel against the torch reference, at the batch sizes body fitting uses."""
+    parents = [int(p) for p in SMPL_PARENTS]
+    print(f"forward kinematics, {len(parents)} joints, axis-angle rotations")
+    print(f"{'B':>6} {'torch ms':>9} {'cpp ms':>9} {'speedup':>8}")
+    for n_batch in (1, 4, 64, 1024):
+        g = torch.Generator().manual_seed(n_batch)
+        rotations = (0.5 * torch.randn(n_batch, 24, 3, generator=g)).requires_grad_()
+        joints = torch.randn(n_batch, 24, 3, generator=g).requires_grad_()
+        times = {}
+        for impl in ("torch", "cpp"):
+
+            def step(impl=impl, rotations=rotations, joints=joints):
+                _, world, skin = forward_kinematics(rotations, joints, parents, impl=impl)
+                (world.sum() + skin.sum()).backward()
+                rotations.grad = joints.grad = None
+
+            times[impl] = median_seconds(step, torch.device("cpu"), repeats=repeats)
+        print(
+            f"{n_batch:>6} {times['torch'] * 1e3:>9.3f} {times['cpp'] * 1e3:>9.3f} "
+            f"{times['torch'] / times['cpp']:>7.1f}x"
         )
 
 
