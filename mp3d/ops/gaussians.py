@@ -41,6 +41,7 @@ from mp3d.ops._validation import (
     value_checks,
 )
 from mp3d.ops.sh import spherical_harmonics
+from mp3d.transforms import quaternion_to_matrix
 
 __all__ = [
     "project_gaussians",
@@ -65,20 +66,9 @@ RADIUS_MAX = 2**30  # px: radii are int32; the kernels clamp the same way
 
 
 def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N,3,3] of quaternions [N,4] (w, x, y, z; normalised here)."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z),
-        2 * (x * y - w * z),
-        2 * (x * z + w * y),
-        2 * (x * y + w * z),
-        1 - 2 * (x * x + z * z),
-        2 * (y * z - w * x),
-        2 * (x * z - w * y),
-        2 * (y * z + w * x),
-        1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
+    """Rotation matrices [N,3,3] of quaternions [N,4] (w, x, y, z; normalised here): the
+    reference's name for mp3d.transforms.quaternion_to_matrix."""
+    return quaternion_to_matrix(quats)
 
 
 def _covariances3d(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
