@@ -142,6 +142,9 @@ class SMPL(nn.Module):
         self.register_buffer("lbs_weights", floats(arrays["weights"]))  # [V,J]
         self.register_buffer("faces", torch.as_tensor(arrays["f"], dtype=torch.int64))  # [F,3]
         self.register_buffer("parents_tensor", torch.as_tensor(parents))  # [J]
+        # The kinematics kernel reads the parents on the host: a CPU copy that .to() leaves
+        # alone (no device-to-host copy per call on a GPU).
+        self.parents_cpu = torch.as_tensor(self.parents, dtype=torch.int64)
         self._precompute()
 
     def _precompute(self) -> None:
@@ -320,7 +323,7 @@ class SMPL(nn.Module):
         ).view(n_batch, n_joints, 3)
         full_pose = torch.cat([global_orient, body_pose], dim=1).view(n_batch, n_joints, 3)
         rot_mats, world, skin = skinning.forward_kinematics(
-            full_pose, rest_joints, self.parents_tensor, impl=self.impl, validate=False
+            full_pose, rest_joints, self.parents_cpu, impl=self.impl, validate=False
         )
         # The non-root rotation matrices, row-major, are the pose features (a strided view).
         features = rot_mats.flatten(2)[:, 1:].flatten(1)
@@ -357,7 +360,7 @@ class JointModel:
         self.template = model.joint_template.flatten()  # [3J]
         self.dirs = model.joint_dirs  # [S,3J]
         self.parents = list(model.parents)
-        self.parents_tensor = model.parents_tensor
+        self.parents_cpu = model.parents_cpu
         self.joint_names = tuple(model.joint_names)
         self.n_joints = model.n_joints
         self.n_betas = model.n_betas
@@ -403,7 +406,7 @@ class JointModel:
         _, world, _ = skinning.forward_kinematics(
             rotations,
             self.rest_joints(betas),
-            self.parents_tensor,
+            self.parents_cpu,
             impl=self.impl,
             validate=self.validate,
         )
