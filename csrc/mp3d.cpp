@@ -80,6 +80,17 @@ TORCH_LIBRARY(mp3d, m) {
       "lbs_bwd(Tensor grad_posed, Tensor vertices, Tensor weights, Tensor transforms, "
       "bool vertices_grad, bool weights_grad, bool transforms_grad) -> (Tensor grad_vertices, "
       "Tensor grad_weights, Tensor grad_transforms)");
+
+  // Forward kinematics (see csrc/skinning/kinematics.h; CPU only): rotations [B,J,3]
+  // (axis-angle) or [B,J,3,3], rest joints [B,J,3], parents [J] int64 -> local rotation
+  // matrices [B,J,3,3], world transforms [B,J,4,4], skinning transforms [B,J,4,4].
+  m.def(
+      "kinematics_fwd(Tensor rotations, Tensor joints, Tensor parents) -> (Tensor rot_mats, "
+      "Tensor world, Tensor skin)");
+  m.def(
+      "kinematics_bwd(Tensor grad_rot_mats, Tensor grad_world, Tensor grad_skin, "
+      "Tensor rotations, Tensor joints, Tensor parents) -> (Tensor grad_rotations, "
+      "Tensor grad_joints)");
 }
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {

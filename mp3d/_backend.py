@@ -40,7 +40,10 @@ FAMILY_OPS: dict[str, tuple[str, ...]] = {
         "gaussians_rasterize_bwd",
     ),
     "skinning": ("lbs_fwd", "lbs_bwd"),
+    "kinematics": ("kinematics_fwd", "kinematics_bwd"),
 }
+# Families with a C++ CPU kernel only: their CUDA tensors run the torch reference by design.
+CPU_ONLY_FAMILIES = frozenset({"kinematics"})
 
 
 class KernelsMissingError(RuntimeError):
@@ -117,7 +120,7 @@ def _check_required(b: Backend) -> None:
     want_cuda = torch.cuda.is_available() and os.environ.get("MP3D_FORCE_CPU", "0") != "1"
     for family in FAMILY_OPS:
         missing = [op for op in FAMILY_OPS[family] if not _registered(op, "CPU")]
-        if want_cuda:
+        if want_cuda and family not in CPU_ONLY_FAMILIES:
             missing += [f"{op} (CUDA)" for op in FAMILY_OPS[family] if not _registered(op, "CUDA")]
         if missing:
             raise KernelsMissingError(
@@ -188,6 +191,8 @@ def kernel_missing(family: str | None, device_type: str) -> str | None:
         return f"mp3d._C has no CPU kernel for {', '.join(missing)}" if missing else None
     if device_type != "cuda":
         return f"no kernels for {device_type} tensors"
+    if family in CPU_ONLY_FAMILIES:
+        return f"{family} has a C++ CPU kernel only"
     if not torch.cuda.is_available():
         return "torch has no CUDA device"
     if not b.built_with_cuda:
@@ -259,7 +264,8 @@ def resolve_impl(impl: str, device: torch.device, family: str | None = None) -> 
             why = kernel_missing(family, "cuda")
             if why is None:
                 return "cuda"
-            _warn_cuda_fallback(family, why)
+            if family not in CPU_ONLY_FAMILIES:
+                _warn_cuda_fallback(family, why)
             return "torch"
         if device.type == "cpu" and kernel_missing(family, "cpu") is None:
             return "cpp"

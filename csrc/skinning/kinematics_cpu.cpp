@@ -5,8 +5,8 @@
 // version's ~100 small tensor ops per call (and as many autograd nodes) cost far more than
 // the arithmetic, which is about 24 3x3 products per body. Here one call is one node.
 //
-// The schemas are declared here with TORCH_LIBRARY_FRAGMENT, next to their only (CPU)
-// implementation; CUDA tensors use the torch reference (mp3d.ops.skinning).
+// The schemas are in csrc/mp3d.cpp with the others; there is no CUDA kernel, so CUDA tensors
+// use the torch reference (mp3d.ops.skinning).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -254,19 +254,6 @@ std::tuple<Tensor, Tensor> backward_cpu(const Tensor& grad_rot_mats, const Tenso
 }  // namespace
 }  // namespace kinematics
 }  // namespace mp3d
-
-TORCH_LIBRARY_FRAGMENT(mp3d, m) {
-  // Forward kinematics (see csrc/skinning/kinematics.h): rotations [B,J,3] (axis-angle) or
-  // [B,J,3,3], rest joints [B,J,3], parents [J] int64 -> local rotation matrices [B,J,3,3],
-  // world transforms [B,J,4,4], skinning transforms [B,J,4,4].
-  m.def(
-      "kinematics_fwd(Tensor rotations, Tensor joints, Tensor parents) -> (Tensor rot_mats, "
-      "Tensor world, Tensor skin)");
-  m.def(
-      "kinematics_bwd(Tensor grad_rot_mats, Tensor grad_world, Tensor grad_skin, "
-      "Tensor rotations, Tensor joints, Tensor parents) -> (Tensor grad_rotations, "
-      "Tensor grad_joints)");
-}
 
 TORCH_LIBRARY_IMPL(mp3d, CPU, m) {
   m.impl("kinematics_fwd", &mp3d::kinematics::forward_cpu);

@@ -64,6 +64,7 @@ from mp3d.body.priors import (
 )
 from mp3d.body.result import FitResult
 from mp3d.body.smpl import SMPL, JointModel
+from mp3d.training import Config
 from mp3d.transforms import (
     axis_angle_to_matrix,
     axis_rotation,
@@ -347,7 +348,7 @@ def _initial_params(
 
 
 @dataclass
-class SMPLifyConfig:
+class SMPLifyConfig(Config):
     """Weights, schedule and optimiser of fit_smplify (see the module docstring for E)."""
 
     sigma: float = 100.0  # Geman-McClure scale, pixels
@@ -366,7 +367,8 @@ class SMPLifyConfig:
     # fitted through every stage; the lowest final E wins
 
     def validate(self) -> None:
-        """Raises ValueError naming the first setting out of range."""
+        """Raises ValueError naming the first setting out of range (run on construction)."""
+        super().validate()
         for name in ("sigma", "keypoint_std", "lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"config.{name} must be > 0, got {getattr(self, name)}")
@@ -509,8 +511,10 @@ def fit_smplify(
 
     The tensors are small ([B,24,3]): on a CPU, torch.set_num_threads(1) is often faster."""
     start_time = time.perf_counter()
-    config = config or SMPLifyConfig()
-    config.validate()
+    config = config if config is not None else SMPLifyConfig()
+    if not isinstance(config, SMPLifyConfig):
+        raise ValueError(f"config must be an SMPLifyConfig, got {type(config).__name__}")
+    config.validate()  # again: fields may have been changed since it was made
     joints = JointModel(model, validate=False)
     keypoints, K, confidences, viewmat = _check_inputs(joints, keypoints, K, confidences, viewmat)
     n_batch = keypoints.shape[0]

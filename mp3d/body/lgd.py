@@ -32,6 +32,7 @@ from mp3d.body.fit import (
 )
 from mp3d.body.smpl import SMPL, JointModel
 from mp3d.io import atomic_path
+from mp3d.training import Config
 from mp3d.transforms import (
     axis_angle_to_matrix,
     axis_rotation,
@@ -341,7 +342,7 @@ def fit_lgd(
 
 
 @dataclass
-class LGDConfig:
+class LGDConfig(Config):
     """Training of the learned-gradient-descent network (train_lgd)."""
 
     steps: int = 4  # unrolled updates T
@@ -365,7 +366,8 @@ class LGDConfig:
     objective: SMPLifyConfig = field(default_factory=SMPLifyConfig)
 
     def validate(self) -> None:
-        """Raises ValueError naming the first setting out of range."""
+        """Raises ValueError naming the first setting out of range (run on construction)."""
+        super().validate()
         for name in ("steps", "hidden", "layers", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config.{name} must be >= 1, got {getattr(self, name)}")

@@ -3,7 +3,8 @@ picked with ``impl="auto" | "cpp" | "cuda" | "torch"`` (see mp3d._backend), and 
 inputs: shapes, dtypes and devices always, values (finite, ranges, sortedness) unless turned
 off with ``validate=False`` or ``set_checks(False)``.
 
-mp3d.ops imports nothing from the rest of mp3d but mp3d._backend.
+mp3d.ops imports nothing from the rest of mp3d but mp3d._backend and mp3d.transforms (a
+leaf module of rotation conversions).
 """
 
 from mp3d.ops import gaussians, hash_encoding, sh, skinning, volume_rendering
@@ -18,7 +19,7 @@ from mp3d.ops.gaussians import (
 )
 from mp3d.ops.hash_encoding import hash_encode
 from mp3d.ops.sh import spherical_harmonics
-from mp3d.ops.skinning import lbs
+from mp3d.ops.skinning import forward_kinematics, lbs
 from mp3d.ops.volume_rendering import ray_offsets, render_rays, render_weights
 
 # The op families with compiled kernels (mp3d._backend.FAMILY_OPS lists their operators).
@@ -27,6 +28,7 @@ FAMILIES = {
     "hash_encoding": hash_encoding,
     "gaussians": gaussians,
     "skinning": skinning,
+    "kinematics": skinning,  # forward_kinematics, beside lbs
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "gaussians",
     "hash_encode",
     "hash_encoding",
+    "forward_kinematics",
     "lbs",
     "project_gaussians",
     "quaternion_to_rotation",

@@ -22,7 +22,6 @@ they differentiate the torch reference instead (slower, and rare).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
@@ -47,6 +46,7 @@ __all__ = [
 ]
 
 FAMILY = "skinning"
+KINEMATICS_FAMILY = "kinematics"  # a family of its own: it has no CUDA kernel
 # How far a row of weights may sum from 1 (float32 round-off of a few dozen joints is ~1e-6).
 WEIGHT_SUM_TOLERANCE = 1e-4
 
@@ -220,16 +220,6 @@ class _KinematicsKernel(torch.autograd.Function):
         return (grad_rotations if needs[0] else None, grad_joints if needs[1] else None, None)
 
 
-@functools.cache
-def _kinematics_compiled() -> bool:
-    """Whether the loaded mp3d._C registers the kinematics kernels (csrc/skinning/
-    kinematics_cpu.cpp); an extension built before they existed does not."""
-    try:
-        return torch.ops.mp3d.kinematics_fwd is not None
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _parents_tensor(
     parents: Sequence[int] | torch.Tensor, n_joints: int, values: bool
 ) -> torch.Tensor:
@@ -297,14 +287,7 @@ def forward_kinematics(
         with torch.no_grad():
             for name, tensor in tensors.items():
                 check_finite(name, tensor)
-    chosen = resolve_impl(impl, joints.device, FAMILY)
-    if chosen == "cpp" and not _kinematics_compiled():
-        if impl == "cpp":
-            raise ValueError(
-                "impl='cpp' is not available: mp3d._C has no kinematics kernels "
-                "(built before them: pip install --no-build-isolation -e .)"
-            )
-        chosen = "torch"
+    chosen = resolve_impl(impl, joints.device, KINEMATICS_FAMILY)
     if chosen != "cpp":  # the chain has no CUDA kernel: on CUDA tensors the reference runs
         return kinematics_reference(rotations, joints, parents_tensor.tolist())
     return _KinematicsKernel.apply(rotations.contiguous(), joints.contiguous(), parents_tensor)

@@ -251,14 +251,18 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(model, bodies):
         ({"confidences": torch.zeros(24)}, "confidences"),
         ({"viewmat": 2 * torch.eye(4)}, "viewmat"),
         ({"K": K.expand(3, 3, 3)}, "K"),
-        ({"config": SMPLifyConfig(sigma=0.0)}, "config.sigma"),
-        ({"config": SMPLifyConfig(optimizer="sgd")}, "config.optimizer"),
-        ({"config": SMPLifyConfig(iterations=(1,))}, "config.prior_schedule"),
+        ({"config": "quick"}, "config"),
     ]
     for change, name in cases:
         kwargs = {"keypoints": keypoints, "K": K, **change}
         with pytest.raises(ValueError, match=name):
             fit_smplify(model, **kwargs)
+    # A config is checked when it is made, as every mp3d config is.
+    for settings, name in (({"sigma": 0.0}, "config.sigma"),
+                           ({"optimizer": "sgd"}, "config.optimizer"),
+                           ({"iterations": (1,)}, "config.prior_schedule")):
+        with pytest.raises(ValueError, match=name):
+            SMPLifyConfig(**settings)
     with pytest.raises(ValueError, match="model"):
         fit_smplify("smpl.pkl", keypoints, K)
 

@@ -654,9 +654,16 @@ def test_kinematics_cpp_checks_parents_itself():
 
 def test_kinematics_on_an_extension_built_before_its_kernels(monkeypatch):
     """An mp3d._C without the kinematics ops: "auto" runs the reference, "cpp" says why."""
-    from mp3d.ops import skinning
+    from mp3d import _backend
 
-    monkeypatch.setattr(skinning, "_kinematics_compiled", lambda: False)
+    real = _backend.kernel_missing
+
+    def without_kinematics(family, device_type):
+        if family == "kinematics":
+            return "mp3d._C has no CPU kernel for kinematics_fwd, kinematics_bwd"
+        return real(family, device_type)
+
+    monkeypatch.setattr(_backend, "kernel_missing", without_kinematics)
     rotations, joints = kinematics_inputs(2, n_joints=5, seed=8)
     expected = kinematics_reference(rotations, joints, SMALL_TREE)
     for actual, wanted in zip(
@@ -664,5 +671,5 @@ def test_kinematics_on_an_extension_built_before_its_kernels(monkeypatch):
     ):
         torch.testing.assert_close(actual, wanted)
     if "cpp" in available_impls():
-        with pytest.raises(ValueError, match="mp3d._C has no kinematics kernels"):
+        with pytest.raises(ValueError, match="mp3d._C has no CPU kernel for kinematics_fwd"):
             forward_kinematics(rotations, joints, SMALL_TREE, impl="cpp")
