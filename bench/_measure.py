@@ -14,8 +14,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int = 7,
-                   warmup: int = 2) -> float:
+def median_seconds(
+    fn: Callable[[], object], device: torch.device, repeats: int = 7, warmup: int = 2
+) -> float:
     """Median wall time of fn() over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()

@@ -37,8 +37,11 @@ def make_scene(n: int, width: int, height: int, device: torch.device, seed: int 
     g = torch.Generator().manual_seed(seed)
     focal = 0.5 * width / math.tan(math.radians(30.0))
     depth = torch.rand(n, generator=g) * 4.0 + 2.0
-    xy = (torch.rand(n, 2, generator=g) * 2.0 - 1.0) * depth[:, None] * torch.tensor(
-        [0.5 * width / focal, 0.5 * height / focal])
+    xy = (
+        (torch.rand(n, 2, generator=g) * 2.0 - 1.0)
+        * depth[:, None]
+        * torch.tensor([0.5 * width / focal, 0.5 * height / focal])
+    )
     typical_scale = 2.0 * math.sqrt(width * height / n) / focal * 4.0
     scene = {
         "means": torch.cat([xy, depth[:, None]], dim=1),
@@ -59,20 +62,32 @@ def _leaves(scene: dict) -> dict:
 
 def mp3d_step(scene: dict, width: int, height: int, impl: str):
     """One forward+backward of mp3d's rasterize with `impl`."""
+
     def step():
         leaves = _leaves(scene)
-        rgb, alpha, _, _ = G.rasterize(**leaves, viewmat=scene["viewmat"], K=scene["K"],
-                                       width=width, height=height, sh_degree=SH_DEGREE,
-                                       impl=impl)
+        rgb, alpha, _, _ = G.rasterize(
+            **leaves,
+            viewmat=scene["viewmat"],
+            K=scene["K"],
+            width=width,
+            height=height,
+            sh_degree=SH_DEGREE,
+            impl=impl,
+        )
         (rgb.sum() + alpha.sum()).backward()
+
     return step
 
 
 def _reference_chunked(means2d, conics, colors, opacities, depths, width, height, chunk):
     """rasterize_reference's rgb and alpha with each pixel chunk's work checkpointed."""
     order = torch.argsort(depths.detach(), stable=True)
-    means2d, conics, colors, opacities = (means2d[order], conics[order], colors[order],
-                                          opacities[order])
+    means2d, conics, colors, opacities = (
+        means2d[order],
+        conics[order],
+        colors[order],
+        opacities[order],
+    )
     pixels = G._pixel_centres(width, height, means2d)
 
     def chunk_outputs(px, m, c, col, o):
@@ -81,8 +96,15 @@ def _reference_chunked(means2d, conics, colors, opacities, depths, width, height
 
     rgb, alpha = [], []
     for start in range(0, pixels.shape[0], chunk):
-        r, a = checkpoint(chunk_outputs, pixels[start:start + chunk], means2d, conics, colors,
-                          opacities, use_reentrant=False)
+        r, a = checkpoint(
+            chunk_outputs,
+            pixels[start : start + chunk],
+            means2d,
+            conics,
+            colors,
+            opacities,
+            use_reentrant=False,
+        )
         rgb.append(r)
         alpha.append(a)
     return torch.cat(rgb).reshape(height, width, 3), torch.cat(alpha).reshape(height, width)
@@ -90,19 +112,36 @@ def _reference_chunked(means2d, conics, colors, opacities, depths, width, height
 
 def reference_step(scene: dict, width: int, height: int, chunk: int):
     """One forward+backward of the torch reference, pixel chunks checkpointed."""
+
     def step():
         leaves = _leaves(scene)
         means2d, conics, depths, _, visible = G.project_gaussians(
-            leaves["means"], leaves["quats"], leaves["scales"], scene["viewmat"], scene["K"],
-            width, height, impl="torch")
+            leaves["means"],
+            leaves["quats"],
+            leaves["scales"],
+            scene["viewmat"],
+            scene["K"],
+            width,
+            height,
+            impl="torch",
+        )
         camera_centre = -scene["viewmat"][:3, :3].T @ scene["viewmat"][:3, 3]
-        rgbs = G.sh_colors(leaves["colors"], leaves["means"] - camera_centre, SH_DEGREE,
-                           impl="torch")
+        rgbs = G.sh_colors(
+            leaves["colors"], leaves["means"] - camera_centre, SH_DEGREE, impl="torch"
+        )
         keep = torch.nonzero(visible).squeeze(1)
-        rgb, alpha = _reference_chunked(means2d[keep], conics[keep], rgbs[keep],
-                                        leaves["opacities"][keep], depths[keep], width, height,
-                                        chunk)
+        rgb, alpha = _reference_chunked(
+            means2d[keep],
+            conics[keep],
+            rgbs[keep],
+            leaves["opacities"][keep],
+            depths[keep],
+            width,
+            height,
+            chunk,
+        )
         (rgb.sum() + alpha.sum()).backward()
+
     return step
 
 
@@ -116,11 +155,21 @@ def gsplat_step(scene: dict, width: int, height: int):
     def step():
         leaves = _leaves(scene)
         colors, _, _ = rasterization(
-            leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
-            leaves["colors"], scene["viewmat"][None], scene["K"][None], width, height,
-            sh_degree=SH_DEGREE, packed=False, render_mode="RGB",
+            leaves["means"],
+            leaves["quats"],
+            leaves["scales"],
+            leaves["opacities"],
+            leaves["colors"],
+            scene["viewmat"][None],
+            scene["K"][None],
+            width,
+            height,
+            sh_degree=SH_DEGREE,
+            packed=False,
+            render_mode="RGB",
         )
         colors.sum().backward()
+
     return step
 
 
@@ -145,39 +194,67 @@ def main() -> None:
     scene = make_scene(n, width, height, device)
     with torch.no_grad():
         _, _, _, radii, visible = G.project_gaussians(
-            scene["means"], scene["quats"], scene["scales"], scene["viewmat"], scene["K"],
-            width, height, impl=impl)
-    print(f"{n:,} Gaussians (SH degree {SH_DEGREE}), {width}x{height}, {device}, "
-          f"threads={torch.get_num_threads()}, kernels: {backend().source}")
-    print(f"visible: {int(visible.sum()):,}, median radius of visible: "
-          f"{float(radii[visible].float().median()):.1f} px")
+            scene["means"],
+            scene["quats"],
+            scene["scales"],
+            scene["viewmat"],
+            scene["K"],
+            width,
+            height,
+            impl=impl,
+        )
+    print(
+        f"{n:,} Gaussians (SH degree {SH_DEGREE}), {width}x{height}, {device}, "
+        f"threads={torch.get_num_threads()}, kernels: {backend().source}"
+    )
+    print(
+        f"visible: {int(visible.sum()):,}, median radius of visible: "
+        f"{float(radii[visible].float().median()):.1f} px"
+    )
 
     rows = []
     kernel = mp3d_step(scene, width, height, impl)
-    rows.append((f"mp3d {impl}", median_seconds(kernel, device, repeats=args.repeats),
-                 peak_bytes(kernel, device)))
+    rows.append(
+        (
+            f"mp3d {impl}",
+            median_seconds(kernel, device, repeats=args.repeats),
+            peak_bytes(kernel, device),
+        )
+    )
     peer = gsplat_step(scene, width, height) if on_gpu else None
     if on_gpu and peer is None:
         print("gsplat: not installed (pip install gsplat; it compiles its CUDA code on first use)")
     if peer is not None:
         try:
-            rows.append(("gsplat rasterization",
-                         median_seconds(peer, device, repeats=args.repeats),
-                         peak_bytes(peer, device)))
+            rows.append(
+                (
+                    "gsplat rasterization",
+                    median_seconds(peer, device, repeats=args.repeats),
+                    peak_bytes(peer, device),
+                )
+            )
         except Exception as error:  # e.g. its CUDA code failed to compile: report, go on
             print(f"gsplat failed ({type(error).__name__}: {error}): peer comparison skipped")
     if not args.no_reference:
         reference = reference_step(scene, width, height, args.chunk)
-        rows.append(("torch reference", median_seconds(reference, device,
-                                                       repeats=args.reference_repeats, warmup=0),
-                     peak_bytes(reference, device)))
+        rows.append(
+            (
+                "torch reference",
+                median_seconds(reference, device, repeats=args.reference_repeats, warmup=0),
+                peak_bytes(reference, device),
+            )
+        )
 
     base_time, base_memory = rows[0][1], rows[0][2]
-    print(f"\n{'forward+backward':<22} {'time':>11} {'peak memory':>13} "
-          f"{'mp3d faster by':>15} {'mp3d memory ratio':>18}")
+    print(
+        f"\n{'forward+backward':<22} {'time':>11} {'peak memory':>13} "
+        f"{'mp3d faster by':>15} {'mp3d memory ratio':>18}"
+    )
     for name, seconds, memory in rows:
-        print(f"{name:<22} {seconds * 1e3:>8.1f} ms {memory / 2**20:>9.1f} MiB "
-              f"{seconds / base_time:>14.1f}x {base_memory / max(memory, 1):>17.2f}x")
+        print(
+            f"{name:<22} {seconds * 1e3:>8.1f} ms {memory / 2**20:>9.1f} MiB "
+            f"{seconds / base_time:>14.1f}x {base_memory / max(memory, 1):>17.2f}x"
+        )
 
 
 if __name__ == "__main__":

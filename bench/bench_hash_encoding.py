@@ -41,8 +41,9 @@ def make_inputs(n_points: int, device: torch.device, seed: int = 0) -> dict:
     resolutions, offsets = instant_ngp_layout()
     return {
         "points": torch.rand(n_points, 3, generator=g).to(device),
-        "embeddings": (torch.rand(int(offsets[-1]), N_FEATURES, generator=g) * 2e-4 - 1e-4)
-        .to(device),
+        "embeddings": (torch.rand(int(offsets[-1]), N_FEATURES, generator=g) * 2e-4 - 1e-4).to(
+            device
+        ),
         "resolutions": resolutions,
         "offsets": offsets,
         "grad_features": torch.rand(n_points, N_LEVELS * N_FEATURES, generator=g).to(device),
@@ -56,8 +57,9 @@ def encode_step(inputs: dict, impl: str, points_grad: bool):
 
     def step():
         points.grad = embeddings.grad = None
-        features = hash_encode(points, embeddings, inputs["resolutions"], inputs["offsets"],
-                               impl=impl)
+        features = hash_encode(
+            points, embeddings, inputs["resolutions"], inputs["offsets"], impl=impl
+        )
         (features * inputs["grad_features"]).sum().backward()
 
     return step
@@ -67,21 +69,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--points-grad", action="store_true",
-                        help="also differentiate with respect to the points")
-    parser.add_argument("--points", type=lambda text: [int(v) for v in text.split(",")],
-                        default=None, help="comma-separated point counts "
-                        "(default: 262144 on CPU, 262144,1048576 on CUDA)")
+    parser.add_argument(
+        "--points-grad", action="store_true", help="also differentiate with respect to the points"
+    )
+    parser.add_argument(
+        "--points",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=None,
+        help="comma-separated point counts (default: 262144 on CPU, 262144,1048576 on CUDA)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     kernel = "cuda" if device.type == "cuda" else "cpp"
     sizes = args.points or ([2**18, 2**20] if device.type == "cuda" else [2**18])
     resolutions, offsets = instant_ngp_layout()
-    print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-          f"kernels {backend().source}")
-    print(f"{N_LEVELS} levels x {N_FEATURES} features, resolutions {resolutions.tolist()}, "
-          f"{int(offsets[-1])} rows; gradient w.r.t. embeddings"
-          + (" and points" if args.points_grad else ""))
+    print(
+        f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
+        f"kernels {backend().source}"
+    )
+    print(
+        f"{N_LEVELS} levels x {N_FEATURES} features, resolutions {resolutions.tolist()}, "
+        f"{int(offsets[-1])} rows; gradient w.r.t. embeddings"
+        + (" and points" if args.points_grad else "")
+    )
     print(f"{'points':>8} {'method':>7} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for n_points in sizes:
         inputs = make_inputs(n_points, device)
@@ -94,8 +104,10 @@ def main() -> None:
             print(f"{n_points:>8} {name:>7} {seconds * 1e3:>11.1f} {memory / 2**20:>9.1f}")
         ref_t, ref_m = results["torch"]
         ker_t, ker_m = results[kernel]
-        print(f"{'':>8} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
-              f"{ker_m / ref_m:.3f}x the peak memory")
+        print(
+            f"{'':>8} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
+            f"{ker_m / ref_m:.3f}x the peak memory"
+        )
 
 
 if __name__ == "__main__":

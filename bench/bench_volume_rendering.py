@@ -61,8 +61,14 @@ def mp3d_step(inputs: dict, impl: str):
     def step():
         sigmas.grad = rgbs.grad = None
         rgb, opacity, depth = render_rays(
-            sigmas, rgbs, inputs["t_starts"], inputs["t_ends"], inputs["ray_indices"],
-            inputs["n_rays"], background=1.0, impl=impl,
+            sigmas,
+            rgbs,
+            inputs["t_starts"],
+            inputs["t_ends"],
+            inputs["ray_indices"],
+            inputs["n_rays"],
+            background=1.0,
+            impl=impl,
         )
         ((rgb * inputs["grad_rgb"]).sum() + opacity.sum() + 0.1 * depth.sum()).backward()
 
@@ -81,13 +87,17 @@ def nerfacc_step(inputs: dict):
     def step():
         sigmas.grad = rgbs.grad = None
         weights, _, _ = nerfacc.render_weight_from_density(
-            inputs["t_starts"], inputs["t_ends"], sigmas, ray_indices=ray_indices, n_rays=n_rays)
-        rgb = nerfacc.accumulate_along_rays(weights, values=rgbs, ray_indices=ray_indices,
-                                            n_rays=n_rays)
-        opacity = nerfacc.accumulate_along_rays(weights, values=None, ray_indices=ray_indices,
-                                                n_rays=n_rays)
-        depth = nerfacc.accumulate_along_rays(weights, values=midpoints[:, None],
-                                              ray_indices=ray_indices, n_rays=n_rays)
+            inputs["t_starts"], inputs["t_ends"], sigmas, ray_indices=ray_indices, n_rays=n_rays
+        )
+        rgb = nerfacc.accumulate_along_rays(
+            weights, values=rgbs, ray_indices=ray_indices, n_rays=n_rays
+        )
+        opacity = nerfacc.accumulate_along_rays(
+            weights, values=None, ray_indices=ray_indices, n_rays=n_rays
+        )
+        depth = nerfacc.accumulate_along_rays(
+            weights, values=midpoints[:, None], ray_indices=ray_indices, n_rays=n_rays
+        )
         rgb = rgb + (1.0 - opacity)
         ((rgb * inputs["grad_rgb"]).sum() + opacity.sum() + 0.1 * depth.sum()).backward()
 
@@ -98,13 +108,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--shapes", type=parse_shapes, default=SHAPES,
-                        help="rays x samples per ray, e.g. 4096x192,65536x64 (the default)")
+    parser.add_argument(
+        "--shapes",
+        type=parse_shapes,
+        default=SHAPES,
+        help="rays x samples per ray, e.g. 4096x192,65536x64 (the default)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     kernel = "cuda" if device.type == "cuda" else "cpp"
-    print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-          f"kernels {backend().source}")
+    print(
+        f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
+        f"kernels {backend().source}"
+    )
     try:
         import nerfacc  # noqa: F401
 
@@ -129,21 +145,26 @@ def main() -> None:
             except Exception as error:  # a peer that fails at run time: report, go on
                 if name != "nerfacc":
                     raise
-                print(f"nerfacc failed ({type(error).__name__}: {error}): peer comparison "
-                      "skipped")
+                print(f"nerfacc failed ({type(error).__name__}: {error}): peer comparison skipped")
                 have_nerfacc = False
                 continue
             results[name] = (seconds, memory)
-            print(f"{f'{n_rays} x {n_samples}':>16} {name:>10} {seconds * 1e3:>11.2f} "
-                  f"{memory / 2**20:>9.1f}")
+            print(
+                f"{f'{n_rays} x {n_samples}':>16} {name:>10} {seconds * 1e3:>11.2f} "
+                f"{memory / 2**20:>9.1f}"
+            )
         ref_t, ref_m = results["torch"]
         ker_t, ker_m = results[kernel]
-        print(f"{'':>16} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
-              f"{ker_m / ref_m:.2f}x the peak memory")
+        print(
+            f"{'':>16} {kernel} vs torch reference: {ref_t / ker_t:.1f}x faster, "
+            f"{ker_m / ref_m:.2f}x the peak memory"
+        )
         if have_nerfacc:
             peer_t, peer_m = results["nerfacc"]
-            print(f"{'':>16} {kernel} vs nerfacc: {peer_t / ker_t:.2f}x faster, "
-                  f"{ker_m / max(peer_m, 1):.2f}x the peak memory")
+            print(
+                f"{'':>16} {kernel} vs nerfacc: {peer_t / ker_t:.2f}x faster, "
+                f"{ker_m / max(peer_m, 1):.2f}x the peak memory"
+            )
 
 
 if __name__ == "__main__":

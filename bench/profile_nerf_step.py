@@ -59,8 +59,11 @@ def main() -> None:
     encoding = model.field.encoding
     calls = []  # (points, grad enabled) of every encoding call in the last step
     encoding.register_forward_pre_hook(
-        lambda module, inputs: calls.append((inputs[0].detach(), torch.is_grad_enabled())))
-    print(f"{name} {data.width}px, {config.batch_rays} rays/step, after {args.warmup} warm-up steps")
+        lambda module, inputs: calls.append((inputs[0].detach(), torch.is_grad_enabled()))
+    )
+    print(
+        f"{name} {data.width}px, {config.batch_rays} rays/step, after {args.warmup} warm-up steps"
+    )
     print(f"{'encoding':>9} {'step ms':>9} {'encoding ms':>12} {'share':>7} {'points':>8}")
     for impl in ("torch", "cpp"):
         encoding.impl = impl
@@ -73,20 +76,23 @@ def main() -> None:
         table = encoding.embeddings.detach().clone().requires_grad_()
 
         def replay(table=table, impl=impl):
-            """The step's encoding calls again: culling pass forward-only, shading pass both ways."""
+            """The step's encoding calls again: culling pass forward only, shading both ways."""
             table.grad = None
             for points, grad in calls:
                 with torch.set_grad_enabled(grad):
-                    features = hash_encode(points, table, encoding.resolutions, encoding.offsets,
-                                           impl=impl)
+                    features = hash_encode(
+                        points, table, encoding.resolutions, encoding.offsets, impl=impl
+                    )
                     if grad:
                         features.sum().backward()
 
         step_s = statistics.median(times)
         encode_s = median_seconds(replay, device, repeats=5, warmup=1)
         n_points = "+".join(str(points.shape[0]) for points, _ in calls)
-        print(f"{impl:>9} {step_s * 1e3:>9.1f} {encode_s * 1e3:>12.1f} "
-              f"{100 * encode_s / step_s:>6.1f}% {n_points:>8}")
+        print(
+            f"{impl:>9} {step_s * 1e3:>9.1f} {encode_s * 1e3:>12.1f} "
+            f"{100 * encode_s / step_s:>6.1f}% {n_points:>8}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,24 @@ LEGO = Path(__file__).resolve().parents[2] / "shared" / "data" / "lego"
 def config_for(device: str, minutes: float, steps: int) -> TrainConfig:
     """Hash-grid settings sized for the machine: small tables and grid on a 2-core CPU."""
     if device == "cuda":
-        return TrainConfig(model="hash", steps=steps, minutes=minutes, batch_rays=8192,
-                           log2_table_size=19, finest_resolution=2048, grid_resolution=128)
-    return TrainConfig(model="hash", steps=steps, minutes=minutes, batch_rays=4096,
-                       log2_table_size=17, finest_resolution=1024, grid_resolution=64)
+        return TrainConfig(
+            model="hash",
+            steps=steps,
+            minutes=minutes,
+            batch_rays=8192,
+            log2_table_size=19,
+            finest_resolution=2048,
+            grid_resolution=128,
+        )
+    return TrainConfig(
+        model="hash",
+        steps=steps,
+        minutes=minutes,
+        batch_rays=4096,
+        log2_table_size=17,
+        finest_resolution=1024,
+        grid_resolution=64,
+    )
 
 
 def main() -> None:
@@ -38,20 +52,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1_000_000, help="upper bound on steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
-    parser.add_argument("--turntable-frames", type=int, default=12,
-                        help="frames of the turntable GIF (default: %(default)s)")
+    parser.add_argument(
+        "--turntable-frames",
+        type=int,
+        default=12,
+        help="frames of the turntable GIF (default: %(default)s)",
+    )
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
         raise SystemExit(f"lego scene not found at {args.data} (see shared/data/README.md)")
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-lego-"))
     config = config_for(args.device, args.minutes, args.steps)
-    summary = fit_scene(args.data, out, config, downscale=args.downscale, holdout=8,
-                        turntable_frames=args.turntable_frames, device=args.device)
-    print(f"lego {800 // args.downscale}px on {args.device} "
-          f"({torch.get_num_threads()} threads), {args.minutes:g} min budget")
+    summary = fit_scene(
+        args.data,
+        out,
+        config,
+        downscale=args.downscale,
+        holdout=8,
+        turntable_frames=args.turntable_frames,
+        device=args.device,
+    )
+    print(
+        f"lego {800 // args.downscale}px on {args.device} "
+        f"({torch.get_num_threads()} threads), {args.minutes:g} min budget"
+    )
     print(f"train views {summary['train_views']}, held-back views {summary['eval_views']}")
-    print(f"steps {summary['steps']} in {summary['seconds']:.0f} s, "
-          f"{summary['rays_per_second']:.0f} training rays/s")
+    print(
+        f"steps {summary['steps']} in {summary['seconds']:.0f} s, "
+        f"{summary['rays_per_second']:.0f} training rays/s"
+    )
     print(f"held-back PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
     print(f"outputs in {out}")
 

@@ -32,26 +32,53 @@ def config_for(cuda: bool, steps: int | None, minutes: float | None, impl: str) 
     every 250 steps, opacity resets every 1000 (densification still ends half-way)."""
     if cuda:
         return SplatConfig(steps=steps, minutes=minutes, impl=impl)
-    return SplatConfig(steps=steps, minutes=minutes, densify_from=100, densify_every=100,
-                       sh_every=250, opacity_reset_every=1000, impl=impl)
+    return SplatConfig(
+        steps=steps,
+        minutes=minutes,
+        densify_from=100,
+        densify_every=100,
+        sh_every=250,
+        opacity_reset_every=1000,
+        impl=impl,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=LEGO)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--downscale", type=int, default=None,
-                        help=f"default: {CPU_DOWNSCALE} on CPU, {GPU_DOWNSCALE} on CUDA")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help=f"wall-time budget (default: {CPU_MINUTES:g} on CPU, none on CUDA)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help=f"step budget (default: none on CPU, {GPU_STEPS} on CUDA)")
-    parser.add_argument("--init-points", type=int, default=None,
-                        help="random starting Gaussians (default: 20000 on CPU, 100000 on CUDA)")
+    parser.add_argument(
+        "--downscale",
+        type=int,
+        default=None,
+        help=f"default: {CPU_DOWNSCALE} on CPU, {GPU_DOWNSCALE} on CUDA",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help=f"wall-time budget (default: {CPU_MINUTES:g} on CPU, none on CUDA)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"step budget (default: none on CPU, {GPU_STEPS} on CUDA)",
+    )
+    parser.add_argument(
+        "--init-points",
+        type=int,
+        default=None,
+        help="random starting Gaussians (default: 20000 on CPU, 100000 on CUDA)",
+    )
     parser.add_argument("--impl", default="auto", help="gaussians kernel: auto, cpp, cuda, torch")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
-    parser.add_argument("--turntable-frames", type=int, default=12,
-                        help="frames of the turntable GIF (default: %(default)s)")
+    parser.add_argument(
+        "--turntable-frames",
+        type=int,
+        default=12,
+        help="frames of the turntable GIF (default: %(default)s)",
+    )
     args = parser.parse_args()
     if not (args.data / "transforms_train.json").is_file():
         raise SystemExit(f"lego scene not found at {args.data} (see shared/data/README.md)")
@@ -63,16 +90,27 @@ def main() -> None:
     config = config_for(cuda, steps, minutes, args.impl)
     init_points = args.init_points or default_init_points(args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-splat-lego-"))
-    summary = fit_scene(args.data, out, config, downscale=downscale, holdout=8,
-                        init_points=init_points, turntable_frames=args.turntable_frames,
-                        device=args.device)
+    summary = fit_scene(
+        args.data,
+        out,
+        config,
+        downscale=downscale,
+        holdout=8,
+        init_points=init_points,
+        turntable_frames=args.turntable_frames,
+        device=args.device,
+    )
     budget = f"{minutes:g} min" if minutes is not None else f"{steps} steps"
-    print(f"lego {800 // downscale}px on {args.device} "
-          f"({torch.get_num_threads()} threads), budget {budget}")
+    print(
+        f"lego {800 // downscale}px on {args.device} "
+        f"({torch.get_num_threads()} threads), budget {budget}"
+    )
     print(f"train views {summary['train_views']}, held-back views {summary['eval_views']}")
-    print(f"steps {summary['steps']} in {summary['seconds']:.0f} s "
-          f"({summary['steps_per_second']:.1f} steps/s), Gaussians {init_points} -> "
-          f"{summary['gaussians']}")
+    print(
+        f"steps {summary['steps']} in {summary['seconds']:.0f} s "
+        f"({summary['steps_per_second']:.1f} steps/s), Gaussians {init_points} -> "
+        f"{summary['gaussians']}"
+    )
     print(f"held-back PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
     print(f"outputs in {out}")
 

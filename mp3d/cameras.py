@@ -106,8 +106,14 @@ def look_at(
     return invert_rigid(c2w)
 
 
-AXES = {"+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0), "+y": (0.0, 1.0, 0.0),
-        "-y": (0.0, -1.0, 0.0), "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0)}
+AXES = {
+    "+x": (1.0, 0.0, 0.0),
+    "-x": (-1.0, 0.0, 0.0),
+    "+y": (0.0, 1.0, 0.0),
+    "-y": (0.0, -1.0, 0.0),
+    "+z": (0.0, 0.0, 1.0),
+    "-z": (0.0, 0.0, -1.0),
+}
 
 
 @dataclass
@@ -123,13 +129,22 @@ class Orbit:
     elevation_deg: float = 30.0
 
     @classmethod
-    def around(cls, centre=(0.0, 0.0, 0.0), up: str = "+z", radius: float = 4.0,
-               elevation_deg: float = 30.0) -> Orbit:
+    def around(
+        cls,
+        centre=(0.0, 0.0, 0.0),
+        up: str = "+z",
+        radius: float = 4.0,
+        elevation_deg: float = 30.0,
+    ) -> Orbit:
         """An orbit about a named world axis `up` ("+x", "-y", ...)."""
         if up not in AXES:
             raise ValueError(f"up must be one of {sorted(AXES)}, got {up!r}")
-        return cls(torch.as_tensor(centre, dtype=torch.float32), torch.tensor(AXES[up]),
-                   float(radius), float(elevation_deg))
+        return cls(
+            torch.as_tensor(centre, dtype=torch.float32),
+            torch.tensor(AXES[up]),
+            float(radius),
+            float(elevation_deg),
+        )
 
     def eyes(self, n_frames: int) -> torch.Tensor:
         """Camera positions [n_frames,3] (float64) evenly spaced on the circle."""
@@ -145,9 +160,11 @@ class Orbit:
         second = torch.linalg.cross(up, first)
         azimuth = torch.arange(n_frames, dtype=torch.float64) * (2 * math.pi / n_frames)
         elevation = math.radians(self.elevation_deg)
-        directions = (math.cos(elevation) * (torch.cos(azimuth)[:, None] * first
-                                             + torch.sin(azimuth)[:, None] * second)
-                      + math.sin(elevation) * up)
+        directions = (
+            math.cos(elevation)
+            * (torch.cos(azimuth)[:, None] * first + torch.sin(azimuth)[:, None] * second)
+            + math.sin(elevation) * up
+        )
         return self.centre.detach().double().cpu() + self.radius * directions
 
     def viewmats(self, n_frames: int) -> torch.Tensor:
@@ -223,7 +240,11 @@ def image_rays(
 
 
 def random_pixels(
-    n: int, n_images: int, width: int, height: int, generator: torch.Generator | None = None,
+    n: int,
+    n_images: int,
+    width: int,
+    height: int,
+    generator: torch.Generator | None = None,
     device=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n random (image index [n], pixel centre [n,2]) pairs drawn uniformly over all pixels."""
@@ -235,7 +256,11 @@ def random_pixels(
 
 
 def random_rays(
-    Ks: torch.Tensor, c2ws: torch.Tensor, width: int, height: int, n: int,
+    Ks: torch.Tensor,
+    c2ws: torch.Tensor,
+    width: int,
+    height: int,
+    n: int,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random batch of rays across cameras Ks [N,3,3], c2ws [N,4,4].

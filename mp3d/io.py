@@ -80,8 +80,14 @@ def save_gif(frames: torch.Tensor, path: str | Path, fps: float = 12.0) -> Path:
         raise ValueError(f"frames must have shape [F>0, H, W, 3], got {list(frames.shape)}")
     images = [Image.fromarray(frame) for frame in to_uint8(frames)]
     with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(round(1000 / fps)), loop=0)
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(round(1000 / fps)),
+            loop=0,
+        )
     return Path(path)
 
 
@@ -107,17 +113,21 @@ def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error), flags=re.IGNORECASE)
         if found is None:
-            raise ValueError(f"{path}: not a readable checkpoint (not a torch.save file)"
-                             ) from error
-        raise ValueError(f"{path}: refused: the file holds a Python object ({found.group(1)}) "
-                         f"besides tensors and plain containers, which could run code when "
-                         f"loaded; mp3d never writes such checkpoints") from error
+            raise ValueError(
+                f"{path}: not a readable checkpoint (not a torch.save file)"
+            ) from error
+        raise ValueError(
+            f"{path}: refused: the file holds a Python object ({found.group(1)}) "
+            f"besides tensors and plain containers, which could run code when "
+            f"loaded; mp3d never writes such checkpoints"
+        ) from error
     except Exception as error:
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != format_name:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: not an mp3d {kind} checkpoint (format {found!r}, "
-                         f"expected {format_name!r})")
+        raise ValueError(
+            f"{path}: not an mp3d {kind} checkpoint (format {found!r}, expected {format_name!r})"
+        )
     if payload.get("version") != version:
         raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {version}")
     return payload

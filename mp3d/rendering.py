@@ -49,8 +49,10 @@ def render_function(renderer: Renderable | RenderFn, background=None) -> RenderF
             return renderer.render
         return lambda camera: renderer.render(camera, background=background)
     if not callable(renderer):
-        raise ValueError(f"renderer must be a model with .render(camera) or a function "
-                         f"camera -> Rendering, got {type(renderer).__name__}")
+        raise ValueError(
+            f"renderer must be a model with .render(camera) or a function "
+            f"camera -> Rendering, got {type(renderer).__name__}"
+        )
     return renderer
 
 
@@ -61,19 +63,23 @@ def _model_device(renderer: Renderable | RenderFn) -> torch.device | None:
             return tensor.device
     return None
 
+
 # The polynomial fit of Google's Turbo colour map (coefficients of 1, x, ..., x^5 per
 # channel): a perceptually ordered map, so depth differences read as hue differences.
-_TURBO = torch.tensor([
-    [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
-    [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
-    [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
-], dtype=torch.float64)
+_TURBO = torch.tensor(
+    [
+        [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+        [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+        [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+    ],
+    dtype=torch.float64,
+)
 
 
 def turbo(values: torch.Tensor) -> torch.Tensor:
     """Values [...] in [0,1] (clamped) -> RGB [...,3] in [0,1] of the Turbo colour map."""
     x = values.detach().double().clamp(0.0, 1.0)
-    powers = torch.stack([x ** k for k in range(6)], dim=-1)
+    powers = torch.stack([x**k for k in range(6)], dim=-1)
     return (powers @ _TURBO.to(x.device).T).clamp(0.0, 1.0).float()
 
 
@@ -113,8 +119,12 @@ def _json_default(value: Any) -> Any:
 
 
 @torch.no_grad()
-def evaluate(renderer: Renderable | RenderFn, views: PosedViews,
-             out_dir: str | Path | None = None, progress: bool = True) -> dict:
+def evaluate(
+    renderer: Renderable | RenderFn,
+    views: PosedViews,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Renders every view of `views` (a model on the views' background, or a function) and
     scores it against the view's image: returns {"psnr" (dB), "ssim" (means), "views":
     [{"name", "psnr", "ssim"}, ...]}; with `out_dir`, writes NAME_rgb.png, NAME_depth.png
@@ -130,23 +140,33 @@ def evaluate(renderer: Renderable | RenderFn, views: PosedViews,
         image = render_fn(camera.to(device) if device is not None else camera)
         rgb = image.rgb.clamp(0.0, 1.0)
         target = views.images[i].to(rgb)
-        scores.append({"name": views.names[i], "psnr": psnr(rgb, target),
-                       "ssim": float(ssim(rgb, target))})
+        scores.append(
+            {"name": views.names[i], "psnr": psnr(rgb, target), "ssim": float(ssim(rgb, target))}
+        )
         if out is not None:
             stem = image_stem(views.names[i])
             save_image(rgb, out / f"{stem}_rgb.png")
             save_image(depth_image(image.depth, image.opacity), out / f"{stem}_depth.png")
-    metrics = {"psnr": sum(v["psnr"] for v in scores) / len(scores),
-               "ssim": sum(v["ssim"] for v in scores) / len(scores), "views": scores}
+    metrics = {
+        "psnr": sum(v["psnr"] for v in scores) / len(scores),
+        "ssim": sum(v["ssim"] for v in scores) / len(scores),
+        "views": scores,
+    }
     if out is not None:
         write_json(out / "metrics.json", metrics)
     return metrics
 
 
 @torch.no_grad()
-def render_turntable(renderer: Renderable | RenderFn, cameras: Sequence[Camera],
-                     path: str | Path, background=None, frames_dir: str | Path | None = None,
-                     fps: float = 12.0, progress: bool = True) -> Path:
+def render_turntable(
+    renderer: Renderable | RenderFn,
+    cameras: Sequence[Camera],
+    path: str | Path,
+    background=None,
+    frames_dir: str | Path | None = None,
+    fps: float = 12.0,
+    progress: bool = True,
+) -> Path:
     """Renders `cameras` in order (a model on `background`, or a function) into a looping GIF
     at `path` (and, with frames_dir, each frame as frame_NNN.png); returns the GIF's path."""
     if len(cameras) == 0:
@@ -154,8 +174,9 @@ def render_turntable(renderer: Renderable | RenderFn, cameras: Sequence[Camera],
     render_fn = render_function(renderer, background)
     device = _model_device(renderer)
     frames = []
-    for i, camera in enumerate(tqdm(cameras, desc="rendering turntable", disable=not progress,
-                                    leave=False)):
+    for i, camera in enumerate(
+        tqdm(cameras, desc="rendering turntable", disable=not progress, leave=False)
+    ):
         rgb = render_fn(camera.to(device) if device is not None else camera).rgb
         rgb = rgb.clamp(0.0, 1.0).cpu()
         if frames_dir is not None:

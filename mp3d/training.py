@@ -39,19 +39,28 @@ RESUMABLE_CHANGES = frozenset({"steps", "minutes", "checkpoint_every", "log_ever
 # ----------------------------------------------------------------------------- checks
 
 
-def check_int(name: str, value: object, minimum: int | None = None,
-              maximum: int | None = None) -> int:
+def check_int(
+    name: str, value: object, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """`value` as an int in [minimum, maximum] (bounds optional); ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or (minimum is not None and value < minimum) \
-            or (maximum is not None and value > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
         bounds = _bounds_text(minimum, maximum)
         raise ValueError(f"{name} must be an int{bounds}, got {value!r}")
     return value
 
 
-def check_float(name: str, value: object, minimum: float | None = None,
-                maximum: float | None = None, exclusive_minimum: bool = False) -> float:
+def check_float(
+    name: str,
+    value: object,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> float:
     """`value` as a finite float in [minimum, maximum] ((minimum, maximum] with
     `exclusive_minimum`); ValueError naming `name`."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -60,12 +69,16 @@ def check_float(name: str, value: object, minimum: float | None = None,
     if ok and maximum is not None:
         ok = value <= maximum
     if not ok:
-        low = "" if minimum is None else (f"> {minimum:g}" if exclusive_minimum
-                                          else f">= {minimum:g}")
+        low = (
+            ""
+            if minimum is None
+            else (f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}")
+        )
         high = "" if maximum is None else f"<= {maximum:g}"
         bounds = " and ".join(b for b in (low, high) if b)
-        raise ValueError(f"{name} must be a finite number{' ' + bounds if bounds else ''}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}"
+        )
     return float(value)
 
 
@@ -143,12 +156,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from error
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            why = "this torch is a CPU build" if torch.version.cuda is None else \
-                "torch sees no CUDA device"
+            why = (
+                "this torch is a CPU build"
+                if torch.version.cuda is None
+                else "torch sees no CUDA device"
+            )
             raise ValueError(f"device {str(device)!r} was asked for, but {why}; use --device cpu")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {str(device)!r} does not exist: torch sees "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {str(device)!r} does not exist: torch sees "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
     elif resolved.type != "cpu":
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return resolved
@@ -208,9 +226,18 @@ class TrainingRun:
     keeps the same step count and clock, so the ranks stop together.
     """
 
-    def __init__(self, config: TrainerConfig, out_dir: str | Path | None, format_name: str,
-                 version: int, meta: Mapping[str, Any] | None = None, desc: str = "training",
-                 progress: bool = True, fresh: bool = False, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        out_dir: str | Path | None,
+        format_name: str,
+        version: int,
+        meta: Mapping[str, Any] | None = None,
+        desc: str = "training",
+        progress: bool = True,
+        fresh: bool = False,
+        kind: str | None = None,
+    ) -> None:
         if not isinstance(config, TrainerConfig):
             raise ValueError(f"config must be a TrainerConfig, got {type(config).__name__}")
         self.config = config
@@ -244,8 +271,9 @@ class TrainingRun:
                     self.checkpoint.unlink()
             distributed.barrier()
             if self.checkpoint.is_file():
-                payload = read_checkpoint(self.checkpoint, self.format_name, self.version,
-                                          self.kind)
+                payload = read_checkpoint(
+                    self.checkpoint, self.format_name, self.version, self.kind
+                )
                 self._check_same_run(payload)
         if payload is not None:
             self.step = self.start_step = self.saved_step = int(payload["step"])
@@ -256,30 +284,46 @@ class TrainingRun:
 
     def _check_same_run(self, payload: dict) -> None:
         stored = payload.get("meta") or {}
-        differing = sorted(key for key in self.meta.keys() & stored.keys()
-                           if _plain(stored[key]) != _plain(self.meta[key]))
+        differing = sorted(
+            key
+            for key in self.meta.keys() & stored.keys()
+            if _plain(stored[key]) != _plain(self.meta[key])
+        )
         if differing:
-            details = "; ".join(f"{key}: {stored[key]!r} there, {self.meta[key]!r} now"
-                                for key in differing)
-            raise ValueError(f"{self.checkpoint}: was trained on other data ({details}); "
-                             f"use another output folder, or --fresh to start over")
+            details = "; ".join(
+                f"{key}: {stored[key]!r} there, {self.meta[key]!r} now" for key in differing
+            )
+            raise ValueError(
+                f"{self.checkpoint}: was trained on other data ({details}); "
+                f"use another output folder, or --fresh to start over"
+            )
         old = payload.get("config") or {}
-        changed = sorted(key for key, value in self.config.to_dict().items()
-                         if key in old and key not in RESUMABLE_CHANGES
-                         and _plain(old[key]) != _plain(value))
+        changed = sorted(
+            key
+            for key, value in self.config.to_dict().items()
+            if key in old and key not in RESUMABLE_CHANGES and _plain(old[key]) != _plain(value)
+        )
         if changed and self.main:
-            warnings.warn(f"{self.checkpoint}: resuming a run trained with other settings ("
-                          + ", ".join(f"{k}={old[k]!r} -> {getattr(self.config, k)!r}"
-                                      for k in changed)
-                          + "); pass --fresh to start over", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.checkpoint}: resuming a run trained with other settings ("
+                + ", ".join(f"{k}={old[k]!r} -> {getattr(self.config, k)!r}" for k in changed)
+                + "); pass --fresh to start over",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _open_progress(self) -> None:
         timed = self.config.minutes is not None
         total = round(60 * self.config.minutes) if timed else self.config.steps
         initial = min(round(self.start_elapsed), total) if timed else self.step
-        self.bar = tqdm(total=total, initial=initial, unit="s" if timed else "step",
-                        desc=self.desc, disable=not (self.show_progress and self.main),
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit="s" if timed else "step",
+            desc=self.desc,
+            disable=not (self.show_progress and self.main),
+            dynamic_ncols=True,
+        )
         if self.out_dir is not None and self.main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -309,8 +353,10 @@ class TrainingRun:
         and writes them to TensorBoard as train/NAME."""
         self.step += 1
         self.last = {name: float(value) for name, value in scalars.items()}
-        shown = {name: value if isinstance(value, int) else f"{value:.4g}"
-                 for name, value in scalars.items()}
+        shown = {
+            name: value if isinstance(value, int) else f"{value:.4g}"
+            for name, value in scalars.items()
+        }
         if self.config.minutes is not None:
             self.bar.update(min(round(self.clock.elapsed), self.bar.total) - self.bar.n)
         else:
@@ -331,9 +377,18 @@ class TrainingRun:
         if self.checkpoint is None:
             return None
         if self.main:
-            write_checkpoint(self.checkpoint, self.format_name, self.version,
-                             {**payload, "step": self.step, "elapsed": self.clock.elapsed,
-                              "config": self.config.to_dict(), "meta": self.meta})
+            write_checkpoint(
+                self.checkpoint,
+                self.format_name,
+                self.version,
+                {
+                    **payload,
+                    "step": self.step,
+                    "elapsed": self.clock.elapsed,
+                    "config": self.config.to_dict(),
+                    "meta": self.meta,
+                },
+            )
         self.saved_step = self.step
         return self.checkpoint
 
@@ -353,8 +408,13 @@ class TrainingRun:
         (of this session), plus the last logged scalars as last_NAME."""
         seconds = self.clock.elapsed
         rate = (self.step - self.start_step) / max(seconds - self.start_elapsed, 1e-9)
-        return {"steps": self.step, "start_step": self.start_step, "seconds": seconds,
-                "steps_per_second": rate, **{f"last_{k}": v for k, v in self.last.items()}}
+        return {
+            "steps": self.step,
+            "start_step": self.start_step,
+            "seconds": seconds,
+            "steps_per_second": rate,
+            **{f"last_{k}": v for k, v in self.last.items()},
+        }
 
 
 def _plain(value: Any) -> Any:

@@ -64,9 +64,20 @@ PEER_BUDGET = 240  # each peer's CUDA compile, counted from its start (in the ba
 # Seconds of a quality stage spent outside training (start, loading 87 800x800 views,
 # evaluating 11 of them, a 4-frame turntable): a guess until a GPU run measures it.
 QUALITY_OVERHEAD = {"quality_nerf": 60, "quality_splat": 40}
-ORDER = ["env", "wheels", "peers", "build", "doctor", "pytest", "bench_skinning",
-         "bench_hash_encoding", "bench_volume_rendering", "bench_gaussians", "quality_nerf",
-         "quality_splat"]
+ORDER = [
+    "env",
+    "wheels",
+    "peers",
+    "build",
+    "doctor",
+    "pytest",
+    "bench_skinning",
+    "bench_hash_encoding",
+    "bench_volume_rendering",
+    "bench_gaussians",
+    "quality_nerf",
+    "quality_splat",
+]
 PEERS = {"gsplat": "gsplat.cuda._backend", "nerfacc": "nerfacc.cuda._backend"}
 DEPS = ["trimesh", "plyfile"]  # mp3d's runtime needs missing from the GPU image
 LOG_CHARS = 2_000_000  # of each stage's output kept in gpu_logs.txt (its end)
@@ -147,16 +158,19 @@ class Check:
         self.peer_procs: dict[str, tuple[subprocess.Popen, float, Path, str]] = {}
         jobs = str(args.jobs or os.cpu_count() or 4)
         self.base_env = dict(os.environ)
-        self.base_env.update({
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join([str(REPO), str(self.site)]
-                                          + [p for p in [os.environ.get("PYTHONPATH")] if p]),
-            "MP3D_NO_JIT": "1",  # a failed build must not turn into a JIT build in each stage
-            "MAX_JOBS": jobs,
-            "TORCH_CUDA_ARCH_LIST": args.arch,
-            "TORCH_EXTENSIONS_DIR": str(self.work / "torch_extensions"),
-            "TQDM_MININTERVAL": "20",
-        })
+        self.base_env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(
+                    [str(REPO), str(self.site)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+                ),
+                "MP3D_NO_JIT": "1",  # a failed build must not turn into a JIT build in each stage
+                "MAX_JOBS": jobs,
+                "TORCH_CUDA_ARCH_LIST": args.arch,
+                "TORCH_EXTENSIONS_DIR": str(self.work / "torch_extensions"),
+                "TQDM_MININTERVAL": "20",
+            }
+        )
 
     # -- clock ---------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -167,9 +181,10 @@ class Check:
 
     def reserve_after(self, name: str) -> float:
         """Seconds kept back for the selected stages after `name` (their minimums)."""
-        later = ORDER[ORDER.index(name) + 1:]
-        return sum(CAPS[s][1] for s in later if s in CAPS and self.selected(s)
-                   and s not in self.unrunnable)
+        later = ORDER[ORDER.index(name) + 1 :]
+        return sum(
+            CAPS[s][1] for s in later if s in CAPS and self.selected(s) and s not in self.unrunnable
+        )
 
     def selected(self, name: str) -> bool:
         """Whether --only/--skip (names or prefixes) keep stage `name`: env always runs,
@@ -198,22 +213,38 @@ class Check:
         cap, minimum = CAPS[name]
         limit = min(cap, self.left() - self.reserve_after(name))
         if limit < minimum:
-            self.skip(name, f"only {max(self.left(), 0):.0f} s of the {self.args.total} s "
-                            f"total left (needs {minimum} s plus {self.reserve_after(name):.0f} s "
-                            "kept for later stages)")
+            self.skip(
+                name,
+                f"only {max(self.left(), 0):.0f} s of the {self.args.total} s "
+                f"total left (needs {minimum} s plus {self.reserve_after(name):.0f} s "
+                "kept for later stages)",
+            )
             return None
         return limit
 
-    def run(self, name: str, command: str, limit: float, env: dict | None = None,
-            tail_ok: int = 25, tail_fail: int = 40) -> Result:
+    def run(
+        self,
+        name: str,
+        command: str,
+        limit: float,
+        env: dict | None = None,
+        tail_ok: int = 25,
+        tail_fail: int = 40,
+    ) -> Result:
         """Runs `command` (bash) in the repository under `limit` seconds, logging its output."""
         print(f"[{self.elapsed():5.0f} s] {name}: start (limit {limit:.0f} s)", flush=True)
         log = self.logs / f"{name}.log"
         started = time.monotonic()
         with open(log, "wb") as handle:
-            proc = subprocess.Popen(["bash", "-c", command], cwd=REPO, stdout=handle,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env or self.base_env, start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=REPO,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env or self.base_env,
+                start_new_session=True,
+            )
             try:
                 rc = proc.wait(timeout=limit)
                 status = "ok" if rc == 0 else f"FAILED (exit {rc})"
@@ -222,8 +253,14 @@ class Check:
                 status = f"TIMEOUT (limit {limit:.0f} s)"
         seconds = time.monotonic() - started
         lines = clean_lines(log.read_text(errors="replace"))
-        result = Result(name, status, seconds, limit, command,
-                        tail(lines, tail_ok if status == "ok" else tail_fail))
+        result = Result(
+            name,
+            status,
+            seconds,
+            limit,
+            command,
+            tail(lines, tail_ok if status == "ok" else tail_fail),
+        )
         self.append_log(name, status, command, lines)
         print(f"[{self.elapsed():5.0f} s] {name}: {status} in {seconds:.0f} s", flush=True)
         self.record(result)
@@ -252,19 +289,30 @@ class Check:
             env = dict(self.base_env)
             env["PYTHONPATH"] = os.pathsep.join([str(target), env["PYTHONPATH"]])
             env["MAX_JOBS"] = str(max(1, int(self.base_env["MAX_JOBS"]) // 2))
-            code = (f"import time; t = time.time(); from {module} import _C; "
-                    f"assert _C is not None, '{peer}: its CUDA extension did not load'; "
-                    f"print('{peer}: CUDA extension ready in %.0f s' % (time.time() - t))")
+            code = (
+                f"import time; t = time.time(); from {module} import _C; "
+                f"assert _C is not None, '{peer}: its CUDA extension did not load'; "
+                f"print('{peer}: CUDA extension ready in %.0f s' % (time.time() - t))"
+            )
             command = f"nice -n 10 {shlex.quote(sys.executable)} -c {shlex.quote(code)}"
             log = self.logs / f"peer_{peer}.log"
             handle = open(log, "wb")  # noqa: SIM115 (closed with the process in finish_peers)
-            proc = subprocess.Popen(["bash", "-c", command], cwd=REPO, stdout=handle,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=REPO,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
             handle.close()
             self.peer_procs[peer] = (proc, time.monotonic(), target, command)
-            print(f"[{self.elapsed():5.0f} s] peer_{peer}: compiling in the background "
-                  f"(budget {PEER_BUDGET} s)", flush=True)
+            print(
+                f"[{self.elapsed():5.0f} s] peer_{peer}: compiling in the background "
+                f"(budget {PEER_BUDGET} s)",
+                flush=True,
+            )
 
     def finish_peers(self, keep: float) -> None:
         """Waits for the peers' compiles, each until its budget ends or only `keep` s of the
@@ -276,20 +324,26 @@ class Check:
                 status = "ok" if rc == 0 else f"FAILED (exit {rc})"
             except subprocess.TimeoutExpired:
                 kill_group(proc)
-                status = (f"TIMEOUT (compile not done after "
-                          f"{time.monotonic() - started:.0f} s)")
+                status = f"TIMEOUT (compile not done after {time.monotonic() - started:.0f} s)"
             seconds = time.monotonic() - started
             log = self.logs / f"peer_{peer}.log"
             lines = clean_lines(log.read_text(errors="replace"))
-            result = Result(f"peer_{peer}", status, seconds, PEER_BUDGET, command,
-                            tail(lines, 5 if status == "ok" else 30))
+            result = Result(
+                f"peer_{peer}",
+                status,
+                seconds,
+                PEER_BUDGET,
+                command,
+                tail(lines, 5 if status == "ok" else 30),
+            )
             if status == "ok":
                 self.peers_ready[peer] = target
             else:
                 result.notes.append(f"{peer} is left out of the benchmarks: they run without it")
             self.append_log(f"peer_{peer}", status, command, lines)
-            print(f"[{self.elapsed():5.0f} s] peer_{peer}: {status} after {seconds:.0f} s",
-                  flush=True)
+            print(
+                f"[{self.elapsed():5.0f} s] peer_{peer}: {status} after {seconds:.0f} s", flush=True
+            )
             self.record(result)
         self.peer_procs.clear()
 
@@ -311,8 +365,11 @@ class Check:
         """The summary as Markdown; table_last puts the table after the stage tails (for
         stdout, whose end is what the device tool's reply keeps)."""
         m = self.machine
-        mode = (f"DRY RUN ({self.why_dry}): CUDA stages skipped, the rest at tiny CPU sizes"
-                if self.dry else "GPU run")
+        mode = (
+            f"DRY RUN ({self.why_dry}): CUDA stages skipped, the rest at tiny CPU sizes"
+            if self.dry
+            else "GPU run"
+        )
         lines = [
             f"# mp3d GPU check: {mode}",
             "",
@@ -323,7 +380,8 @@ class Check:
             f"nvcc {m.get('nvcc', 'none')}; python {m.get('python', '?')}; "
             f"{os.cpu_count()} CPU cores",
             f"- time: {self.elapsed():.0f} s of the {self.args.total} s budget; caps (s): "
-            + ", ".join(f"{k} {v[0]}" for k, v in CAPS.items()) + f", peers {PEER_BUDGET}",
+            + ", ".join(f"{k} {v[0]}" for k, v in CAPS.items())
+            + f", peers {PEER_BUDGET}",
         ]
         table = ["", "| stage | result | time (s) | limit (s) |", "| --- | --- | ---: | ---: |"]
         for r in self.results:
@@ -346,11 +404,18 @@ class Check:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %<(60,trunc)%s"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h %<(60,trunc)%s"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -383,9 +448,15 @@ def probe(python: str) -> dict:
 
 
 def find_lego(given: str | None) -> Path | None:
-    candidates = [Path(given)] if given else [REPO / ".gpu_carry" / "lego",
-                                              REPO / "shared" / "data" / "lego",
-                                              REPO.parent / "shared" / "data" / "lego"]
+    candidates = (
+        [Path(given)]
+        if given
+        else [
+            REPO / ".gpu_carry" / "lego",
+            REPO / "shared" / "data" / "lego",
+            REPO.parent / "shared" / "data" / "lego",
+        ]
+    )
     for path in candidates:
         if (path / "transforms_train.json").is_file():
             return path
@@ -403,28 +474,56 @@ def copy_view(out_dir: Path, dest: Path) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--dry-run", action="store_true",
-                        help="skip the CUDA parts and run the rest at tiny CPU sizes "
-                             "(automatic without CUDA)")
-    parser.add_argument("--out", default=os.environ.get("OUT") or "/tmp/mp3d_gpu_check/out",
-                        help="folder for gpu_summary.md and gpu_logs.txt (default: $OUT)")
-    parser.add_argument("--summary", default=None,
-                        help="summary file (default: OUT/gpu_summary.md)")
-    parser.add_argument("--work", default="/tmp/mp3d_gpu_check",
-                        help="scratch folder: installed wheels, peers' builds, logs")
-    parser.add_argument("--carry", default=str(REPO / ".gpu_carry"),
-                        help="folder made by scripts/fetch_gpu_wheels.sh (wheels/, lego/)")
-    parser.add_argument("--data", default=None, help="lego scene (default: CARRY/lego, "
-                                                     "then ../shared/data/lego)")
-    parser.add_argument("--total", type=int, default=TOTAL_BUDGET,
-                        help="seconds for the whole check (default: %(default)s)")
-    parser.add_argument("--only", default="", help="comma-separated stage names or prefixes "
-                        "to run (e.g. build,doctor,quality); env and wheels always run")
-    parser.add_argument("--skip", default="", help="comma-separated stage names or prefixes "
-                        "to leave out (e.g. peers,pytest)")
-    parser.add_argument("--quality-minutes", type=float, default=None,
-                        help="upper bound on each quality run's training minutes "
-                             "(default: whatever its time limit leaves)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="skip the CUDA parts and run the rest at tiny CPU sizes (automatic without CUDA)",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or "/tmp/mp3d_gpu_check/out",
+        help="folder for gpu_summary.md and gpu_logs.txt (default: $OUT)",
+    )
+    parser.add_argument(
+        "--summary", default=None, help="summary file (default: OUT/gpu_summary.md)"
+    )
+    parser.add_argument(
+        "--work",
+        default="/tmp/mp3d_gpu_check",
+        help="scratch folder: installed wheels, peers' builds, logs",
+    )
+    parser.add_argument(
+        "--carry",
+        default=str(REPO / ".gpu_carry"),
+        help="folder made by scripts/fetch_gpu_wheels.sh (wheels/, lego/)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="lego scene (default: CARRY/lego, then ../shared/data/lego)"
+    )
+    parser.add_argument(
+        "--total",
+        type=int,
+        default=TOTAL_BUDGET,
+        help="seconds for the whole check (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated stage names or prefixes "
+        "to run (e.g. build,doctor,quality); env and wheels always run",
+    )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated stage names or prefixes to leave out (e.g. peers,pytest)",
+    )
+    parser.add_argument(
+        "--quality-minutes",
+        type=float,
+        default=None,
+        help="upper bound on each quality run's training minutes "
+        "(default: whatever its time limit leaves)",
+    )
     parser.add_argument("--arch", default="9.0", help="TORCH_CUDA_ARCH_LIST (default: 9.0)")
     parser.add_argument("--jobs", type=int, default=None, help="MAX_JOBS (default: all cores)")
     args = parser.parse_args()
@@ -450,9 +549,9 @@ def main() -> int:
         "--format=csv; else echo 'nvidia-smi: not found'; fi; "
         "if command -v nvcc >/dev/null; then nvcc --version | tail -n 2; "
         "else echo 'nvcc: not found'; fi; "
-        "command -v ninja >/dev/null && echo \"ninja $(ninja --version)\" "
+        'command -v ninja >/dev/null && echo "ninja $(ninja --version)" '
         "|| echo 'ninja: not found'; "
-        "echo \"cores: $(nproc)\"; free -g | head -n 2; df -h /tmp | tail -n 1"
+        'echo "cores: $(nproc)"; free -g | head -n 2; df -h /tmp | tail -n 1'
     )
     res = check.run("env", env_cmd, CAPS["env"][0], tail_ok=20)
     for line in res.tail:
@@ -467,12 +566,16 @@ def main() -> int:
     # wheels ------------------------------------------------------------------------------
     if check.selected("wheels"):
         if not wheels.is_dir() or not any(wheels.glob("*.whl")):
-            check.skip("wheels", f"no wheels in {wheels}: run scripts/fetch_gpu_wheels.sh on a "
-                                 "machine with a registry and carry .gpu_carry")
+            check.skip(
+                "wheels",
+                f"no wheels in {wheels}: run scripts/fetch_gpu_wheels.sh on a "
+                "machine with a registry and carry .gpu_carry",
+            )
         else:
             groups = [(check.site, [d for d in DEPS if any(wheels.glob(f"{d}-*.whl"))])]
-            groups += [(check.work / f"peer_{p}", [p]) for p in PEERS
-                       if any(wheels.glob(f"{p}-*.whl"))]
+            groups += [
+                (check.work / f"peer_{p}", [p]) for p in PEERS if any(wheels.glob(f"{p}-*.whl"))
+            ]
             parts = []
             for target, names in groups:
                 if names:
@@ -481,28 +584,39 @@ def main() -> int:
                         f"--no-deps --no-compile --no-cache-dir --find-links "
                         f"{shlex.quote(str(wheels))} --target {shlex.quote(str(target))} "
                         f"{' '.join(names)} && echo 'installed {' '.join(names)} in {target}' "
-                        "|| rc=1")
-            check_imports = ("import importlib, importlib.metadata as m; "
-                             "[print(n, m.version(n), importlib.import_module(n).__file__) "
-                             "for n in " + repr(DEPS) + "]")
+                        "|| rc=1"
+                    )
+            check_imports = (
+                "import importlib, importlib.metadata as m; "
+                "[print(n, m.version(n), importlib.import_module(n).__file__) "
+                "for n in " + repr(DEPS) + "]"
+            )
             parts.append(f"{py} -c {shlex.quote(check_imports)} || rc=1")
             check.run("wheels", "rc=0; " + "; ".join(parts) + "; exit $rc", CAPS["wheels"][0])
     # peers, in the background while mp3d builds ------------------------------------------
     if check.selected("peers"):
         if dry:
-            check.skip("peers", "dry run, no CUDA: gsplat and nerfacc compile their CUDA code "
-                                "on first use, on the GPU machine only")
+            check.skip(
+                "peers",
+                "dry run, no CUDA: gsplat and nerfacc compile their CUDA code "
+                "on first use, on the GPU machine only",
+            )
         else:
             check.start_peers()
 
     # build -------------------------------------------------------------------------------
     if check.selected("build"):
         if dry:
-            check.skip("build", "dry run, no CUDA: the CUDA build of mp3d._C is skipped; the "
-                                "stages below use the extension already built here")
+            check.skip(
+                "build",
+                "dry run, no CUDA: the CUDA build of mp3d._C is skipped; the "
+                "stages below use the extension already built here",
+            )
         elif (limit := check.limit_for("build")) is not None:
-            build_cmd = (f"export TORCH_CUDA_ARCH_LIST={shlex.quote(args.arch)}; "
-                         f"{py} -m pip install --no-build-isolation --no-index --no-deps -v -e .")
+            build_cmd = (
+                f"export TORCH_CUDA_ARCH_LIST={shlex.quote(args.arch)}; "
+                f"{py} -m pip install --no-build-isolation --no-index --no-deps -v -e ."
+            )
             check.run("build", build_cmd, limit, tail_ok=5, tail_fail=60)
 
     # doctor ------------------------------------------------------------------------------
@@ -510,15 +624,18 @@ def main() -> int:
         assert_cuda = (
             "import torch; from mp3d._backend import backend; b = backend(); print(b); "
             "assert not torch.cuda.is_available() or (b.built_with_cuda and b.has_cuda), "
-            "'CUDA device present but mp3d._C has no CUDA kernels'")
+            "'CUDA device present but mp3d._C has no CUDA kernels'"
+        )
         doctor_cmd = f"{py} -m mp3d doctor; {py} -c {shlex.quote(assert_cuda)}"
         if not dry:
             where = "import torch, mp3d._C as c; print(c.__file__)"
-            doctor_cmd += (f"; rc=$?; so=$({py} -c {shlex.quote(where)} 2>/dev/null); "
-                           "if [ -n \"$so\" ] && command -v cuobjdump >/dev/null; then "
-                           "echo \"cubins in $so:\"; cuobjdump --list-elf \"$so\" | "
-                           "sed 's/.*\\.\\(sm_[0-9a-z]*\\)\\..*/\\1/' | sort | uniq -c; fi; "
-                           "exit $rc")
+            doctor_cmd += (
+                f"; rc=$?; so=$({py} -c {shlex.quote(where)} 2>/dev/null); "
+                'if [ -n "$so" ] && command -v cuobjdump >/dev/null; then '
+                'echo "cubins in $so:"; cuobjdump --list-elf "$so" | '
+                "sed 's/.*\\.\\(sm_[0-9a-z]*\\)\\..*/\\1/' | sort | uniq -c; fi; "
+                "exit $rc"
+            )
         check.run("doctor", doctor_cmd, limit, tail_ok=30)
 
     # pytest -m gpu -----------------------------------------------------------------------
@@ -526,46 +643,62 @@ def main() -> int:
         flags = "-q -rfEs" if dry else "-q -rfE"
         if importlib.util.find_spec("pytest_timeout") is not None:
             flags += " --timeout=120"
-        check.run("pytest", f"{py} -m pytest -m gpu {flags} --continue-on-collection-errors "
-                            "-p no:cacheprovider", limit, tail_ok=25, tail_fail=45)
+        check.run(
+            "pytest",
+            f"{py} -m pytest -m gpu {flags} --continue-on-collection-errors -p no:cacheprovider",
+            limit,
+            tail_ok=25,
+            tail_fail=45,
+        )
 
     # benchmarks --------------------------------------------------------------------------
     dev = "cpu" if dry else "cuda"
     benches = {
         "bench_skinning": (
             "bench/bench_skinning.py --device cuda --batch 1024",
-            "bench/bench_skinning.py --device cpu --batch 2 --vertices 1000 --repeats 1", None),
+            "bench/bench_skinning.py --device cpu --batch 2 --vertices 1000 --repeats 1",
+            None,
+        ),
         "bench_hash_encoding": (
             "bench/bench_hash_encoding.py --device cuda --points 262144,1048576,4194304",
-            "bench/bench_hash_encoding.py --device cpu --points 4096 --repeats 1", None),
+            "bench/bench_hash_encoding.py --device cpu --points 4096 --repeats 1",
+            None,
+        ),
         "bench_volume_rendering": (
             "bench/bench_volume_rendering.py --device cuda --shapes 4096x192,65536x64,1048576x64",
             "bench/bench_volume_rendering.py --device cpu --shapes 512x32 --repeats 1",
-            "nerfacc"),
+            "nerfacc",
+        ),
         "bench_gaussians": (
             "bench/bench_gaussians.py --device cuda --gaussians 1000000 --width 1920 "
             "--height 1080 --no-reference",
             "bench/bench_gaussians.py --device cpu --gaussians 1000 --width 48 --height 48 "
-            "--repeats 1", "gsplat"),
+            "--repeats 1",
+            "gsplat",
+        ),
     }
     for name, (gpu_cmd, dry_cmd, peer) in benches.items():
         if peer is not None and check.peer_procs:
             # Benchmarks with peers wait for the peers' compile (no compile beside timings).
-            keep = sum(CAPS[s][1] for s in ORDER[ORDER.index(name):]
-                       if s in CAPS and check.selected(s))
+            keep = sum(
+                CAPS[s][1] for s in ORDER[ORDER.index(name) :] if s in CAPS and check.selected(s)
+            )
             check.finish_peers(keep)
         if not check.selected(name) or (limit := check.limit_for(name)) is None:
             continue
         env = check.peer_env(peer) if peer else check.base_env
         compiling = [p for p, (proc, *_) in check.peer_procs.items() if proc.poll() is None]
-        res = check.run(name, f"{py} {dry_cmd if dry else gpu_cmd}", limit, env=env,
-                        tail_ok=30)
+        res = check.run(name, f"{py} {dry_cmd if dry else gpu_cmd}", limit, env=env, tail_ok=30)
         if compiling:
-            res.notes.append(f"ran while {' and '.join(compiling)} still compiled in the "
-                             "background (niced): CPU-side launch overhead may be inflated")
+            res.notes.append(
+                f"ran while {' and '.join(compiling)} still compiled in the "
+                "background (niced): CPU-side launch overhead may be inflated"
+            )
         if peer and not dry and peer not in check.peers_ready:
-            res.notes.append(f"{peer}: not compiled in time or failed (see peer_{peer}); the "
-                             "benchmark ran without it")
+            res.notes.append(
+                f"{peer}: not compiled in time or failed (see peer_{peer}); the "
+                "benchmark ran without it"
+            )
             check.write_summary()
     if check.peer_procs:  # benchmarks left out: still end the peers' compiles cleanly
         check.finish_peers(0)
@@ -579,9 +712,12 @@ def main() -> int:
         if not check.selected(name):
             continue
         if lego is None:
-            check.skip(name, "lego scene not found: run scripts/fetch_gpu_wheels.sh here (it "
-                             "copies ../shared/data/lego into .gpu_carry/lego) and carry "
-                             ".gpu_carry, or pass --data")
+            check.skip(
+                name,
+                "lego scene not found: run scripts/fetch_gpu_wheels.sh here (it "
+                "copies ../shared/data/lego into .gpu_carry/lego) and carry "
+                ".gpu_carry, or pass --data",
+            )
             continue
         if (limit := check.limit_for(name)) is None:
             continue
@@ -594,8 +730,10 @@ def main() -> int:
             if args.quality_minutes is not None:
                 minutes = min(minutes, args.quality_minutes)
             size = f"--downscale 1 {gpu_extra} --turntable-frames 4"
-        cmd = (f"{py} {script} --device {dev} --minutes {minutes:.2f} {size} "
-               f"--data {shlex.quote(str(lego))} --out {shlex.quote(str(run_dir))}")
+        cmd = (
+            f"{py} {script} --device {dev} --minutes {minutes:.2f} {size} "
+            f"--data {shlex.quote(str(lego))} --out {shlex.quote(str(run_dir))}"
+        )
         res = check.run(name, cmd, limit, tail_ok=8)
         res.notes.append(f"training budget {minutes:.2f} min inside a {limit:.0f} s limit")
         copied = copy_view(run_dir, check.out / f"{name}_view.png")

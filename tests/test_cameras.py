@@ -43,8 +43,9 @@ def test_look_at_orientation():
 
 def test_invert_rigid_matches_inverse():
     viewmat = cameras.look_at(torch.tensor([[1.0, 2.0, 3.0], [-2.0, 0.5, 1.0]]), torch.zeros(2, 3))
-    torch.testing.assert_close(cameras.invert_rigid(viewmat), torch.linalg.inv(viewmat),
-                               atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        cameras.invert_rigid(viewmat), torch.linalg.inv(viewmat), atol=1e-6, rtol=1e-6
+    )
 
 
 def test_opengl_opencv_conversion():
@@ -61,30 +62,38 @@ def test_unproject_round_trip():
     K = cameras.intrinsics_from_fov(0.8, 64, 48)
     points = torch.rand(50, 3, generator=torch.Generator().manual_seed(0)) - 0.5
     uv, depth = cameras.project(points, viewmat, K)
-    torch.testing.assert_close(cameras.unproject(uv, depth, viewmat, K), points, atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        cameras.unproject(uv, depth, viewmat, K), points, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_rays_pass_through_pixel_centres():
-    camera = cameras.Camera(cameras.intrinsics_from_fov(0.7, 32, 24),
-                            cameras.look_at(torch.tensor([0.0, -3.0, 2.0]), torch.zeros(3)), 32, 24)
+    camera = cameras.Camera(
+        cameras.intrinsics_from_fov(0.7, 32, 24),
+        cameras.look_at(torch.tensor([0.0, -3.0, 2.0]), torch.zeros(3)),
+        32,
+        24,
+    )
     origins, directions = camera.rays()
     assert origins.shape == (24, 32, 3) and directions.shape == (24, 32, 3)
     torch.testing.assert_close(directions.norm(dim=-1), torch.ones(24, 32))
     points = (origins + 2.5 * directions).reshape(-1, 3)
     uv, _ = cameras.project(points, camera.viewmat, camera.K)
-    torch.testing.assert_close(uv.reshape(24, 32, 2), cameras.pixel_centers(32, 24), atol=1e-4,
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        uv.reshape(24, 32, 2), cameras.pixel_centers(32, 24), atol=1e-4, rtol=1e-5
+    )
     torch.testing.assert_close(origins[0, 0], torch.tensor([0.0, -3.0, 2.0]))
 
 
 def test_random_rays_match_image_rays():
     K = cameras.intrinsics_from_fov(0.7, 16, 12)
-    c2ws = cameras.invert_rigid(cameras.look_at(torch.tensor([[0.0, -3, 1], [3.0, 0, 1]]),
-                                                torch.zeros(2, 3)))
+    c2ws = cameras.invert_rigid(
+        cameras.look_at(torch.tensor([[0.0, -3, 1], [3.0, 0, 1]]), torch.zeros(2, 3))
+    )
     Ks = K.expand(2, 3, 3)
     origins, directions, image, pixels = cameras.random_rays(
-        Ks, c2ws, 16, 12, 100, generator=torch.Generator().manual_seed(1))
+        Ks, c2ws, 16, 12, 100, generator=torch.Generator().manual_seed(1)
+    )
     assert origins.shape == (100, 3) and directions.shape == (100, 3)
     assert int(image.min()) >= 0 and int(image.max()) <= 1
     assert bool((pixels[:, 0] < 16).all()) and bool((pixels[:, 1] < 12).all())

@@ -22,16 +22,16 @@ class FlatModel(torch.nn.Module):
 
     def render(self, camera, background=(1.0, 1.0, 1.0)) -> Rendering:
         h, w = camera.height, camera.width
-        return Rendering(self.colour.expand(h, w, 3), torch.full((h, w), 2.0),
-                         torch.ones(h, w))
+        return Rendering(self.colour.expand(h, w, 3), torch.full((h, w), 2.0), torch.ones(h, w))
 
 
 def _views(n=3, size=16, colour=(0.5, 0.25, 0.75)):
     K = intrinsics_from_fov(0.7, size, size).expand(n, 3, 3).clone()
     c2ws = torch.linalg.inv(Orbit.around(radius=3.0).viewmats(n))
     images = torch.tensor(colour).expand(n, size, size, 3).clone()
-    return BlenderScene(images, torch.ones(n, size, size), K, c2ws,
-                        ["a/x.png", "y", "z"][:n], torch.ones(3))
+    return BlenderScene(
+        images, torch.ones(n, size, size), K, c2ws, ["a/x.png", "y", "z"][:n], torch.ones(3)
+    )
 
 
 def test_evaluate_scores_and_writes_the_same_files_for_any_model(tmp_path):
@@ -43,8 +43,7 @@ def test_evaluate_scores_and_writes_the_same_files_for_any_model(tmp_path):
     stored = json.loads((tmp_path / "metrics.json").read_text())
     assert stored["psnr"] == pytest.approx(perfect["psnr"])
     # A function camera -> Rendering works as well as a model, and wrong colours score low.
-    grey = evaluate(lambda camera: FlatModel([0.0, 0.0, 0.0]).render(camera), views,
-                    progress=False)
+    grey = evaluate(lambda camera: FlatModel([0.0, 0.0, 0.0]).render(camera), views, progress=False)
     assert grey["psnr"] < 10
 
 
@@ -55,8 +54,9 @@ def test_turntable_writes_every_frame(tmp_path):
         colour = (camera.viewmat[0, :3] + 1) / 2
         return Rendering(colour.expand(6, 8, 3), torch.ones(6, 8), torch.ones(6, 8))
 
-    gif = render_turntable(by_direction, cameras, tmp_path / "t.gif",
-                           frames_dir=tmp_path / "frames", progress=False)
+    gif = render_turntable(
+        by_direction, cameras, tmp_path / "t.gif", frames_dir=tmp_path / "frames", progress=False
+    )
     with Image.open(gif) as image:
         assert image.n_frames == 4 and image.size == (8, 6)
     assert sorted(p.name for p in (tmp_path / "frames").iterdir())[-1] == "frame_003.png"

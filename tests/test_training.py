@@ -82,8 +82,9 @@ def test_configs_validate_on_construction():
 
 
 def _run(tmp_path, config, meta=None, fresh=False):
-    run = TrainingRun(config, tmp_path, "mp3d.test", 1, meta=meta or {"data": "a"},
-                      progress=False, fresh=fresh)
+    run = TrainingRun(
+        config, tmp_path, "mp3d.test", 1, meta=meta or {"data": "a"}, progress=False, fresh=fresh
+    )
     return run, run.resume()
 
 

@@ -69,15 +69,19 @@ def demo_sdf(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x, y, z = points.unbind(-1)
     stripes = (torch.sin(18.0 * z) > 0).to(points.dtype)[..., None]
     sphere = stripes * points.new_tensor([0.95, 0.55, 0.1]) + (1 - stripes) * points.new_tensor(
-        [0.95, 0.92, 0.85])
+        [0.95, 0.92, 0.85]
+    )
     checker = ((torch.floor(4 * x) + torch.floor(4 * y)) % 2)[..., None]
     slab = checker * points.new_tensor([0.15, 0.3, 0.75]) + (1 - checker) * points.new_tensor(
-        [0.9, 0.8, 0.25])
+        [0.9, 0.8, 0.25]
+    )
     angle = torch.atan2(y, x)[..., None]
     torus = 0.5 + 0.45 * torch.cat(
-        [torch.cos(angle), torch.cos(angle - 2.1), torch.cos(angle + 2.1)], dim=-1)
-    albedo = torch.where((part == 0)[..., None], sphere, torch.where((part == 1)[..., None], slab,
-                                                                     torus))
+        [torch.cos(angle), torch.cos(angle - 2.1), torch.cos(angle + 2.1)], dim=-1
+    )
+    albedo = torch.where(
+        (part == 0)[..., None], sphere, torch.where((part == 1)[..., None], slab, torus)
+    )
     return sdf * OBJECT_SCALE, albedo
 
 
@@ -115,7 +119,7 @@ def render_demo_view(
     steps = (torch.arange(SAMPLES_PER_RAY, dtype=torch.float32) + 0.5) / SAMPLES_PER_RAY
     edges = torch.arange(SAMPLES_PER_RAY + 1, dtype=torch.float32) / SAMPLES_PER_RAY
     for start in range(0, hit.numel(), chunk):
-        rays = hit[start:start + chunk]
+        rays = hit[start : start + chunk]
         t0, t1 = entry[rays, None], exit_[rays, None]
         t_edges = t0 + (t1 - t0) * edges
         t_mid = t0 + (t1 - t0) * steps
@@ -124,8 +128,12 @@ def render_demo_view(
         n = rays.numel()
         ray_indices = torch.arange(n).repeat_interleave(SAMPLES_PER_RAY)
         colour, opacity, _ = render_rays(
-            demo_density(sdf).reshape(-1), albedo.reshape(-1, 3),
-            t_edges[:, :-1].reshape(-1), t_edges[:, 1:].reshape(-1), ray_indices, n,
+            demo_density(sdf).reshape(-1),
+            albedo.reshape(-1, 3),
+            t_edges[:, :-1].reshape(-1),
+            t_edges[:, 1:].reshape(-1),
+            ray_indices,
+            n,
         )
         rgb[rays], alpha[rays] = colour, opacity
     return rgb.reshape(height, width, 3), alpha.reshape(height, width)
@@ -161,18 +169,22 @@ def _to_png(rgb_premultiplied: torch.Tensor, alpha: torch.Tensor, path: Path) ->
     Image.fromarray(to_uint8(torch.cat([straight, alpha[..., None]], dim=-1))).save(path)
 
 
-def _write_split(folder: Path, split: str, c2ws: torch.Tensor, K: torch.Tensor, resolution: int,
-                 progress: bool) -> None:
+def _write_split(
+    folder: Path, split: str, c2ws: torch.Tensor, K: torch.Tensor, resolution: int, progress: bool
+) -> None:
     (folder / split).mkdir()
     frames = []
-    for i in tqdm(range(c2ws.shape[0]), desc=f"rendering demo {split} views", disable=not progress,
-                  leave=False):
+    for i in tqdm(
+        range(c2ws.shape[0]),
+        desc=f"rendering demo {split} views",
+        disable=not progress,
+        leave=False,
+    ):
         rgb, alpha = render_demo_view(K, c2ws[i].float(), resolution, resolution)
         _to_png(rgb, alpha, folder / split / f"r_{i}.png")
         gl = opencv_to_opengl(c2ws[i])
         frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": gl.tolist()})
-    meta = {"camera_angle_x": FOV_X, "near": NEAR, "far": FAR, "aabb": list(AABB),
-            "frames": frames}
+    meta = {"camera_angle_x": FOV_X, "near": NEAR, "far": FAR, "aabb": list(AABB), "frames": frames}
     (folder / f"transforms_{split}.json").write_text(json.dumps(meta, indent=2))
 
 
@@ -189,8 +201,12 @@ def write_demo_scene(
     The folder appears complete or not at all: it is written under a temporary name and
     renamed into place (replacing an older copy).
     """
-    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test),
-                        ("resolution", resolution)):
+    for name, value in (
+        ("n_train", n_train),
+        ("n_val", n_val),
+        ("n_test", n_test),
+        ("resolution", resolution),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     out_dir = Path(out_dir)
@@ -214,14 +230,16 @@ def write_demo_scene(
     return out_dir
 
 
-def render_turntable(n_frames: int = 36, resolution: int = 100, background=(1.0, 1.0, 1.0),
-                     progress: bool = True) -> torch.Tensor:
+def render_turntable(
+    n_frames: int = 36, resolution: int = 100, background=(1.0, 1.0, 1.0), progress: bool = True
+) -> torch.Tensor:
     """Frames [F,H,W,3] of the demo object turning once, composited on `background`."""
     K = intrinsics_from_fov(FOV_X, resolution, resolution)
     bg = torch.as_tensor(background, dtype=torch.float32)
     frames = []
-    for c2w in tqdm(turntable_c2ws(n_frames), desc="rendering turntable", disable=not progress,
-                    leave=False):
+    for c2w in tqdm(
+        turntable_c2ws(n_frames), desc="rendering turntable", disable=not progress, leave=False
+    ):
         rgb, alpha = render_demo_view(K, c2w.float(), resolution, resolution)
         frames.append(rgb + (1 - alpha[..., None]) * bg)
     return torch.stack(frames).clamp(0, 1)

@@ -13,7 +13,7 @@ DEFAULT_HOLDOUT = 8  # every 8th view held back, as in the NeRF and 3DGS evaluat
 
 
 def detect_format(data_dir: str | Path) -> str:
-    """"blender" for a folder with transforms_train.json, "colmap" for one with sparse/0."""
+    """ "blender" for a folder with transforms_train.json, "colmap" for one with sparse/0."""
     data_dir = Path(data_dir)
     if (data_dir / "transforms_train.json").is_file():
         return "blender"
@@ -21,8 +21,10 @@ def detect_format(data_dir: str | Path) -> str:
         return "colmap"
     if not data_dir.exists():
         raise FileNotFoundError(f"scene folder not found: {data_dir}")
-    raise FileNotFoundError(f"{data_dir}: not a scene folder (expected transforms_train.json "
-                            f"for a Blender scene or sparse/0 for a COLMAP reconstruction)")
+    raise FileNotFoundError(
+        f"{data_dir}: not a scene folder (expected transforms_train.json "
+        f"for a Blender scene or sparse/0 for a COLMAP reconstruction)"
+    )
 
 
 def load_scene(
@@ -38,8 +40,10 @@ def load_scene(
     data_dir = Path(data_dir)
     kind = detect_format(data_dir)
     if kind == "colmap":
-        return (*hold_out(load_colmap(data_dir, downscale, progress=progress), holdout,
-                          data_dir), kind)
+        return (
+            *hold_out(load_colmap(data_dir, downscale, progress=progress), holdout, data_dir),
+            kind,
+        )
     views = load_blender(data_dir, "train", downscale, background, progress)
     if (data_dir / "transforms_test.json").is_file():
         return views, load_blender(data_dir, "test", downscale, background, progress), kind

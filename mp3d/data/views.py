@@ -43,8 +43,11 @@ class PosedViews:
 
     def to(self, device: torch.device | str):
         """The same views with every tensor field on `device`."""
-        moved = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
-                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
         return dataclasses.replace(self, **moved)
 
     @property
@@ -56,8 +59,9 @@ class PosedViews:
         return torch.as_tensor(background, dtype=torch.float32).reshape(3)
 
 
-def hold_out(views: PosedViews, every: int, where: object = "views"
-             ) -> tuple[PosedViews, PosedViews]:
+def hold_out(
+    views: PosedViews, every: int, where: object = "views"
+) -> tuple[PosedViews, PosedViews]:
     """(views kept for training, views held back for evaluation): every `every`-th view,
     indices 0, every, 2 every, ... is held back. `where` names the data in errors."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 2:
@@ -69,8 +73,9 @@ def hold_out(views: PosedViews, every: int, where: object = "views"
     return views.subset(kept), views.subset(held)
 
 
-def read_image(path: Path, mode: str, downscale: int, missing: str = "image not found"
-               ) -> tuple[np.ndarray, tuple[int, int]]:
+def read_image(
+    path: Path, mode: str, downscale: int, missing: str = "image not found"
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Image file -> float32 [h,w,C] in [0,1] in PIL `mode` ("RGB" or "RGBA"), downscaled by
     an integer factor (mean of each factor x factor block; RGBA colour is premultiplied
     first, so edges blend as at full resolution); also the file's (W, H)."""
@@ -87,8 +92,9 @@ def read_image(path: Path, mode: str, downscale: int, missing: str = "image not 
     if downscale > 1:
         h, w = pixels.shape[0] // downscale, pixels.shape[1] // downscale
         if h == 0 or w == 0:
-            raise ValueError(f"{path}: downscale {downscale} leaves no pixels of "
-                             f"{size[0]}x{size[1]}")
+            raise ValueError(
+                f"{path}: downscale {downscale} leaves no pixels of {size[0]}x{size[1]}"
+            )
         pixels = pixels[: h * downscale, : w * downscale]
         pixels = pixels.reshape(h, downscale, w, downscale, -1).mean(axis=(1, 3))
     return pixels, size

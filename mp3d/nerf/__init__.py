@@ -6,6 +6,13 @@ from mp3d.nerf.model import ModelSpec, NeRFModel
 from mp3d.nerf.trainer import TrainConfig, train
 
 __all__ = [
-    "ModelSpec", "NeRFModel", "TrainConfig", "evaluate", "extract_mesh", "load_checkpoint",
-    "render_turntable", "save_checkpoint", "train",
+    "ModelSpec",
+    "NeRFModel",
+    "TrainConfig",
+    "evaluate",
+    "extract_mesh",
+    "load_checkpoint",
+    "render_turntable",
+    "save_checkpoint",
+    "train",
 ]

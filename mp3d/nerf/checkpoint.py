@@ -16,8 +16,11 @@ FORMAT = "mp3d.nerf"
 VERSION = 1
 
 
-def model_payload(model: NeRFModel, optimizer: torch.optim.Optimizer | None = None,
-                  generator: torch.Generator | None = None) -> dict:
+def model_payload(
+    model: NeRFModel,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> dict:
     """What a NeRF checkpoint holds besides progress, config and meta: spec, weights,
     optimizer state and the random state of the ray draws."""
     return {
@@ -28,18 +31,33 @@ def model_payload(model: NeRFModel, optimizer: torch.optim.Optimizer | None = No
     }
 
 
-def save_checkpoint(path: str | Path, model: NeRFModel, optimizer, step: int, elapsed: float,
-                    generator: torch.Generator | None, config=None, meta: dict | None = None
-                    ) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: NeRFModel,
+    optimizer,
+    step: int,
+    elapsed: float,
+    generator: torch.Generator | None,
+    config=None,
+    meta: dict | None = None,
+) -> Path:
     """Writes model, optimizer state, progress, config (a dataclass) and `meta` to `path`
     (atomically)."""
-    return write_checkpoint(path, FORMAT, VERSION, {
-        **model_payload(model, optimizer, generator), "step": step, "elapsed": elapsed,
-        "config": asdict(config) if config is not None else None, "meta": meta or {}})
+    return write_checkpoint(
+        path,
+        FORMAT,
+        VERSION,
+        {
+            **model_payload(model, optimizer, generator),
+            "step": step,
+            "elapsed": elapsed,
+            "config": asdict(config) if config is not None else None,
+            "meta": meta or {},
+        },
+    )
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
-                    ) -> tuple[NeRFModel, dict]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[NeRFModel, dict]:
     """Reads a NeRF checkpoint -> (model on `device`, the rest of the payload)."""
     path = Path(path)
     payload = read_checkpoint(path, FORMAT, VERSION, "NeRF")
@@ -53,7 +71,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: weights do not fit a {payload['spec'].get('kind')!r} model "
-                         f"({error})") from error
+        raise ValueError(
+            f"{path}: weights do not fit a {payload['spec'].get('kind')!r} model ({error})"
+        ) from error
     payload.setdefault("meta", {})
     return model.to(device), payload

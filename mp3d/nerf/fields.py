@@ -51,8 +51,12 @@ class Field(nn.Module, ABC):
         """Density sigma [N] (1/scene units) at points [N,3]."""
 
     @abstractmethod
-    def forward(self, points: torch.Tensor, directions: torch.Tensor,
-                ray_indices: torch.Tensor | None = None):
+    def forward(
+        self,
+        points: torch.Tensor,
+        directions: torch.Tensor,
+        ray_indices: torch.Tensor | None = None,
+    ):
         """(sigma [N], rgb [N,3] in [0,1]) at points [N,3] seen along unit directions: [N,3]
         per sample, or [R,3] per ray with ray_indices [N] (each ray's encoded once)."""
 
@@ -65,9 +69,15 @@ class VanillaNeRF(Field):
     """The NeRF MLP: 8 x 256 ReLU layers with a skip at the fifth; density from position only;
     encoded direction enters after the density head, then one 128-unit layer to colour."""
 
-    def __init__(self, position_frequencies: int = 10, direction_frequencies: int = 4,
-                 width: int = 256, depth: int = 8, skip: int = 4,
-                 activation: str = "softplus"):
+    def __init__(
+        self,
+        position_frequencies: int = 10,
+        direction_frequencies: int = 4,
+        width: int = 256,
+        depth: int = 8,
+        skip: int = 4,
+        activation: str = "softplus",
+    ):
         super().__init__()
         self.position_encoding = PositionalEncoding(3, position_frequencies)
         self.direction_encoding = PositionalEncoding(3, direction_frequencies)
@@ -82,7 +92,8 @@ class VanillaNeRF(Field):
         self.density_head = nn.Linear(width, 1)
         self.feature = nn.Linear(width, width)
         self.colour = nn.Sequential(
-            nn.Linear(width + self.direction_encoding.out_dim, width // 2), nn.ReLU(inplace=True),
+            nn.Linear(width + self.direction_encoding.out_dim, width // 2),
+            nn.ReLU(inplace=True),
             nn.Linear(width // 2, 3),
         )
         self.activation = density_activation(activation)
@@ -99,8 +110,12 @@ class VanillaNeRF(Field):
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.activation(self.density_head(self._trunk(points))[..., 0])
 
-    def forward(self, points: torch.Tensor, directions: torch.Tensor,
-                ray_indices: torch.Tensor | None = None):
+    def forward(
+        self,
+        points: torch.Tensor,
+        directions: torch.Tensor,
+        ray_indices: torch.Tensor | None = None,
+    ):
         h = self._trunk(points)
         sigma = self.activation(self.density_head(h)[..., 0])
         encoded = _per_sample(self.direction_encoding(directions), ray_indices)
@@ -113,14 +128,24 @@ class HashNeRF(Field):
     MLP (one output is density, the rest a geometry feature), and a small colour MLP on the
     feature and the spherical-harmonics encoding of the view direction."""
 
-    def __init__(self, aabb: torch.Tensor, n_levels: int = 16, n_features: int = 2,
-                 log2_table_size: int = 19, base_resolution: int = 16,
-                 finest_resolution: int = 2048, hidden: int = 64, geometry_features: int = 15,
-                 direction_degree: int = 4, activation: str = "trunc_exp"):
+    def __init__(
+        self,
+        aabb: torch.Tensor,
+        n_levels: int = 16,
+        n_features: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        finest_resolution: int = 2048,
+        hidden: int = 64,
+        geometry_features: int = 15,
+        direction_degree: int = 4,
+        activation: str = "trunc_exp",
+    ):
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(6))
-        self.encoding = HashEncoding(n_levels, n_features, log2_table_size, base_resolution,
-                                     finest_resolution)
+        self.encoding = HashEncoding(
+            n_levels, n_features, log2_table_size, base_resolution, finest_resolution
+        )
         self.density_mlp = _mlp(self.encoding.out_dim, hidden, 1 + geometry_features, 1)
         self.direction_encoding = SphericalHarmonics(direction_degree)
         self.colour_mlp = _mlp(geometry_features + self.direction_encoding.out_dim, hidden, 3, 2)
@@ -136,8 +161,12 @@ class HashNeRF(Field):
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.activation(self._geometry(points)[..., 0])
 
-    def forward(self, points: torch.Tensor, directions: torch.Tensor,
-                ray_indices: torch.Tensor | None = None):
+    def forward(
+        self,
+        points: torch.Tensor,
+        directions: torch.Tensor,
+        ray_indices: torch.Tensor | None = None,
+    ):
         h = self._geometry(points)
         sigma = self.activation(h[..., 0])
         encoded = _per_sample(self.direction_encoding(directions), ray_indices)

@@ -59,8 +59,11 @@ class ModelSpec(ModelLayout):
     def validate(self) -> None:
         super().validate()
         check_choice("model kind", self.kind, MODEL_KINDS)
-        if len(self.aabb) != 6 or not all(math.isfinite(v) for v in self.aabb) \
-                or not all(lo < hi for lo, hi in zip(self.aabb[:3], self.aabb[3:], strict=True)):
+        if (
+            len(self.aabb) != 6
+            or not all(math.isfinite(v) for v in self.aabb)
+            or not all(lo < hi for lo, hi in zip(self.aabb[:3], self.aabb[3:], strict=True))
+        ):
             raise ValueError(f"aabb must be [xmin, ymin, zmin, xmax, ymax, zmax], got {self.aabb}")
         check_float("near", self.near, 0.0)
         check_float("far", self.far, self.near, exclusive_minimum=True)
@@ -76,9 +79,12 @@ class NeRFModel(nn.Module):
         self.spec = spec
         aabb = torch.tensor(spec.aabb, dtype=torch.float32)
         if spec.kind == "hash":
-            self.field = HashNeRF(aabb, n_levels=spec.n_levels,
-                                  log2_table_size=spec.log2_table_size,
-                                  finest_resolution=spec.finest_resolution)
+            self.field = HashNeRF(
+                aabb,
+                n_levels=spec.n_levels,
+                log2_table_size=spec.log2_table_size,
+                finest_resolution=spec.finest_resolution,
+            )
             self.grid = OccupancyGrid(aabb, resolution=spec.grid_resolution)
         else:
             self.field = VanillaNeRF()
@@ -108,62 +114,96 @@ class NeRFModel(nn.Module):
         renderer's early-stop threshold), judged by a gradient-free density pass."""
         if t_starts.numel() == 0:
             return t_starts, t_ends, ray_indices
-        sigmas = self.field.density(self._points(t_starts, t_ends, ray_indices, origins,
-                                                 directions))
+        sigmas = self.field.density(
+            self._points(t_starts, t_ends, ray_indices, origins, directions)
+        )
         weights = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
         alphas = -torch.expm1(-sigmas * (t_ends - t_starts))
         keep = (weights > 0) & (alphas > self.spec.alpha_threshold)
         return t_starts[keep], t_ends[keep], ray_indices[keep]
 
-    def render_rays(self, origins: torch.Tensor, directions: torch.Tensor,
-                    background: torch.Tensor | float, jitter: bool = False,
-                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def render_rays(
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        background: torch.Tensor | float,
+        jitter: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Renders rays [R,3] (unit directions) -> {"rgb" [R,3], "opacity" [R], "depth" [R],
         "n_samples"; for the vanilla model also "coarse_rgb" [R,3]}."""
         n_rays = origins.shape[0]
         if self.spec.kind == "hash":
             t_starts, t_ends, ray_indices = self.grid.march(
-                origins, directions, self.spec.near, self.spec.far, self.step_size, jitter, generator)
-            t_starts, t_ends, ray_indices = self._cull(t_starts, t_ends, ray_indices, origins,
-                                                       directions, n_rays)
-            sigmas, rgbs = self._shade(self.field, t_starts, t_ends, ray_indices, origins, directions)
-            rgb, opacity, depth = render_rays(sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays,
-                                              background=background)
-            return {"rgb": rgb, "opacity": opacity, "depth": depth,
-                    "n_samples": torch.tensor(t_starts.shape[0])}
+                origins,
+                directions,
+                self.spec.near,
+                self.spec.far,
+                self.step_size,
+                jitter,
+                generator,
+            )
+            t_starts, t_ends, ray_indices = self._cull(
+                t_starts, t_ends, ray_indices, origins, directions, n_rays
+            )
+            sigmas, rgbs = self._shade(
+                self.field, t_starts, t_ends, ray_indices, origins, directions
+            )
+            rgb, opacity, depth = render_rays(
+                sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background=background
+            )
+            return {
+                "rgb": rgb,
+                "opacity": opacity,
+                "depth": depth,
+                "n_samples": torch.tensor(t_starts.shape[0]),
+            }
         entry, exit_ = ray_aabb(origins, directions, self.aabb)
         near = entry.clamp(min=self.spec.near).minimum(torch.full_like(entry, self.spec.far))
         far = exit_.clamp(max=self.spec.far).maximum(near + 1e-4)
         coarse_bins = stratified_bins(near, far, self.spec.n_coarse, jitter, generator)
         packed = pack_bins(coarse_bins)
         sigmas, rgbs = self._shade(self.coarse_field, *packed, origins, directions)
-        coarse_rgb, _, _, weights = render_rays(sigmas, rgbs, *packed, n_rays,
-                                                background=background, return_weights=True)
-        fine_edges = importance_bins(coarse_bins, weights.reshape(n_rays, -1), self.spec.n_fine,
-                                     jitter, generator)
+        coarse_rgb, _, _, weights = render_rays(
+            sigmas, rgbs, *packed, n_rays, background=background, return_weights=True
+        )
+        fine_edges = importance_bins(
+            coarse_bins, weights.reshape(n_rays, -1), self.spec.n_fine, jitter, generator
+        )
         packed = pack_bins(merge_bins(coarse_bins, fine_edges))
         sigmas, rgbs = self._shade(self.field, *packed, origins, directions)
         rgb, opacity, depth = render_rays(sigmas, rgbs, *packed, n_rays, background=background)
-        return {"rgb": rgb, "opacity": opacity, "depth": depth, "coarse_rgb": coarse_rgb,
-                "n_samples": torch.tensor(packed[0].shape[0])}
+        return {
+            "rgb": rgb,
+            "opacity": opacity,
+            "depth": depth,
+            "coarse_rgb": coarse_rgb,
+            "n_samples": torch.tensor(packed[0].shape[0]),
+        }
 
-    def forward(self, origins: torch.Tensor, directions: torch.Tensor,
-                background: torch.Tensor | float, jitter: bool = False,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        background: torch.Tensor | float,
+        jitter: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
         """render_rays, so that DistributedDataParallel can wrap the model."""
         return self.render_rays(origins, directions, background, jitter, generator)
 
     @torch.no_grad()
-    def render(self, camera: Camera, background=(1.0, 1.0, 1.0), chunk: int = 16384
-               ) -> Rendering:
+    def render(self, camera: Camera, background=(1.0, 1.0, 1.0), chunk: int = 16384) -> Rendering:
         """Renders a full image seen by `camera`, composited on `background` (an RGB triple
         or a grey level): Rendering(rgb [H,W,3], depth [H,W], opacity [H,W])."""
         device = self.aabb.device
         origins, directions = camera.to(device).rays()
         origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
         bg = torch.as_tensor(background, dtype=torch.float32, device=device)
-        parts = [self.render_rays(origins[i:i + chunk], directions[i:i + chunk], bg)
-                 for i in range(0, origins.shape[0], chunk)]
+        parts = [
+            self.render_rays(origins[i : i + chunk], directions[i : i + chunk], bg)
+            for i in range(0, origins.shape[0], chunk)
+        ]
         h, w = camera.height, camera.width
         return Rendering(
             rgb=torch.cat([p["rgb"] for p in parts]).reshape(h, w, 3),
@@ -182,4 +222,3 @@ class NeRFModel(nn.Module):
         if directions is None:
             directions = torch.tensor([0.0, 0.0, -1.0], device=points.device).expand_as(points)
         return self.field(points, directions)[1]
-

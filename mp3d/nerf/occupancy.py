@@ -39,8 +39,13 @@ class OccupancyGrid(nn.Module):
         return self.aabb[:3] + (cells + 0.5) * self.cell_size
 
     @torch.no_grad()
-    def carve(self, Ks: torch.Tensor, viewmats: torch.Tensor, alphas: torch.Tensor,
-              empty_below: float = 0.01) -> None:
+    def carve(
+        self,
+        Ks: torch.Tensor,
+        viewmats: torch.Tensor,
+        alphas: torch.Tensor,
+        empty_below: float = 0.01,
+    ) -> None:
         """Space carving from object masks: a cell is outside the hull if any view [N] sees
         its whole footprint as background (alpha [N,H,W] below `empty_below`). Views whose
         masks are all foreground (no alpha channel) carve nothing."""
@@ -57,8 +62,9 @@ class OccupancyGrid(nn.Module):
                 continue
             # Dilate the mask by the largest footprint radius of a cell in this view.
             radius = int(torch.ceil(K[0, 0] * half_diagonal / depth[in_front].min()).item()) + 1
-            grown = torch.nn.functional.max_pool2d(alpha[None, None], 2 * radius + 1, stride=1,
-                                                   padding=radius)[0, 0]
+            grown = torch.nn.functional.max_pool2d(
+                alpha[None, None], 2 * radius + 1, stride=1, padding=radius
+            )[0, 0]
             col, row = uv[:, 0].floor().long(), uv[:, 1].floor().long()
             inside = in_front & (col >= 0) & (col < width) & (row >= 0) & (row < height)
             pixel = row.clamp(0, height - 1) * width + col.clamp(0, width - 1)
@@ -77,9 +83,14 @@ class OccupancyGrid(nn.Module):
         return inside & self.occupied[cells[:, 0], cells[:, 1], cells[:, 2]]
 
     @torch.no_grad()
-    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float,
-               threshold: float = 0.01, chunk: int = 65536,
-               generator: torch.Generator | None = None) -> None:
+    def update(
+        self,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        step_size: float,
+        threshold: float = 0.01,
+        chunk: int = 65536,
+        generator: torch.Generator | None = None,
+    ) -> None:
         """Re-estimates every cell's density at a jittered point and refreshes occupancy.
 
         A cell inside the hull is occupied when 1 - exp(-density * step_size) > threshold, or
@@ -89,16 +100,25 @@ class OccupancyGrid(nn.Module):
         centres = self.cell_centres()
         jitter = torch.rand(centres.shape, generator=generator).to(self.aabb) - 0.5
         points = centres + jitter * self.cell_size
-        fresh = torch.cat([density_fn(points[i:i + chunk]).float()
-                           for i in range(0, points.shape[0], chunk)]).reshape(r, r, r)
+        fresh = torch.cat(
+            [density_fn(points[i : i + chunk]).float() for i in range(0, points.shape[0], chunk)]
+        ).reshape(r, r, r)
         self.density = torch.maximum(self.density * self.decay, fresh)
-        limit = min(-torch.log1p(-torch.tensor(threshold)).item() / step_size,
-                    float(self.density.mean()))
+        limit = min(
+            -torch.log1p(-torch.tensor(threshold)).item() / step_size, float(self.density.mean())
+        )
         self.occupied = (self.density > limit) & self.hull
 
-    def march(self, origins: torch.Tensor, directions: torch.Tensor, near: float, far: float,
-              step_size: float, jitter: bool, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def march(
+        self,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        near: float,
+        far: float,
+        step_size: float,
+        jitter: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Uniform steps of `step_size` along rays [R,3] within the box and [near, far], kept
         where the step's midpoint is occupied -> packed (t_starts, t_ends, ray_indices)."""
         entry, exit_ = ray_aabb(origins, directions, self.aabb)

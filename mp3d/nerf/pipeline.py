@@ -18,10 +18,18 @@ from mp3d.rendering import evaluate, render_turntable, write_json
 from mp3d.training import CHECKPOINT_NAME, check_int, check_out_dir, resolve_device
 
 
-def fit_scene(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None,
-              downscale: int = 1, background="white", holdout: int = DEFAULT_HOLDOUT,
-              turntable_frames: int = 36, device=None, progress: bool = True,
-              fresh: bool = False) -> dict:
+def fit_scene(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    downscale: int = 1,
+    background="white",
+    holdout: int = DEFAULT_HOLDOUT,
+    turntable_frames: int = 36,
+    device=None,
+    progress: bool = True,
+    fresh: bool = False,
+) -> dict:
     """Trains on a Blender or COLMAP folder, then evaluates on held-out views (the test split,
     or every `holdout`-th view) and renders a turntable. Writes out_dir/checkpoint.pt,
     out_dir/test/*.png and test/metrics.json, out_dir/metrics.json, out_dir/turntable.gif."""
@@ -29,38 +37,70 @@ def fit_scene(data_dir: str | Path, out_dir: str | Path, config: TrainConfig | N
     check_int("turntable_frames", turntable_frames, 1)
     out_dir, data_dir = check_out_dir(out_dir), Path(data_dir)
     device = resolve_device(device)
-    train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout,
-                                               progress)
+    train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout, progress)
     orbit = orbit_of_views(train_views.c2ws)
-    meta = {"data": str(data_dir.resolve()), "format": kind, "downscale": downscale,
-            "holdout": holdout, "background": train_views.background_rgb.tolist(),
-            "width": train_views.width, "height": train_views.height,
-            "K": train_views.Ks[0].tolist(), "orbit": _orbit_dict(orbit)}
-    model = train(train_views, config, out_dir=out_dir, device=device, progress=progress,
-                  meta=meta, fresh=fresh)
-    summary = {"format": kind, "eval_views": len(eval_views), "train_views": len(train_views),
-               **model.train_stats}
-    paths = {"checkpoint": out_dir / CHECKPOINT_NAME, "turntable": out_dir / "turntable.gif",
-             "metrics": out_dir / "metrics.json", "images": out_dir / "test"}
+    meta = {
+        "data": str(data_dir.resolve()),
+        "format": kind,
+        "downscale": downscale,
+        "holdout": holdout,
+        "background": train_views.background_rgb.tolist(),
+        "width": train_views.width,
+        "height": train_views.height,
+        "K": train_views.Ks[0].tolist(),
+        "orbit": _orbit_dict(orbit),
+    }
+    model = train(
+        train_views,
+        config,
+        out_dir=out_dir,
+        device=device,
+        progress=progress,
+        meta=meta,
+        fresh=fresh,
+    )
+    summary = {
+        "format": kind,
+        "eval_views": len(eval_views),
+        "train_views": len(train_views),
+        **model.train_stats,
+    }
+    paths = {
+        "checkpoint": out_dir / CHECKPOINT_NAME,
+        "turntable": out_dir / "turntable.gif",
+        "metrics": out_dir / "metrics.json",
+        "images": out_dir / "test",
+    }
     if not distributed.is_main_process():  # under torchrun, rank 0 evaluates and writes
         return {**summary, **paths, "psnr": float("nan"), "ssim": float("nan"), "model": model}
     metrics = evaluate(model, eval_views, paths["images"], progress=progress)
-    cameras = orbit.cameras(train_views.Ks[0], train_views.width, train_views.height,
-                            turntable_frames)
-    render_turntable(model, cameras, paths["turntable"], background=train_views.background_rgb,
-                     progress=progress)
+    cameras = orbit.cameras(
+        train_views.Ks[0], train_views.width, train_views.height, turntable_frames
+    )
+    render_turntable(
+        model, cameras, paths["turntable"], background=train_views.background_rgb, progress=progress
+    )
     summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
     write_json(paths["metrics"], {**summary, "views": metrics["views"]})
     return {**summary, **paths, "model": model}
 
 
 def _orbit_dict(orbit: Orbit) -> dict:
-    return {"centre": orbit.centre.tolist(), "up": orbit.up.tolist(), "radius": orbit.radius,
-            "elevation_deg": orbit.elevation_deg}
+    return {
+        "centre": orbit.centre.tolist(),
+        "up": orbit.up.tolist(),
+        "radius": orbit.radius,
+        "elevation_deg": orbit.elevation_deg,
+    }
 
 
-def render_checkpoint(checkpoint: str | Path, out_dir: str | Path, n_frames: int = 36,
-                      device=None, progress: bool = True) -> dict:
+def render_checkpoint(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    n_frames: int = 36,
+    device=None,
+    progress: bool = True,
+) -> dict:
     """Re-renders a checkpoint: a turntable around its training cameras' orbit, and the
     held-out views (by the hold-out it was trained with) with metrics when the training data
     is still where it was."""
@@ -73,11 +113,19 @@ def render_checkpoint(checkpoint: str | Path, out_dir: str | Path, n_frames: int
     eval_views = None
     data = Path(str(meta.get("data", "")))
     if meta.get("data") and data.is_dir():  # read before writing anything: no partial output
-        _, eval_views, _ = load_scene(data, int(meta.get("downscale", 1)), background,
-                                      int(meta.get("holdout", DEFAULT_HOLDOUT)), progress)
+        _, eval_views, _ = load_scene(
+            data,
+            int(meta.get("downscale", 1)),
+            background,
+            int(meta.get("holdout", DEFAULT_HOLDOUT)),
+            progress,
+        )
     cameras = orbit.cameras(K, size[0], size[1], n_frames)
-    summary = {"turntable": render_turntable(model, cameras, out_dir / "turntable.gif",
-                                             background=background, progress=progress)}
+    summary = {
+        "turntable": render_turntable(
+            model, cameras, out_dir / "turntable.gif", background=background, progress=progress
+        )
+    }
     if eval_views is not None:
         metrics = evaluate(model, eval_views, out_dir / "test", progress=progress)
         summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"], images=out_dir / "test")
@@ -88,25 +136,44 @@ def _camera_metadata(meta: dict, checkpoint) -> tuple[Orbit, torch.Tensor, tuple
     """The orbit, intrinsics K [3,3] and (width, height) stored with a checkpoint."""
     orbit = meta.get("orbit")
     needed = {"centre", "up", "radius", "elevation_deg"}
-    if not {"K", "width", "height"} <= meta.keys() or not isinstance(orbit, dict) \
-            or not needed <= orbit.keys():
-        raise ValueError(f"{checkpoint}: has no camera metadata to render with (K, width, "
-                         f"height and orbit, written by `mp3d nerf train`): retrain it")
+    if (
+        not {"K", "width", "height"} <= meta.keys()
+        or not isinstance(orbit, dict)
+        or not needed <= orbit.keys()
+    ):
+        raise ValueError(
+            f"{checkpoint}: has no camera metadata to render with (K, width, "
+            f"height and orbit, written by `mp3d nerf train`): retrain it"
+        )
     try:
-        return (Orbit(torch.tensor(orbit["centre"], dtype=torch.float32),
-                      torch.tensor(orbit["up"], dtype=torch.float32), float(orbit["radius"]),
-                      float(orbit["elevation_deg"])),
-                torch.tensor(meta["K"], dtype=torch.float32).reshape(3, 3),
-                (check_int("width", meta["width"], 1), check_int("height", meta["height"], 1)))
+        return (
+            Orbit(
+                torch.tensor(orbit["centre"], dtype=torch.float32),
+                torch.tensor(orbit["up"], dtype=torch.float32),
+                float(orbit["radius"]),
+                float(orbit["elevation_deg"]),
+            ),
+            torch.tensor(meta["K"], dtype=torch.float32).reshape(3, 3),
+            (check_int("width", meta["width"], 1), check_int("height", meta["height"], 1)),
+        )
     except (TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"{checkpoint}: its camera metadata is not valid ({error})") from error
 
 
-def mesh_checkpoint(checkpoint: str | Path, out_path: str | Path, resolution: int = 256,
-                    threshold: float = 10.0, colour: bool = True, device=None,
-                    progress: bool = True) -> dict:
+def mesh_checkpoint(
+    checkpoint: str | Path,
+    out_path: str | Path,
+    resolution: int = 256,
+    threshold: float = 10.0,
+    colour: bool = True,
+    device=None,
+    progress: bool = True,
+) -> dict:
     """Marching-cubes mesh of a checkpoint's density, saved as PLY/OBJ by suffix."""
     model, _ = load_checkpoint(checkpoint, device=resolve_device(device))
     mesh = extract_mesh(model, resolution, threshold, colour=colour, progress=progress)
-    return {"mesh": save_mesh(mesh, out_path), "vertices": len(mesh.vertices),
-            "faces": len(mesh.faces)}
+    return {
+        "mesh": save_mesh(mesh, out_path),
+        "vertices": len(mesh.vertices),
+        "faces": len(mesh.faces),
+    }

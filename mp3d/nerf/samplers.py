@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 
-def ray_aabb(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def ray_aabb(
+    origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry and exit distances [R] of rays [R,3] through the box aabb [6] (entry >= exit: miss)."""
     safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
     t0 = (aabb[:3] - origins) / safe
@@ -15,8 +16,13 @@ def ray_aabb(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor
     return torch.minimum(t0, t1).amax(dim=-1), torch.maximum(t0, t1).amin(dim=-1)
 
 
-def stratified_bins(near: torch.Tensor, far: torch.Tensor, n_samples: int, jitter: bool,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def stratified_bins(
+    near: torch.Tensor,
+    far: torch.Tensor,
+    n_samples: int,
+    jitter: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Bin edges [R, n_samples+1] splitting [near, far] [R] evenly; jitter moves the inner
     edges randomly within their strata (edges stay sorted and inside [near, far])."""
     u = torch.linspace(0.0, 1.0, n_samples + 1, device=near.device, dtype=near.dtype)
@@ -27,8 +33,13 @@ def stratified_bins(near: torch.Tensor, far: torch.Tensor, n_samples: int, jitte
     return near[:, None] + (far - near)[:, None] * u
 
 
-def importance_bins(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, jitter: bool,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def importance_bins(
+    bins: torch.Tensor,
+    weights: torch.Tensor,
+    n_samples: int,
+    jitter: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """New edges [R, n_samples] drawn by inverse CDF from piecewise-constant weights [R,B]
     over bins [R,B+1]; sorted, inside the bins' range, dense where weights are high."""
     weights = weights.detach() + 1e-5  # keep every bin reachable

@@ -59,8 +59,13 @@ class TrainConfig(TrainerConfig, ModelLayout):
         layout = {f.name: getattr(self, f.name) for f in fields(ModelLayout)}
         if layout["march_steps"] is None:
             layout["march_steps"] = max(64, round(1.5 * max(dataset.width, dataset.height)))
-        return ModelSpec(kind=self.model, aabb=[float(v) for v in dataset.aabb.tolist()],
-                         near=float(dataset.near), far=float(dataset.far), **layout)
+        return ModelSpec(
+            kind=self.model,
+            aabb=[float(v) for v in dataset.aabb.tolist()],
+            near=float(dataset.near),
+            far=float(dataset.far),
+            **layout,
+        )
 
     @property
     def initial_lr(self) -> float:
@@ -71,13 +76,15 @@ class TrainConfig(TrainerConfig, ModelLayout):
 
 def _optimizer(model: NeRFModel, config: TrainConfig) -> torch.optim.Optimizer:
     if config.model == "hash":
-        return torch.optim.Adam(model.parameters(), lr=config.initial_lr, betas=(0.9, 0.99),
-                                eps=1e-15)
+        return torch.optim.Adam(
+            model.parameters(), lr=config.initial_lr, betas=(0.9, 0.99), eps=1e-15
+        )
     return torch.optim.Adam(model.parameters(), lr=config.initial_lr)
 
 
-def _training_targets(dataset: PosedViews, image: torch.Tensor, pixels: torch.Tensor,
-                      background: torch.Tensor) -> torch.Tensor:
+def _training_targets(
+    dataset: PosedViews, image: torch.Tensor, pixels: torch.Tensor, background: torch.Tensor
+) -> torch.Tensor:
     """Ground-truth colours [n,3] of the sampled pixels, re-composited on `background` [n,3]
     where the views have alpha masks (opaque images are their own targets)."""
     rgb = dataset.images[image, pixels[:, 1], pixels[:, 0]]
@@ -96,15 +103,23 @@ def _lr_factor(progress: float, final: float) -> float:
 def _check_dataset(dataset: PosedViews) -> None:
     for name in ("images", "Ks", "c2ws", "aabb"):
         if not isinstance(getattr(dataset, name, None), torch.Tensor):
-            raise ValueError(f"dataset must have a tensor .{name} (a PosedViews such as "
-                             f"BlenderScene or ColmapScene), got {type(dataset).__name__}")
+            raise ValueError(
+                f"dataset must have a tensor .{name} (a PosedViews such as "
+                f"BlenderScene or ColmapScene), got {type(dataset).__name__}"
+            )
     if len(dataset) == 0:
         raise ValueError("dataset must hold at least one view, got 0")
 
 
-def train(dataset: PosedViews, config: TrainConfig | None = None,
-          out_dir=None, device: str | torch.device | None = None,
-          progress: bool = True, meta: dict | None = None, fresh: bool = False) -> NeRFModel:
+def train(
+    dataset: PosedViews,
+    config: TrainConfig | None = None,
+    out_dir=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    meta: dict | None = None,
+    fresh: bool = False,
+) -> NeRFModel:
     """Trains a NeRF on `dataset` (any PosedViews with a scene box: Blender, COLMAP); with
     `out_dir`, checkpoints to out_dir/checkpoint.pt and resumes from it if present (unless
     `fresh`; a checkpoint whose `meta`, e.g. where the data came from, differs is refused).
@@ -120,14 +135,25 @@ def train(dataset: PosedViews, config: TrainConfig | None = None,
     rays = torch.Generator().manual_seed(config.seed + rank)  # each rank its own batches
     grid_draws = torch.Generator().manual_seed(config.seed)  # identical grid updates
 
-    run = TrainingRun(config, out_dir, FORMAT, VERSION, meta=meta, desc="training NeRF",
-                      progress=progress, fresh=fresh, kind="NeRF")
+    run = TrainingRun(
+        config,
+        out_dir,
+        FORMAT,
+        VERSION,
+        meta=meta,
+        desc="training NeRF",
+        progress=progress,
+        fresh=fresh,
+        kind="NeRF",
+    )
     payload = run.resume()
     if payload is not None:
         model, _ = load_checkpoint(run.checkpoint, device=device)
         if model.spec.kind != config.model:
-            raise ValueError(f"{run.checkpoint}: holds a {model.spec.kind!r} model, "
-                             f"but config.model is {config.model!r}")
+            raise ValueError(
+                f"{run.checkpoint}: holds a {model.spec.kind!r} model, "
+                f"but config.model is {config.model!r}"
+            )
         optimizer = _optimizer(model, config)
         optimizer.load_state_dict(payload["optimizer"])
         if payload.get("generator") is not None and rank == 0:
@@ -146,8 +172,9 @@ def train(dataset: PosedViews, config: TrainConfig | None = None,
     network = model
     if distributed.active():
         distributed.broadcast_(list(model.state_dict().values()))
-        network = DistributedDataParallel(model, device_ids=[device.index]
-                                          if device.type == "cuda" else None)
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     model.train()
     rays_seen = 0
     while run.running():
@@ -162,18 +189,23 @@ def train(dataset: PosedViews, config: TrainConfig | None = None,
             run.save(model_payload(model, optimizer, rays))
     stats = run.finish(model_payload(model, optimizer, rays))
     seconds = max(stats["seconds"] - run.start_elapsed, 1e-9)
-    model.train_stats = {**stats, "rays_per_second": rays_seen * distributed.world_size()
-                         / seconds}
+    model.train_stats = {**stats, "rays_per_second": rays_seen * distributed.world_size() / seconds}
     return model.eval()
 
 
-def _train_step(network: torch.nn.Module, optimizer: torch.optim.Optimizer, data: PosedViews,
-                config: TrainConfig, generator: torch.Generator, device: torch.device
-                ) -> tuple[float, float]:
+def _train_step(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: PosedViews,
+    config: TrainConfig,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[float, float]:
     """One batch of random rays: render, MSE (plus the coarse MSE of the vanilla model),
     backward, Adam step -> (loss, mse)."""
-    origins, directions, image, pixels = random_rays(data.Ks, data.c2ws, data.width, data.height,
-                                                     config.batch_rays, generator=generator)
+    origins, directions, image, pixels = random_rays(
+        data.Ks, data.c2ws, data.width, data.height, config.batch_rays, generator=generator
+    )
     n = origins.shape[0]
     if config.background == "random":
         background = torch.rand(n, 3, generator=generator).to(device)

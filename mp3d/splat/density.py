@@ -83,14 +83,16 @@ def replace_rows(
     check_tensor("keep", keep, shape=(param.shape[0],), dtypes=(torch.bool,))
     check_tensor("appended", appended, shape=(None, *param.shape[1:]), dtypes=(param.dtype,))
     params, index = _find_param(optimizer, param)
-    new = nn.Parameter(torch.cat([param.detach()[keep], appended.detach()]),
-                       requires_grad=param.requires_grad)
+    new = nn.Parameter(
+        torch.cat([param.detach()[keep], appended.detach()]), requires_grad=param.requires_grad
+    )
     params[index] = new
     state = optimizer.state.pop(param, None)
     if state is not None:
         optimizer.state[new] = {
             key: torch.cat([value[keep], torch.zeros_like(appended, dtype=value.dtype)])
-            if torch.is_tensor(value) and value.shape == param.shape else value
+            if torch.is_tensor(value) and value.shape == param.shape
+            else value
             for key, value in state.items()
         }
     return new
@@ -121,8 +123,11 @@ class DensityStats:
     @classmethod
     def zeros(cls, n: int, device: torch.device | str = "cpu") -> DensityStats:
         """Empty statistics for n Gaussians."""
-        return cls(torch.zeros(n, device=device), torch.zeros(n, device=device),
-                   torch.zeros(n, device=device))
+        return cls(
+            torch.zeros(n, device=device),
+            torch.zeros(n, device=device),
+            torch.zeros(n, device=device),
+        )
 
     def update(
         self,
@@ -147,8 +152,9 @@ class DensityStats:
         """What one view adds (see update): gradient norms in NDC units [N] and view counts
         [N] of the Gaussians it saw, and its radii [N] (or None)."""
         if means2d_grad is None:
-            raise ValueError("means2d_grad is None: call info['means2d'].retain_grad() "
-                             "before backward()")
+            raise ValueError(
+                "means2d_grad is None: call info['means2d'].retain_grad() before backward()"
+            )
         n = self.grad_sum.shape[0]
         check_tensor("means2d_grad", means2d_grad, shape=(n, 2))
         check_tensor("visible", visible, shape=(n,), dtypes=(torch.bool,))
@@ -161,8 +167,9 @@ class DensityStats:
             radii = radii.to(self.max_radii.dtype)
         return grads, seen.to(self.count.dtype), radii
 
-    def add(self, grads: torch.Tensor, counts: torch.Tensor,
-            radii: torch.Tensor | None = None) -> None:
+    def add(
+        self, grads: torch.Tensor, counts: torch.Tensor, radii: torch.Tensor | None = None
+    ) -> None:
         """Adds gradient norms [N] and view counts [N]; keeps the largest radii [N]."""
         self.grad_sum += grads
         self.count += counts
@@ -188,8 +195,10 @@ def _split_children(
     """SPLIT_SAMPLES children per selected Gaussian: means drawn from its density, scales
     divided by SPLIT_SCALE_DIVISOR, everything else copied."""
     parents = _clones(model, selected)
-    children = {name: value.repeat(SPLIT_SAMPLES, *([1] * (value.dim() - 1)))
-                for name, value in parents.items()}
+    children = {
+        name: value.repeat(SPLIT_SAMPLES, *([1] * (value.dim() - 1)))
+        for name, value in parents.items()
+    }
     scales = torch.exp(children["log_scales"])
     noise = torch.randn(scales.shape, generator=generator, dtype=scales.dtype)
     samples = (noise.to(scales.device) * scales)[..., None]  # in each Gaussian's own frame
@@ -215,8 +224,9 @@ def _densify(model, optimizer, stats, scene_extent, grad_threshold, percent_dens
     # Clones inherit their parent's screen size; split children have not been seen yet.
     radii = stats.max_radii
     clone, split = clone.to(radii.device), split.to(radii.device)
-    stats.max_radii = torch.cat([radii[~split], radii[clone],
-                                 radii.new_zeros(SPLIT_SAMPLES * int(split.sum()))])
+    stats.max_radii = torch.cat(
+        [radii[~split], radii[clone], radii.new_zeros(SPLIT_SAMPLES * int(split.sum()))]
+    )
     return int(clone.sum()), int(split.sum())
 
 
@@ -244,15 +254,21 @@ def densify_and_prune(
     """Clones, splits, then prunes Gaussians (see the module docstring), editing the model
     and optimizer in place and restarting `stats`; returns the counts of each."""
     if len(stats.grad_sum) != len(model):
-        raise ValueError(f"stats must cover the model's {len(model)} Gaussians, "
-                         f"got {len(stats.grad_sum)}")
+        raise ValueError(
+            f"stats must cover the model's {len(model)} Gaussians, got {len(stats.grad_sum)}"
+        )
     _check_positive("scene_extent", scene_extent)
     _check_positive("grad_threshold", grad_threshold)
-    cloned, split = _densify(model, optimizer, stats, scene_extent, grad_threshold,
-                             percent_dense, generator)
+    cloned, split = _densify(
+        model, optimizer, stats, scene_extent, grad_threshold, percent_dense, generator
+    )
     prune = _prune_mask(model, stats, scene_extent, min_opacity, max_screen_size)
-    _edit_model(model, optimizer, ~prune, {name: getattr(model, name).detach()[:0]
-                                           for name in model.PARAMETER_NAMES})
+    _edit_model(
+        model,
+        optimizer,
+        ~prune,
+        {name: getattr(model, name).detach()[:0] for name in model.PARAMETER_NAMES},
+    )
     fresh = DensityStats.zeros(len(model), stats.grad_sum.device)
     stats.grad_sum, stats.count, stats.max_radii = fresh.grad_sum, fresh.count, fresh.max_radii
     return {"cloned": cloned, "split": split, "pruned": int(prune.sum())}
@@ -301,24 +317,37 @@ class DensityControl:
     min_opacity: float = MIN_OPACITY
     max_screen_size: float | None = 20.0
     stats: DensityStats | None = None
-    totals: dict[str, int] = field(default_factory=lambda: {
-        "densifications": 0, "cloned": 0, "split": 0, "pruned": 0, "opacity_resets": 0})
+    totals: dict[str, int] = field(
+        default_factory=lambda: {
+            "densifications": 0,
+            "cloned": 0,
+            "split": 0,
+            "pruned": 0,
+            "opacity_resets": 0,
+        }
+    )
 
     def gathering(self, step: int, progress: float) -> bool:
         """Whether step `step` (1-based), begun at `progress`, gathers statistics."""
         return step < self.densify_until and progress < self.densify_until_fraction
 
-    def step_pre_backward(self, info: dict[str, torch.Tensor], step: int,
-                          progress: float) -> None:
+    def step_pre_backward(self, info: dict[str, torch.Tensor], step: int, progress: float) -> None:
         """Keeps the gradient of info["means2d"] when this step gathers statistics."""
         means2d = info["means2d"]
         if self.gathering(step, progress) and means2d.requires_grad:
             means2d.retain_grad()
 
-    def step_post_backward(self, model: GaussianModel, optimizer: torch.optim.Optimizer,
-                           info: dict[str, torch.Tensor], step: int, progress: float,
-                           width: int, height: int,
-                           generator: torch.Generator | None = None) -> None:
+    def step_post_backward(
+        self,
+        model: GaussianModel,
+        optimizer: torch.optim.Optimizer,
+        info: dict[str, torch.Tensor],
+        step: int,
+        progress: float,
+        width: int,
+        height: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
         """After step `step` (1-based, begun at `progress`) of a width x height view: adds its
         statistics, then densifies and prunes or resets opacities when the schedule says."""
         if self.stats is None or len(self.stats.grad_sum) != len(model):
@@ -327,24 +356,33 @@ class DensityControl:
             return
         means2d = info["means2d"]
         grad = means2d.grad if means2d.grad is not None else torch.zeros_like(means2d)
-        grads, counts, radii = self.stats.increments(grad, info["visible"], width, height,
-                                                     info["radii"])
+        grads, counts, radii = self.stats.increments(
+            grad, info["visible"], width, height, info["radii"]
+        )
         distributed.all_reduce_sum_([grads, counts])
         distributed.all_reduce_max_([radii])
         self.stats.add(grads, counts, radii)
         if step > self.densify_from and step % self.densify_every == 0:
             screen = self.max_screen_size if step > self.opacity_reset_every else None
-            counts = densify_and_prune(model, optimizer, self.stats, self.scene_extent,
-                                       grad_threshold=self.grad_threshold,
-                                       percent_dense=self.percent_dense,
-                                       min_opacity=self.min_opacity, max_screen_size=screen,
-                                       generator=generator)
+            counts = densify_and_prune(
+                model,
+                optimizer,
+                self.stats,
+                self.scene_extent,
+                grad_threshold=self.grad_threshold,
+                percent_dense=self.percent_dense,
+                min_opacity=self.min_opacity,
+                max_screen_size=screen,
+                generator=generator,
+            )
             self.totals["densifications"] += 1
             for key, value in counts.items():
                 self.totals[key] += value
             if len(model) == 0:
-                raise RuntimeError(f"densification at step {step} pruned every Gaussian "
-                                   f"(min_opacity={self.min_opacity})")
+                raise RuntimeError(
+                    f"densification at step {step} pruned every Gaussian "
+                    f"(min_opacity={self.min_opacity})"
+                )
         if step % self.opacity_reset_every == 0:
             reset_opacity(model, optimizer)
             self.totals["opacity_resets"] += 1

@@ -59,8 +59,8 @@ def nearest_neighbour_scales(points: torch.Tensor, chunk: int = 65536) -> torch.
     for start in range(0, n, chunk):
         # k + 1 neighbours: the nearest is the point itself (or a duplicate of it; both lie at
         # distance 0, so dropping the first column drops one zero either way).
-        distances, _ = tree.query(array[start:start + chunk], k=k + 1, workers=-1)
-        squared[start:start + chunk] = (distances[:, 1:] ** 2).mean(axis=1)
+        distances, _ = tree.query(array[start : start + chunk], k=k + 1, workers=-1)
+        squared[start : start + chunk] = (distances[:, 1:] ** 2).mean(axis=1)
     squared = torch.from_numpy(squared).to(dtype=points.dtype, device=points.device)
     return torch.sqrt(torch.clamp(squared, min=MIN_SQUARED_DISTANCE))
 
@@ -69,14 +69,19 @@ def _sh_degree_of_count(n_coeffs: int) -> int:
     """SH degree d of K = (d+1)^2 coefficients; ValueError otherwise."""
     degree = math.isqrt(n_coeffs) - 1
     if n_coeffs == 0 or (degree + 1) ** 2 != n_coeffs or degree > MAX_SH_DEGREE:
-        raise ValueError(f"sh must have K = (degree+1)^2 coefficients with degree <= "
-                         f"{MAX_SH_DEGREE}, got K={n_coeffs}")
+        raise ValueError(
+            f"sh must have K = (degree+1)^2 coefficients with degree <= "
+            f"{MAX_SH_DEGREE}, got K={n_coeffs}"
+        )
     return degree
 
 
 def _check_sh_degree(sh_degree: object) -> int:
-    if isinstance(sh_degree, bool) or not isinstance(sh_degree, int) \
-            or not 0 <= sh_degree <= MAX_SH_DEGREE:
+    if (
+        isinstance(sh_degree, bool)
+        or not isinstance(sh_degree, int)
+        or not 0 <= sh_degree <= MAX_SH_DEGREE
+    ):
         raise ValueError(f"sh_degree must be an int in 0..{MAX_SH_DEGREE}, got {sh_degree!r}")
     return sh_degree
 
@@ -101,18 +106,22 @@ class GaussianModel(nn.Module):
         super().__init__()
         check_tensor("means", means, shape=(None, 3), dtypes=FLOAT_DTYPES)
         n = means.shape[0]
-        for name, value, shape in (("quats", quats, (None, 4)),
-                                   ("log_scales", log_scales, (None, 3)),
-                                   ("opacity_logits", opacity_logits, (None,)),
-                                   ("sh", sh, (None, None, 3))):
+        for name, value, shape in (
+            ("quats", quats, (None, 4)),
+            ("log_scales", log_scales, (None, 3)),
+            ("opacity_logits", opacity_logits, (None,)),
+            ("sh", sh, (None, None, 3)),
+        ):
             check_tensor(name, value, shape=shape, dtypes=(means.dtype,))
             check_length(name, value, n, "means")
             check_finite(name, value)
         check_finite("means", means)
         self.max_sh_degree = _sh_degree_of_count(sh.shape[1])
         if _check_sh_degree(active_sh_degree) > self.max_sh_degree:
-            raise ValueError(f"active_sh_degree must be <= max_sh_degree "
-                             f"{self.max_sh_degree}, got {active_sh_degree}")
+            raise ValueError(
+                f"active_sh_degree must be <= max_sh_degree "
+                f"{self.max_sh_degree}, got {active_sh_degree}"
+            )
         self.active_sh_degree = active_sh_degree
         self.means = nn.Parameter(means.detach().clone())
         self.quats = nn.Parameter(quats.detach().clone())
@@ -134,8 +143,9 @@ class GaussianModel(nn.Module):
         check_length("colours", colours, points.shape[0], "points")
         check_finite("colours", colours, minimum=0.0)
         n = points.shape[0]
-        sh = torch.zeros(n, (_check_sh_degree(sh_degree) + 1) ** 2, 3,
-                         dtype=points.dtype, device=points.device)
+        sh = torch.zeros(
+            n, (_check_sh_degree(sh_degree) + 1) ** 2, 3, dtype=points.dtype, device=points.device
+        )
         sh[:, 0] = (colours - 0.5) / SH_C0
         quats = torch.zeros(n, 4, dtype=points.dtype, device=points.device)
         quats[:, 0] = 1.0
@@ -168,13 +178,20 @@ class GaussianModel(nn.Module):
         """The Gaussians of a 3DGS PLY file, rendering with every SH band the file holds."""
         values = ply.load_ply(path)
         degree = _sh_degree_of_count(values["sh"].shape[1])
-        return cls(values["means"], values["quats"], values["log_scales"],
-                   values["opacity_logits"], values["sh"], active_sh_degree=degree)
+        return cls(
+            values["means"],
+            values["quats"],
+            values["log_scales"],
+            values["opacity_logits"],
+            values["sh"],
+            active_sh_degree=degree,
+        )
 
     def save_ply(self, path: str | Path) -> Path:
         """Writes the Gaussians as a 3DGS PLY file (every SH band, raw values); returns it."""
-        return ply.save_ply(path, self.means, self.quats, self.log_scales,
-                            self.opacity_logits, self.sh)
+        return ply.save_ply(
+            path, self.means, self.quats, self.log_scales, self.opacity_logits, self.sh
+        )
 
     # ------------------------------------------------------------------------- activated values
 
@@ -222,16 +239,34 @@ class GaussianModel(nn.Module):
         means, radii and visibility that densification needs; see
         mp3d.ops.gaussians.rasterize)."""
         rgb, opacity, depth, info = rasterize(
-            self.means, self.unit_quats, self.scales, self.opacities, self.sh, viewmat, K,
-            width, height, sh_degree=self.active_sh_degree, background=background, impl=impl)
+            self.means,
+            self.unit_quats,
+            self.scales,
+            self.opacities,
+            self.sh,
+            viewmat,
+            K,
+            width,
+            height,
+            sh_degree=self.active_sh_degree,
+            background=background,
+            impl=impl,
+        )
         return Rendering(rgb=rgb, depth=depth, opacity=opacity), info
 
-    def render(self, camera: Camera, background: torch.Tensor | float | None = None,
-               impl: Impl = "auto") -> Rendering:
+    def render(
+        self, camera: Camera, background: torch.Tensor | float | None = None, impl: Impl = "auto"
+    ) -> Rendering:
         """The image `camera` sees, composited on `background` (RGB [3] or a grey level;
         none: black): Rendering(rgb [H,W,3], depth [H,W], opacity [H,W])."""
         camera = camera.to(self.means.device)
         if isinstance(background, torch.Tensor):
             background = background.to(self.means)
-        return self.rasterize(camera.viewmat.to(self.means), camera.K.to(self.means),
-                              camera.width, camera.height, background, impl)[0]
+        return self.rasterize(
+            camera.viewmat.to(self.means),
+            camera.K.to(self.means),
+            camera.width,
+            camera.height,
+            background,
+            impl,
+        )[0]

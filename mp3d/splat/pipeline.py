@@ -137,30 +137,55 @@ def fit_scene(
     check_int("turntable_frames", turntable_frames, 1)
     out_dir, data_dir = check_out_dir(out_dir), Path(data_dir)
     device = resolve_device(device)
-    train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout,
-                                               progress)
+    train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout, progress)
     model = initial_gaussians(train_views, init_points, sh_degree, config.seed, device, carve)
     initial = len(model)
-    meta = {"data": str(data_dir.resolve()), "format": kind, "downscale": downscale,
-            "holdout": holdout, "width": train_views.width, "height": train_views.height,
-            "background": train_views.background_rgb.tolist()}
-    train(train_views, model, config, out_dir=out_dir, device=device, progress=progress,
-          meta=meta, fresh=fresh)
-    summary = {"format": kind, "train_views": len(train_views), "eval_views": len(eval_views),
-               "initial_gaussians": initial, **model.train_stats}
-    paths = {"checkpoint": out_dir / CHECKPOINT_NAME, "ply": out_dir / "point_cloud.ply",
-             "metrics": out_dir / "metrics.json", "images": out_dir / "test",
-             "turntable": out_dir / "turntable.gif"}
+    meta = {
+        "data": str(data_dir.resolve()),
+        "format": kind,
+        "downscale": downscale,
+        "holdout": holdout,
+        "width": train_views.width,
+        "height": train_views.height,
+        "background": train_views.background_rgb.tolist(),
+    }
+    train(
+        train_views,
+        model,
+        config,
+        out_dir=out_dir,
+        device=device,
+        progress=progress,
+        meta=meta,
+        fresh=fresh,
+    )
+    summary = {
+        "format": kind,
+        "train_views": len(train_views),
+        "eval_views": len(eval_views),
+        "initial_gaussians": initial,
+        **model.train_stats,
+    }
+    paths = {
+        "checkpoint": out_dir / CHECKPOINT_NAME,
+        "ply": out_dir / "point_cloud.ply",
+        "metrics": out_dir / "metrics.json",
+        "images": out_dir / "test",
+        "turntable": out_dir / "turntable.gif",
+    }
     if not distributed.is_main_process():  # under torchrun, rank 0 evaluates and writes
         return {**summary, **paths, "psnr": float("nan"), "ssim": float("nan"), "model": model}
     model.save_ply(paths["ply"])
     render = _renderer(model, config.impl)
-    metrics = evaluate(render(train_views.background_rgb), eval_views, paths["images"],
-                       progress=progress)
-    cameras = orbit_of_views(train_views.c2ws).cameras(train_views.Ks[0], train_views.width,
-                                                       train_views.height, turntable_frames)
-    render_turntable(render(train_views.background_rgb), cameras, paths["turntable"],
-                     progress=progress)
+    metrics = evaluate(
+        render(train_views.background_rgb), eval_views, paths["images"], progress=progress
+    )
+    cameras = orbit_of_views(train_views.c2ws).cameras(
+        train_views.Ks[0], train_views.width, train_views.height, turntable_frames
+    )
+    render_turntable(
+        render(train_views.background_rgb), cameras, paths["turntable"], progress=progress
+    )
     summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
     write_json(paths["metrics"], {**summary, "views": metrics["views"]})
     return {**summary, **paths, "model": model}
@@ -191,8 +216,9 @@ def render_ply(
     circles the opaque Gaussians' median at `radius` (default: framing them in `fov_deg`)."""
     for name, value in (("width", width), ("height", height), ("frames", n_frames)):
         check_int(name, value, 1)
-    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius)
-                                   and radius > 0):
+    if radius is not None and not (
+        isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0
+    ):
         raise ValueError(f"radius must be a finite number > 0 or None, got {radius!r}")
     device = resolve_device(device)
     ply, out_dir = Path(ply), check_out_dir(out_dir)
@@ -203,8 +229,17 @@ def render_ply(
     if radius is not None:
         orbit.radius = float(radius)
     K = intrinsics_from_fov(math.radians(fov_deg), width, height)
-    gif = render_turntable(_renderer(model, impl)(parse_background(background).to(device)),
-                           orbit.cameras(K, width, height, n_frames), out_dir / "turntable.gif",
-                           frames_dir=out_dir / "frames", progress=progress)
-    return {"turntable": gif, "frames": out_dir / "frames", "gaussians": len(model),
-            "radius": orbit.radius, "centre": orbit.centre.tolist()}
+    gif = render_turntable(
+        _renderer(model, impl)(parse_background(background).to(device)),
+        orbit.cameras(K, width, height, n_frames),
+        out_dir / "turntable.gif",
+        frames_dir=out_dir / "frames",
+        progress=progress,
+    )
+    return {
+        "turntable": gif,
+        "frames": out_dir / "frames",
+        "gaussians": len(model),
+        "radius": orbit.radius,
+        "centre": orbit.centre.tolist(),
+    }

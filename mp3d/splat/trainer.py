@@ -66,8 +66,14 @@ from mp3d.training import (
     resolve_device,
 )
 
-__all__ = ["CHECKPOINT_NAME", "SplatConfig", "means_lr_factor", "scene_extent", "splat_loss",
-           "train"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "SplatConfig",
+    "means_lr_factor",
+    "scene_extent",
+    "splat_loss",
+    "train",
+]
 
 EXTENT_MARGIN = 1.1
 SSIM_WINDOW = 11
@@ -105,8 +111,18 @@ class SplatConfig(TrainerConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("means_lr", "means_lr_final", "sh_dc_lr", "sh_rest_lr", "opacity_lr",
-                     "scales_lr", "quats_lr", "adam_eps", "grad_threshold", "percent_dense"):
+        for name in (
+            "means_lr",
+            "means_lr_final",
+            "sh_dc_lr",
+            "sh_rest_lr",
+            "opacity_lr",
+            "scales_lr",
+            "quats_lr",
+            "adam_eps",
+            "grad_threshold",
+            "percent_dense",
+        ):
             check_float(name, getattr(self, name), 0.0, exclusive_minimum=True)
         for name in ("ssim_weight", "densify_until_fraction", "min_opacity"):
             check_float(name, getattr(self, name), 0.0, 1.0)
@@ -120,18 +136,29 @@ class SplatConfig(TrainerConfig):
 
     def learning_rates(self, extent: float) -> dict[str, float]:
         """Initial learning rate of each GaussianModel parameter for a scene of `extent`."""
-        return {"means": self.means_lr * extent, "quats": self.quats_lr,
-                "log_scales": self.scales_lr, "opacity_logits": self.opacity_lr,
-                "sh_dc": self.sh_dc_lr, "sh_rest": self.sh_rest_lr}
+        return {
+            "means": self.means_lr * extent,
+            "quats": self.quats_lr,
+            "log_scales": self.scales_lr,
+            "opacity_logits": self.opacity_lr,
+            "sh_dc": self.sh_dc_lr,
+            "sh_rest": self.sh_rest_lr,
+        }
 
     def density_control(self, extent: float) -> DensityControl:
         """The densification strategy this config describes, for a scene of `extent`."""
         return DensityControl(
-            extent, densify_from=self.densify_from, densify_until=self.densify_until,
+            extent,
+            densify_from=self.densify_from,
+            densify_until=self.densify_until,
             densify_until_fraction=self.densify_until_fraction,
-            densify_every=self.densify_every, opacity_reset_every=self.opacity_reset_every,
-            grad_threshold=self.grad_threshold, percent_dense=self.percent_dense,
-            min_opacity=self.min_opacity, max_screen_size=self.max_screen_size)
+            densify_every=self.densify_every,
+            opacity_reset_every=self.opacity_reset_every,
+            grad_threshold=self.grad_threshold,
+            percent_dense=self.percent_dense,
+            min_opacity=self.min_opacity,
+            max_screen_size=self.max_screen_size,
+        )
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -140,8 +167,12 @@ class SplatConfig(TrainerConfig):
 def scene_extent(c2ws: torch.Tensor) -> float:
     """1.1 x the largest distance of a camera centre from their mean, for c2ws [N,4,4]
     (as 3DGS); 1.0 when every camera sits at one point (a single view)."""
-    if not isinstance(c2ws, torch.Tensor) or c2ws.dim() != 3 or c2ws.shape[1:] != (4, 4) \
-            or c2ws.shape[0] == 0:
+    if (
+        not isinstance(c2ws, torch.Tensor)
+        or c2ws.dim() != 3
+        or c2ws.shape[1:] != (4, 4)
+        or c2ws.shape[0] == 0
+    ):
         shape = list(c2ws.shape) if isinstance(c2ws, torch.Tensor) else type(c2ws).__name__
         raise ValueError(f"c2ws must have shape [N>0, 4, 4], got {shape}")
     centres = c2ws[:, :3, 3].double()
@@ -156,8 +187,7 @@ def means_lr_factor(progress: float, config: SplatConfig) -> float:
     return math.exp(t * math.log(config.means_lr_final / config.means_lr))
 
 
-def splat_loss(rgb: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2
-               ) -> torch.Tensor:
+def splat_loss(rgb: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
     """(1 - w) mean |rgb - target| + w (1 - SSIM) of images [H,W,3] (scalar tensor)."""
     l1 = (rgb - target).abs().mean()
     if ssim_weight == 0.0:
@@ -168,13 +198,19 @@ def splat_loss(rgb: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2
 def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torch.optim.Adam:
     """Adam with one group per parameter, in GaussianModel.PARAMETER_NAMES order."""
     rates = config.learning_rates(extent)
-    return torch.optim.Adam([{"params": [getattr(model, name)], "lr": rates[name], "name": name}
-                             for name in GaussianModel.PARAMETER_NAMES],
-                            lr=rates["means"], eps=config.adam_eps)
+    return torch.optim.Adam(
+        [
+            {"params": [getattr(model, name)], "lr": rates[name], "name": name}
+            for name in GaussianModel.PARAMETER_NAMES
+        ],
+        lr=rates["means"],
+        eps=config.adam_eps,
+    )
 
 
-def _set_learning_rates(optimizer: torch.optim.Optimizer, config: SplatConfig, extent: float,
-                        progress: float) -> None:
+def _set_learning_rates(
+    optimizer: torch.optim.Optimizer, config: SplatConfig, extent: float, progress: float
+) -> None:
     rates = config.learning_rates(extent)
     rates["means"] *= means_lr_factor(progress, config)
     for group in optimizer.param_groups:
@@ -184,24 +220,29 @@ def _set_learning_rates(optimizer: torch.optim.Optimizer, config: SplatConfig, e
 def _check_dataset(dataset: PosedViews) -> None:
     for name in ("images", "Ks", "c2ws"):
         if not isinstance(getattr(dataset, name, None), torch.Tensor):
-            raise ValueError(f"dataset must have a tensor .{name} (a PosedViews such as "
-                             f"BlenderScene or ColmapScene), got {type(dataset).__name__}")
+            raise ValueError(
+                f"dataset must have a tensor .{name} (a PosedViews such as "
+                f"BlenderScene or ColmapScene), got {type(dataset).__name__}"
+            )
     images = dataset.images
     if images.dim() != 4 or images.shape[-1] != 3 or images.shape[0] == 0:
         raise ValueError(f"dataset.images must have shape [N>0, H, W, 3], got {list(images.shape)}")
     n = images.shape[0]
     if dataset.Ks.shape != (n, 3, 3) or dataset.c2ws.shape != (n, 4, 4):
-        raise ValueError(f"dataset.Ks and dataset.c2ws must have shapes [{n},3,3] and [{n},4,4], "
-                         f"got {list(dataset.Ks.shape)} and {list(dataset.c2ws.shape)}")
+        raise ValueError(
+            f"dataset.Ks and dataset.c2ws must have shapes [{n},3,3] and [{n},4,4], "
+            f"got {list(dataset.Ks.shape)} and {list(dataset.c2ws.shape)}"
+        )
 
 
-def _restore(model: GaussianModel, payload: dict, path: Path | None,
-             device: torch.device) -> None:
+def _restore(model: GaussianModel, payload: dict, path: Path | None, device: torch.device) -> None:
     """Puts the checkpoint's Gaussians into `model` (the caller's object) in place."""
     saved = gaussians_from_payload(payload, path).to(device)
     if saved.max_sh_degree != model.max_sh_degree:
-        raise ValueError(f"{path}: holds Gaussians with SH degree {saved.max_sh_degree}, but "
-                         f"model has max_sh_degree {model.max_sh_degree}")
+        raise ValueError(
+            f"{path}: holds Gaussians with SH degree {saved.max_sh_degree}, but "
+            f"model has max_sh_degree {model.max_sh_degree}"
+        )
     for name in GaussianModel.PARAMETER_NAMES:
         setattr(model, name, getattr(saved, name))
     model.active_sh_degree = saved.active_sh_degree
@@ -236,19 +277,33 @@ def train(
     _check_dataset(dataset)
     width, height = dataset.width, dataset.height
     if config.ssim_weight > 0 and min(width, height) < SSIM_WINDOW:
-        raise ValueError(f"dataset images must be at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
-                         f"for the SSIM loss (or set ssim_weight=0), got {width}x{height}")
+        raise ValueError(
+            f"dataset images must be at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
+            f"for the SSIM loss (or set ssim_weight=0), got {width}x{height}"
+        )
     device = resolve_device(device)
     distributed.init(device)
     # One generator draws views and split positions; under torchrun each rank draws its own
     # views, while split positions come from a generator every rank shares.
     generator = torch.Generator().manual_seed(config.seed)
-    views = generator if distributed.world_size() == 1 else \
-        torch.Generator().manual_seed(config.seed + 1 + distributed.rank())
+    views = (
+        generator
+        if distributed.world_size() == 1
+        else torch.Generator().manual_seed(config.seed + 1 + distributed.rank())
+    )
     extent = scene_extent(dataset.c2ws)
 
-    run = TrainingRun(config, out_dir, FORMAT, VERSION, meta=meta, desc="training Gaussians",
-                      progress=progress, fresh=fresh, kind="splatting")
+    run = TrainingRun(
+        config,
+        out_dir,
+        FORMAT,
+        VERSION,
+        meta=meta,
+        desc="training Gaussians",
+        progress=progress,
+        fresh=fresh,
+        kind="splatting",
+    )
     payload = run.resume()
     model.to(device)
     if payload is not None:
@@ -274,8 +329,10 @@ def train(
     background = dataset.background_rgb.to(device, dtype)
 
     def checkpoint_payload() -> dict:
-        return {**model_payload(model, optimizer, strategy.stats, generator),
-                "totals": dict(strategy.totals)}
+        return {
+            **model_payload(model, optimizer, strategy.stats, generator),
+            "totals": dict(strategy.totals),
+        }
 
     start_totals = dict(strategy.totals)
     loss = mse = float("nan")
@@ -284,8 +341,9 @@ def train(
         step, progress_before = run.step + 1, run.progress  # steps count from 1, as in 3DGS
         _set_learning_rates(optimizer, config, extent, progress_before)
         view = int(torch.randint(len(images), (1,), generator=views))
-        rendering, info = model.rasterize(viewmats[view], Ks[view], width, height,
-                                          background=background, impl=config.impl)
+        rendering, info = model.rasterize(
+            viewmats[view], Ks[view], width, height, background=background, impl=config.impl
+        )
         strategy.step_pre_backward(info, step, progress_before)
         loss_tensor = splat_loss(rendering.rgb, images[view], config.ssim_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -298,15 +356,20 @@ def train(
         loss = float(loss_tensor.detach())
         if step % config.sh_every == 0:
             model.raise_sh_degree()
-        strategy.step_post_backward(model, optimizer, info, step, progress_before, width,
-                                    height, generator)
+        strategy.step_post_backward(
+            model, optimizer, info, step, progress_before, width, height, generator
+        )
         run.advance(loss=loss, psnr=mse_to_psnr(mse), gaussians=len(model))
         if run.checkpoint_due():
             run.save(checkpoint_payload())
     stats = run.finish(checkpoint_payload())
     totals = {key: value - start_totals.get(key, 0) for key, value in strategy.totals.items()}
     model.train_stats = {
-        **stats, "gaussians": len(model), "scene_extent": extent,
-        "active_sh_degree": model.active_sh_degree, "last_loss": loss, **totals,
+        **stats,
+        "gaussians": len(model),
+        "scene_extent": extent,
+        "active_sh_degree": model.active_sh_degree,
+        "last_loss": loss,
+        **totals,
     }
     return model.eval()

@@ -258,9 +258,11 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(model, bodies):
         with pytest.raises(ValueError, match=name):
             fit_smplify(model, **kwargs)
     # A config is checked when it is made, as every mp3d config is.
-    for settings, name in (({"sigma": 0.0}, "config.sigma"),
-                           ({"optimizer": "sgd"}, "config.optimizer"),
-                           ({"iterations": (1,)}, "config.prior_schedule")):
+    for settings, name in (
+        ({"sigma": 0.0}, "config.sigma"),
+        ({"optimizer": "sgd"}, "config.optimizer"),
+        ({"iterations": (1,)}, "config.prior_schedule"),
+    ):
         with pytest.raises(ValueError, match=name):
             SMPLifyConfig(**settings)
     with pytest.raises(ValueError, match="model"):

@@ -13,8 +13,9 @@ from mp3d.data import demo
 
 
 def test_demo_is_deterministic(tiny_demo_scene, tmp_path):
-    again = demo.write_demo_scene(tmp_path / "again", n_train=4, n_val=2, n_test=2,
-                                  resolution=24, progress=False)
+    again = demo.write_demo_scene(
+        tmp_path / "again", n_train=4, n_val=2, n_test=2, resolution=24, progress=False
+    )
     comparison = filecmp.dircmp(tiny_demo_scene, again)
     assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
     for split in ("train", "val", "test"):

@@ -18,16 +18,32 @@ WORKER = Path(__file__).with_name("worker.py")
 def scene(tmp_path_factory) -> Path:
     from mp3d.data.demo import write_demo_scene
 
-    return write_demo_scene(tmp_path_factory.mktemp("scene") / "demo", n_train=8, n_val=1,
-                            n_test=1, resolution=16, progress=False)
+    return write_demo_scene(
+        tmp_path_factory.mktemp("scene") / "demo",
+        n_train=8,
+        n_val=1,
+        n_test=1,
+        resolution=16,
+        progress=False,
+    )
 
 
 def _torchrun(nproc: int, kind: str, scene: Path, out: Path, steps: int, batch: int) -> list:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", str(WORKER), kind, str(scene), str(out),
-               str(steps), str(batch)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(WORKER),
+        kind,
+        str(scene),
+        str(out),
+        str(steps),
+        str(batch),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(nproc)]
@@ -38,8 +54,13 @@ def _same_parameters(results: list) -> None:
     for other in results[1:]:
         assert other["parameters"].keys() == first.keys()
         for name, value in first.items():
-            torch.testing.assert_close(other["parameters"][name], value, rtol=0, atol=0,
-                                       msg=f"{name} differs between ranks")
+            torch.testing.assert_close(
+                other["parameters"][name],
+                value,
+                rtol=0,
+                atol=0,
+                msg=f"{name} differs between ranks",
+            )
 
 
 @pytest.mark.slow

@@ -19,17 +19,33 @@ from mp3d.nerf import NeRFModel, TrainConfig, train
 from mp3d.splat import GaussianModel, SplatConfig
 from mp3d.splat import train as train_splat
 
-TINY_NERF = dict(model="hash", n_levels=4, log2_table_size=10, finest_resolution=32,
-                 grid_resolution=16, background="white", log_every=1000,
-                 checkpoint_every=1000)
-TINY_SPLAT = dict(densify_from=2, densify_every=5, sh_every=1000, opacity_reset_every=1000,
-                  ssim_weight=0.0, log_every=1000, checkpoint_every=1000)
+TINY_NERF = dict(
+    model="hash",
+    n_levels=4,
+    log2_table_size=10,
+    finest_resolution=32,
+    grid_resolution=16,
+    background="white",
+    log_every=1000,
+    checkpoint_every=1000,
+)
+TINY_SPLAT = dict(
+    densify_from=2,
+    densify_every=5,
+    sh_every=1000,
+    opacity_reset_every=1000,
+    ssim_weight=0.0,
+    log_every=1000,
+    checkpoint_every=1000,
+)
 
 
 def mean_psnr(model, views) -> float:
     with torch.no_grad():
-        return sum(psnr(model.render(views.camera(i), views.background).rgb.clamp(0, 1),
-                        views.images[i]) for i in range(len(views))) / len(views)
+        return sum(
+            psnr(model.render(views.camera(i), views.background).rgb.clamp(0, 1), views.images[i])
+            for i in range(len(views))
+        ) / len(views)
 
 
 def main() -> None:
@@ -44,16 +60,27 @@ def main() -> None:
         model = train(views, config, out_dir=out / "run", device="cpu", progress=False)
         parameters = model.state_dict()
     else:
-        model = GaussianModel.random_in_box(300, torch.tensor([[-1.0] * 3, [1.0] * 3]),
-                                            torch.Generator().manual_seed(0), sh_degree=0)
+        model = GaussianModel.random_in_box(
+            300,
+            torch.tensor([[-1.0] * 3, [1.0] * 3]),
+            torch.Generator().manual_seed(0),
+            sh_degree=0,
+        )
         before = mean_psnr(model, views)
         config = SplatConfig(steps=steps, **TINY_SPLAT)
         train_splat(views, model, config, out_dir=out / "run", device="cpu", progress=False)
         parameters = {name: getattr(model, name).detach() for name in model.PARAMETER_NAMES}
     after = mean_psnr(model, views)
-    torch.save({"parameters": parameters, "before": before, "after": after,
-                "world_size": distributed.world_size(), "stats": model.train_stats},
-               out / f"rank{distributed.rank()}.pt")
+    torch.save(
+        {
+            "parameters": parameters,
+            "before": before,
+            "after": after,
+            "world_size": distributed.world_size(),
+            "stats": model.train_stats,
+        },
+        out / f"rank{distributed.rank()}.pt",
+    )
     distributed.shutdown()
 
 

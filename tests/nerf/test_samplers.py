@@ -73,7 +73,9 @@ def test_march_keeps_occupied_contiguous_steps():
         assert bool((mids[:, 0] > 0).all())  # only occupied cells
         assert bool((mids.abs() <= 1.0).all())  # inside the box
         first = ray_indices == 0
-        assert float(t_starts[first].min()) >= 3.0 - 1e-5 and float(t_ends[first].max()) <= 4.0 + 1e-5
+        assert (
+            float(t_starts[first].min()) >= 3.0 - 1e-5 and float(t_ends[first].max()) <= 4.0 + 1e-5
+        )
         # consecutive steps of a ray share their edges
         same_ray = ray_indices[1:] == ray_indices[:-1]
         gaps = (t_starts[1:] - t_ends[:-1])[same_ray]
@@ -87,7 +89,7 @@ def test_carving_removes_cells_seen_as_background():
     K = intrinsics_from_fov(0.8, 64, 64)
     eyes = torch.tensor([[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0], [-4.0, 0.1, 0.2]])
     viewmats = look_at(eyes, torch.zeros(4, 3), up=torch.tensor([0.0, 0.3, 1.0]))
-    from mp3d.cameras import invert_rigid, image_rays
+    from mp3d.cameras import image_rays, invert_rigid
 
     alphas = []
     for viewmat in viewmats:

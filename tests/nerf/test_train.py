@@ -10,8 +10,15 @@ from mp3d.nerf import TrainConfig, evaluate, extract_mesh, load_checkpoint, trai
 from mp3d.nerf.fields import HashNeRF, VanillaNeRF
 from mp3d.nerf.model import ModelSpec, NeRFModel
 
-TINY_HASH = dict(model="hash", batch_rays=1024, n_levels=8, log2_table_size=13,
-                 finest_resolution=96, grid_resolution=24, log_every=10)
+TINY_HASH = dict(
+    model="hash",
+    batch_rays=1024,
+    n_levels=8,
+    log2_table_size=13,
+    finest_resolution=96,
+    grid_resolution=24,
+    log_every=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +26,18 @@ def tiny_views(tmp_path_factory):
     """The demo scene at 32x32 with enough views (24) to constrain a NeRF."""
     from mp3d.data.demo import write_demo_scene
 
-    scene = write_demo_scene(tmp_path_factory.mktemp("scene") / "demo", n_train=24, n_val=1,
-                             n_test=3, resolution=32, progress=False)
-    return (load_blender(scene, "train", progress=False),
-            load_blender(scene, "test", progress=False))
+    scene = write_demo_scene(
+        tmp_path_factory.mktemp("scene") / "demo",
+        n_train=24,
+        n_val=1,
+        n_test=3,
+        resolution=32,
+        progress=False,
+    )
+    return (
+        load_blender(scene, "train", progress=False),
+        load_blender(scene, "test", progress=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,31 +107,47 @@ def test_checkpoint_errors_name_the_file(tmp_path, trained, tiny_views):
 
 def test_vanilla_nerf_loss_falls(tiny_views):
     torch.manual_seed(0)
-    config = TrainConfig(model="vanilla", steps=1, batch_rays=256, n_coarse=16, n_fine=16,
-                         background="white")
+    config = TrainConfig(
+        model="vanilla", steps=1, batch_rays=256, n_coarse=16, n_fine=16, background="white"
+    )
     losses = []
     model = None
     for steps in (1, 25):
-        model = train(tiny_views[0], TrainConfig(**{**config.__dict__, "steps": steps}),
-                      progress=False)
+        model = train(
+            tiny_views[0], TrainConfig(**{**config.__dict__, "steps": steps}), progress=False
+        )
         image = model.render(tiny_views[0].camera(0), background=(1, 1, 1))
         losses.append(float(((image.rgb - tiny_views[0].images[0]) ** 2).mean()))
     assert losses[1] < losses[0]
-    out = model.render_rays(torch.zeros(4, 3) + torch.tensor([0.0, 0.0, 4.0]),
-                            torch.tensor([[0.0, 0.0, -1.0]]).expand(4, 3), torch.ones(3))
+    out = model.render_rays(
+        torch.zeros(4, 3) + torch.tensor([0.0, 0.0, 4.0]),
+        torch.tensor([[0.0, 0.0, -1.0]]).expand(4, 3),
+        torch.ones(3),
+    )
     assert out["rgb"].shape == (4, 3) and out["coarse_rgb"].shape == (4, 3)
 
 
 def test_fields_shapes_and_ranges():
-    points, directions = torch.rand(10, 3) - 0.5, torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
-    for field in (VanillaNeRF(width=32, depth=4, skip=2),
-                  HashNeRF(torch.tensor([-1.0, -1, -1, 1, 1, 1]), n_levels=4, log2_table_size=10,
-                           finest_resolution=32)):
+    points, directions = (
+        torch.rand(10, 3) - 0.5,
+        torch.nn.functional.normalize(torch.randn(10, 3), dim=-1),
+    )
+    for field in (
+        VanillaNeRF(width=32, depth=4, skip=2),
+        HashNeRF(
+            torch.tensor([-1.0, -1, -1, 1, 1, 1]),
+            n_levels=4,
+            log2_table_size=10,
+            finest_resolution=32,
+        ),
+    ):
         sigma, rgb = field(points, directions)
         assert sigma.shape == (10,) and rgb.shape == (10, 3)
         assert bool((sigma >= 0).all()) and bool(((rgb >= 0) & (rgb <= 1)).all())
         per_ray_sigma, per_ray_rgb = field(points, directions[:2], torch.tensor([0] * 5 + [1] * 5))
-        torch.testing.assert_close(per_ray_rgb[:5], field(points[:5], directions[:1].expand(5, 3))[1])
+        torch.testing.assert_close(
+            per_ray_rgb[:5], field(points[:5], directions[:1].expand(5, 3))[1]
+        )
 
 
 def test_mesh_of_trained_model(trained):
@@ -143,15 +174,17 @@ def test_resuming_refuses_other_data_and_fresh_starts_over(tiny_views, tmp_path)
 
     config = TrainConfig(steps=3, checkpoint_every=100, **TINY_HASH)
     train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "a"})
-    with pytest.raises(ValueError, match="was trained on other data .data: 'a' there, 'b' now"
-                                         ".*--fresh"):
+    with pytest.raises(
+        ValueError, match="was trained on other data .data: 'a' there, 'b' now.*--fresh"
+    ):
         train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "b"})
     stale = tmp_path / ".checkpoint.pt.abc123.pt"  # what a kill during a save leaves behind
     stale.write_bytes(b"partial")
     old = time.time() - 3600
     os.utime(stale, (old, old))
-    model = train(tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "b"},
-                  fresh=True)
+    model = train(
+        tiny_views[0], config, out_dir=tmp_path, progress=False, meta={"data": "b"}, fresh=True
+    )
     assert not stale.exists()
     assert model.train_stats["start_step"] == 0 and model.train_stats["steps"] == 3
     assert load_checkpoint(tmp_path / "checkpoint.pt")[1]["meta"] == {"data": "b"}
@@ -166,7 +199,9 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path):
 
     crafted = tmp_path / "checkpoint.pt"
     torch.save({"format": "mp3d.nerf", "version": 1, "spec": RunsCode()}, crafted)
-    with pytest.raises(ValueError, match="checkpoint.pt: refused: the file holds a Python object .posix.system"):
+    with pytest.raises(
+        ValueError, match="checkpoint.pt: refused: the file holds a Python object .posix.system"
+    ):
         load_checkpoint(crafted)
     assert not (tmp_path / "ran").exists()
 
@@ -186,15 +221,21 @@ def test_render_checkpoint_evaluates_the_views_training_held_out(tiny_demo_scene
     folder = tmp_path / "no_test_split"  # so the hold-out rule decides the evaluation views
     folder.mkdir()
     meta = json.loads((tiny_demo_scene / "transforms_train.json").read_text())
-    meta["frames"] = [dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" /
-                                                                 f"r_{i % 4}")) for i in range(6)]
+    meta["frames"] = [
+        dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" / f"r_{i % 4}"))
+        for i in range(6)
+    ]
     (folder / "transforms_train.json").write_text(json.dumps(meta))
     config = TrainConfig(steps=2, **{**TINY_HASH, "batch_rays": 64})
-    fitted = fit_scene(folder, tmp_path / "fit", config, holdout=3, turntable_frames=1,
-                       progress=False)
+    fitted = fit_scene(
+        folder, tmp_path / "fit", config, holdout=3, turntable_frames=1, progress=False
+    )
     assert fitted["eval_views"] == 2  # views 0 and 3
-    rendered = render_checkpoint(tmp_path / "fit" / "checkpoint.pt", tmp_path / "render",
-                                 n_frames=1, progress=False)
-    names = [v["name"] for v in json.loads((tmp_path / "render" / "test" / "metrics.json")
-                                           .read_text())["views"]]
+    rendered = render_checkpoint(
+        tmp_path / "fit" / "checkpoint.pt", tmp_path / "render", n_frames=1, progress=False
+    )
+    names = [
+        v["name"]
+        for v in json.loads((tmp_path / "render" / "test" / "metrics.json").read_text())["views"]
+    ]
     assert len(names) == 2 and rendered["psnr"] == pytest.approx(fitted["psnr"], abs=1e-4)

@@ -27,8 +27,9 @@ class GaussianScene:
 
 def hidden_gaussians(n: int = 40, seed: int = 0) -> GaussianModel:
     """Fairly opaque, fairly large Gaussians in HIDDEN_BOX with random colours (SH degree 0)."""
-    model = GaussianModel.random_in_box(n, HIDDEN_BOX, torch.Generator().manual_seed(seed),
-                                        sh_degree=0)
+    model = GaussianModel.random_in_box(
+        n, HIDDEN_BOX, torch.Generator().manual_seed(seed), sh_degree=0
+    )
     with torch.no_grad():
         model.opacity_logits.fill_(3.0)
         model.log_scales.add_(0.3)
@@ -36,8 +37,9 @@ def hidden_gaussians(n: int = 40, seed: int = 0) -> GaussianModel:
 
 
 @torch.no_grad()
-def render_scene(hidden: GaussianModel, n_views: int = N_VIEWS, size: int = SIZE,
-                 offset: float = 0.0) -> BlenderScene:
+def render_scene(
+    hidden: GaussianModel, n_views: int = N_VIEWS, size: int = SIZE, offset: float = 0.0
+) -> BlenderScene:
     """n_views images [size,size] of `hidden` from the demo scene's camera sphere."""
     c2ws = orbit_c2ws(view_directions(n_views, offset)).float()
     K = intrinsics_from_fov(0.6911, size, size)
@@ -47,8 +49,14 @@ def render_scene(hidden: GaussianModel, n_views: int = N_VIEWS, size: int = SIZE
         image = hidden.render(Camera(K, invert_rigid(c2w), size, size), white)
         images.append(image.rgb.clamp(0, 1))
         alphas.append(image.opacity)
-    return BlenderScene(torch.stack(images), torch.stack(alphas), K.expand(n_views, 3, 3).clone(),
-                        c2ws, [f"view_{i}" for i in range(n_views)], white)
+    return BlenderScene(
+        torch.stack(images),
+        torch.stack(alphas),
+        K.expand(n_views, 3, 3).clone(),
+        c2ws,
+        [f"view_{i}" for i in range(n_views)],
+        white,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,9 @@ HIGH_GRAD = 1e-3  # above GRAD_THRESHOLD = 2e-4
 def _adam(model: nn.Module) -> torch.optim.Adam:
     """Adam over every parameter, one group each, after one step so the moments exist."""
     optimizer = torch.optim.Adam([{"params": [p]} for p in model.parameters()], lr=0.01)
-    loss = sum((p * (torch.arange(p.numel()) + 1.0).reshape(p.shape)).sum() for p in model.parameters())
+    loss = sum(
+        (p * (torch.arange(p.numel()) + 1.0).reshape(p.shape)).sum() for p in model.parameters()
+    )
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
@@ -68,8 +70,9 @@ def test_replace_rows_keeps_moments_of_kept_rows_and_zeros_new_ones():
     assert optimizer.param_groups[0]["params"][0] is new
     assert old not in optimizer.state
     for key, value in before.items():
-        torch.testing.assert_close(optimizer.state[new][key],
-                                   torch.cat([value[keep], torch.zeros(2, 3)]))
+        torch.testing.assert_close(
+            optimizer.state[new][key], torch.cat([value[keep], torch.zeros(2, 3)])
+        )
     assert optimizer.state[new]["step"] == 1
     # The optimizer steps the new parameter.
     new.sum().backward()
@@ -87,8 +90,9 @@ def test_replace_rows_before_the_first_step_and_bad_input():
     with pytest.raises(ValueError, match="appended"):
         replace_rows(optimizer, new, torch.ones(5, dtype=torch.bool), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="param"):
-        replace_rows(optimizer, nn.Parameter(torch.zeros(5)), torch.ones(5, dtype=torch.bool),
-                     torch.zeros(0))
+        replace_rows(
+            optimizer, nn.Parameter(torch.zeros(5)), torch.ones(5, dtype=torch.bool), torch.zeros(0)
+        )
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -97,10 +101,16 @@ def test_replace_rows_before_the_first_step_and_bad_input():
 def test_stats_scale_gradients_to_ndc_and_average_over_visible_views():
     stats = DensityStats.zeros(3)
     grad = torch.tensor([[0.3, 0.0], [0.0, 0.4], [1.0, 1.0]])
-    stats.update(grad, torch.tensor([True, True, False]), width=20, height=10,
-                 radii=torch.tensor([3, 5, 0]))
-    stats.update(grad * 3, torch.tensor([True, False, False]), width=20, height=10,
-                 radii=torch.tensor([4, 0, 0]))
+    stats.update(
+        grad, torch.tensor([True, True, False]), width=20, height=10, radii=torch.tensor([3, 5, 0])
+    )
+    stats.update(
+        grad * 3,
+        torch.tensor([True, False, False]),
+        width=20,
+        height=10,
+        radii=torch.tensor([4, 0, 0]),
+    )
     torch.testing.assert_close(stats.count, torch.tensor([2.0, 1.0, 0.0]))
     # x scaled by W/2 = 10, y by H/2 = 5: (3 + 9) / 2 and 2.
     torch.testing.assert_close(stats.mean_grads(), torch.tensor([6.0, 2.0, 0.0]))
@@ -122,8 +132,9 @@ def test_clone_split_and_prune_counts_and_values():
     optimizer = _adam(model)
     before = _rows(model)
     stats = _stats([HIGH_GRAD, HIGH_GRAD, 0.0])
-    counts = densify_and_prune(model, optimizer, stats, EXTENT,
-                               generator=torch.Generator().manual_seed(0))
+    counts = densify_and_prune(
+        model, optimizer, stats, EXTENT, generator=torch.Generator().manual_seed(0)
+    )
     assert counts == {"cloned": 1, "split": 1, "pruned": 1}
     # Rows: small original, its clone, then the two children of the large one.
     assert len(model) == 4
@@ -132,8 +143,9 @@ def test_clone_split_and_prune_counts_and_values():
         torch.testing.assert_close(after[name][:2], before[name][[0, 0]])
     for name in ("quats", "opacity_logits", "sh_dc", "sh_rest"):
         torch.testing.assert_close(after[name][2:], before[name][[1, 1]])
-    torch.testing.assert_close(model.scales[2:].detach(),
-                               torch.exp(before["log_scales"][[1, 1]]) / SPLIT_SCALE_DIVISOR)
+    torch.testing.assert_close(
+        model.scales[2:].detach(), torch.exp(before["log_scales"][[1, 1]]) / SPLIT_SCALE_DIVISOR
+    )
     offsets = after["means"][2:] - before["means"][1]
     assert bool((offsets.norm(dim=1) < 4 * LARGE).all()) and offsets.abs().sum() > 0
     assert not torch.equal(offsets[0], offsets[1])
@@ -186,7 +198,9 @@ def test_optimizer_state_follows_the_surgery():
 
 def test_densify_after_a_rendered_view():
     model = GaussianModel.random_in_box(
-        30, torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), torch.Generator().manual_seed(0),
+        30,
+        torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]),
+        torch.Generator().manual_seed(0),
         sh_degree=0,
     )
     optimizer = _adam(model)
@@ -199,8 +213,9 @@ def test_densify_after_a_rendered_view():
     (rgb - 0.3).abs().mean().backward()
     stats.update(info["means2d"].grad, info["visible"], 16, 16, info["radii"])
     assert stats.count.sum() > 0 and stats.grad_sum.sum() > 0
-    counts = densify_and_prune(model, optimizer, stats, 2.0, grad_threshold=1e-6,
-                               max_screen_size=20)
+    counts = densify_and_prune(
+        model, optimizer, stats, 2.0, grad_threshold=1e-6, max_screen_size=20
+    )
     assert len(model) == 30 + counts["cloned"] + counts["split"] - counts["pruned"]
     assert counts["cloned"] + counts["split"] > 0
     optimizer.zero_grad()
@@ -230,7 +245,8 @@ def test_reset_opacity_caps_opacities_and_zeros_their_moments():
     torch.testing.assert_close(model.opacities.detach(), torch.tensor([0.01, 0.01, transparent]))
     assert not optimizer.state[logits]["exp_avg"].any()
     assert not optimizer.state[logits]["exp_avg_sq"].any()
-    torch.testing.assert_close(optimizer.state[model.log_scales]["exp_avg"],
-                               scales_moments["exp_avg"])
+    torch.testing.assert_close(
+        optimizer.state[model.log_scales]["exp_avg"], scales_moments["exp_avg"]
+    )
     with pytest.raises(ValueError, match="value"):
         reset_opacity(model, optimizer, 1.5)

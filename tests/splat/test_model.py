@@ -62,10 +62,15 @@ def test_scales_from_neighbours_on_a_grid():
 
 def test_neighbour_scales_are_the_rms_of_the_3_nearest_distances_in_chunks():
     points = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0], [7.0, 0, 0], [15.0, 0, 0]])
-    expected = torch.tensor([
-        math.sqrt((1 + 9 + 49) / 3), math.sqrt((1 + 4 + 36) / 3), math.sqrt((4 + 9 + 16) / 3),
-        math.sqrt((16 + 36 + 49) / 3), math.sqrt((64 + 144 + 196) / 3),
-    ])
+    expected = torch.tensor(
+        [
+            math.sqrt((1 + 9 + 49) / 3),
+            math.sqrt((1 + 4 + 36) / 3),
+            math.sqrt((4 + 9 + 16) / 3),
+            math.sqrt((16 + 36 + 49) / 3),
+            math.sqrt((64 + 144 + 196) / 3),
+        ]
+    )
     torch.testing.assert_close(nearest_neighbour_scales(points, chunk=2), expected)
     torch.testing.assert_close(nearest_neighbour_scales(points[:2]), torch.ones(2))
 
@@ -133,21 +138,35 @@ def test_bad_input_names_the_argument():
         GaussianModel.random_in_box(1, BOX)
     model = GaussianModel.from_points(points, colours, sh_degree=1)
     with pytest.raises(ValueError, match="sh must"):
-        GaussianModel(model.means, model.quats, model.log_scales, model.opacity_logits,
-                      torch.zeros(8, 3, 3))
+        GaussianModel(
+            model.means, model.quats, model.log_scales, model.opacity_logits, torch.zeros(8, 3, 3)
+        )
     with pytest.raises(ValueError, match="active_sh_degree"):
-        GaussianModel(model.means, model.quats, model.log_scales, model.opacity_logits,
-                      model.sh, active_sh_degree=2)
+        GaussianModel(
+            model.means,
+            model.quats,
+            model.log_scales,
+            model.opacity_logits,
+            model.sh,
+            active_sh_degree=2,
+        )
 
 
 # ----------------------------------------------------------------------------- training
 
 
 def _optimizer(model: GaussianModel) -> torch.optim.Adam:
-    rates = {"means": 0.02, "quats": 0.01, "log_scales": 0.02, "opacity_logits": 0.1,
-             "sh_dc": 0.1, "sh_rest": 0.005}
-    return torch.optim.Adam([{"params": [getattr(model, name)], "lr": rate}
-                             for name, rate in rates.items()])
+    rates = {
+        "means": 0.02,
+        "quats": 0.01,
+        "log_scales": 0.02,
+        "opacity_logits": 0.1,
+        "sh_dc": 0.1,
+        "sh_rest": 0.005,
+    }
+    return torch.optim.Adam(
+        [{"params": [getattr(model, name)], "lr": rate} for name, rate in rates.items()]
+    )
 
 
 def _loss(rgb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,9 @@ from PIL import Image
 
 from mp3d.cameras import Orbit, invert_rigid, orbit_of_views, project
 from mp3d.data.colmap import write_colmap_text
+from mp3d.data.scene import detect_format, load_scene
 from mp3d.io import save_image
 from mp3d.splat import GaussianModel, SplatConfig
-from mp3d.data.scene import detect_format, load_scene
 from mp3d.splat.export import orbit_of_gaussians
 from mp3d.splat.model import SH_C0
 from mp3d.splat.pipeline import fit_scene, initial_gaussians, render_ply, visual_hull_points
@@ -35,16 +35,31 @@ def colmap_dir(tmp_path_factory):
     for name, image in zip(names, views.images):
         save_image(image, root / "images" / name)
     colours = (hidden.sh_dc[:, 0].detach() * SH_C0 + 0.5).clamp(0, 1)
-    write_colmap_text(root, views.Ks, invert_rigid(views.c2ws.double()), names, 20, 20,
-                      hidden.means.detach(), colours)
+    write_colmap_text(
+        root,
+        views.Ks,
+        invert_rigid(views.c2ws.double()),
+        names,
+        20,
+        20,
+        hidden.means.detach(),
+        colours,
+    )
     return root, hidden, colours
 
 
 @pytest.fixture(scope="module")
 def blender_fit(tiny_demo_scene, tmp_path_factory):
     out = tmp_path_factory.mktemp("splat") / "fit"
-    summary = fit_scene(tiny_demo_scene, out, SplatConfig(**TINY), init_points=120,
-                        turntable_frames=3, device="cpu", progress=False)
+    summary = fit_scene(
+        tiny_demo_scene,
+        out,
+        SplatConfig(**TINY),
+        init_points=120,
+        turntable_frames=3,
+        device="cpu",
+        progress=False,
+    )
     return summary, out
 
 
@@ -54,8 +69,14 @@ def test_fit_blender_scene_writes_everything(blender_fit, tiny_demo_scene):
     assert summary["train_views"] == 4 and summary["eval_views"] == 2  # the test split
     assert summary["steps"] == 12 and summary["initial_gaussians"] == 120
     assert 0.0 < summary["psnr"] < 60.0 and -1.0 <= summary["ssim"] <= 1.0
-    for name in ("checkpoint.pt", "point_cloud.ply", "metrics.json", "turntable.gif",
-                 "test/r_0_rgb.png", "test/r_1_depth.png"):
+    for name in (
+        "checkpoint.pt",
+        "point_cloud.ply",
+        "metrics.json",
+        "turntable.gif",
+        "test/r_0_rgb.png",
+        "test/r_1_depth.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["psnr"] == pytest.approx(summary["psnr"])
@@ -73,8 +94,10 @@ def test_blender_without_test_split_holds_out_every_8th_view(tiny_demo_scene, tm
     folder = tmp_path / "scene"
     folder.mkdir()
     meta = json.loads((tiny_demo_scene / "transforms_train.json").read_text())
-    meta["frames"] = [dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" /
-                                                                 f"r_{i % 4}")) for i in range(10)]
+    meta["frames"] = [
+        dict(meta["frames"][i % 4], file_path=str(tiny_demo_scene / "train" / f"r_{i % 4}"))
+        for i in range(10)
+    ]
     (folder / "transforms_train.json").write_text(json.dumps(meta))
     train_views, eval_views, kind = load_scene(folder, progress=False)
     assert kind == "blender" and len(train_views) == 8 and len(eval_views) == 2
@@ -92,15 +115,22 @@ def test_colmap_folder_starts_from_points3d(colmap_dir):
     assert len(model) == 30
     torch.testing.assert_close(model.means, hidden.means.detach(), atol=1e-5, rtol=0)
     # Colours went through COLMAP's 8-bit storage.
-    torch.testing.assert_close(model.sh_dc[:, 0] * SH_C0 + 0.5, colours, atol=0.5 / 255 + 1e-6,
-                               rtol=0)
+    torch.testing.assert_close(
+        model.sh_dc[:, 0] * SH_C0 + 0.5, colours, atol=0.5 / 255 + 1e-6, rtol=0
+    )
 
 
 def test_fit_colmap_scene(colmap_dir, tmp_path):
     root, _, _ = colmap_dir
     out = tmp_path / "fit"
-    summary = fit_scene(root, out, SplatConfig(steps=6, log_every=3), turntable_frames=2,
-                        device="cpu", progress=False)
+    summary = fit_scene(
+        root,
+        out,
+        SplatConfig(steps=6, log_every=3),
+        turntable_frames=2,
+        device="cpu",
+        progress=False,
+    )
     assert summary["format"] == "colmap" and summary["initial_gaussians"] == 30
     assert summary["eval_views"] == 2 and (out / "test" / "img_08_rgb.png").is_file()
     assert (out / "point_cloud.ply").is_file() and (out / "turntable.gif").is_file()
@@ -110,8 +140,9 @@ def test_scene_folder_errors_name_what_is_missing(tmp_path, tiny_demo_scene):
     with pytest.raises(FileNotFoundError, match="transforms_train.json.*sparse/0"):
         detect_format(tmp_path)
     with pytest.raises(ValueError, match="init_points must be an int >= 2, got 1"):
-        fit_scene(tiny_demo_scene, tmp_path / "out", SplatConfig(steps=1), init_points=1,
-                  progress=False)
+        fit_scene(
+            tiny_demo_scene, tmp_path / "out", SplatConfig(steps=1), init_points=1, progress=False
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -142,8 +173,15 @@ def test_orbit_cameras_look_at_the_centre_upright():
 
 def test_render_ply_turntable(blender_fit, tmp_path):
     summary, out = blender_fit
-    result = render_ply(out / "point_cloud.ply", tmp_path / "render", width=20, height=14,
-                        n_frames=3, device="cpu", progress=False)
+    result = render_ply(
+        out / "point_cloud.ply",
+        tmp_path / "render",
+        width=20,
+        height=14,
+        n_frames=3,
+        device="cpu",
+        progress=False,
+    )
     assert result["gaussians"] == summary["gaussians"] and result["radius"] > 0
     frames = sorted((tmp_path / "render" / "frames").glob("*.png"))
     assert [f.name for f in frames] == ["frame_000.png", "frame_001.png", "frame_002.png"]

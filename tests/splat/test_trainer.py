@@ -18,14 +18,17 @@ NO_DENSIFY = {"densify_from": 10_000}  # a run that only optimizes
 
 
 def _start(n: int = 150, seed: int = 1, sh_degree: int = 3) -> GaussianModel:
-    return GaussianModel.random_in_box(n, START_BOX, torch.Generator().manual_seed(seed),
-                                       sh_degree=sh_degree)
+    return GaussianModel.random_in_box(
+        n, START_BOX, torch.Generator().manual_seed(seed), sh_degree=sh_degree
+    )
 
 
 @torch.no_grad()
 def _mean_loss(model: GaussianModel, views) -> float:
-    losses = [splat_loss(model.render(views.camera(i), views.background).rgb,
-                         views.images[i]) for i in range(len(views))]
+    losses = [
+        splat_loss(model.render(views.camera(i), views.background).rgb, views.images[i])
+        for i in range(len(views))
+    ]
     return float(torch.stack(losses).mean())
 
 
@@ -63,8 +66,13 @@ def test_densification_and_opacity_resets_run_on_schedule(gaussian_scene):
     model = _start(n=60)
     # 30 steps, densification window = steps before min(40, half the run = 15):
     # densify after steps 5, 10 and 15, reset opacities after step 10.
-    config = _config(densify_from=4, densify_every=5, densify_until=40, opacity_reset_every=10,
-                     grad_threshold=1e-6)
+    config = _config(
+        densify_from=4,
+        densify_every=5,
+        densify_until=40,
+        opacity_reset_every=10,
+        grad_threshold=1e-6,
+    )
     train(views, model, config, device="cpu", progress=False)
     stats = model.train_stats
     assert stats["densifications"] == 3 and stats["opacity_resets"] == 1
@@ -73,9 +81,20 @@ def test_densification_and_opacity_resets_run_on_schedule(gaussian_scene):
     assert len(model) == 60 + stats["cloned"] + stats["split"] - stats["pruned"]
     # Without the half-way stop the window runs to step 39: densify after 5, 10, ..., 30.
     model = _start(n=60)
-    train(views, model, _config(densify_from=4, densify_every=5, densify_until=40,
-                                opacity_reset_every=10, densify_until_fraction=1.0,
-                                grad_threshold=1.0), device="cpu", progress=False)
+    train(
+        views,
+        model,
+        _config(
+            densify_from=4,
+            densify_every=5,
+            densify_until=40,
+            opacity_reset_every=10,
+            densify_until_fraction=1.0,
+            grad_threshold=1.0,
+        ),
+        device="cpu",
+        progress=False,
+    )
     assert model.train_stats["densifications"] == 6 and model.train_stats["opacity_resets"] == 3
 
 
@@ -85,13 +104,12 @@ def test_means_learning_rate_decays_over_the_run(gaussian_scene, tmp_path):
     assert means_lr_factor(1.0, SplatConfig()) == pytest.approx(0.01)
     assert means_lr_factor(2.0, SplatConfig()) == pytest.approx(0.01)
     views = gaussian_scene.views
-    train(views, _start(n=30), _config(steps=10), out_dir=tmp_path, device="cpu",
-          progress=False)
+    train(views, _start(n=30), _config(steps=10), out_dir=tmp_path, device="cpu", progress=False)
     _, payload = load_checkpoint(tmp_path / "checkpoint.pt")
     groups = {g["name"]: g["lr"] for g in payload["optimizer"]["param_groups"]}
     extent = scene_extent(views.c2ws)
     # The last step ran at progress 9/10.
-    assert groups["means"] == pytest.approx(1.6e-4 * extent * 0.01 ** 0.9)
+    assert groups["means"] == pytest.approx(1.6e-4 * extent * 0.01**0.9)
     assert groups["sh_rest"] == pytest.approx(2.5e-3 / 20) and groups["quats"] == 1e-3
     assert groups["opacity_logits"] == 0.05 and groups["log_scales"] == 5e-3
 
@@ -109,8 +127,13 @@ def test_scene_extent_is_1_1_times_the_largest_camera_distance():
 
 def test_minutes_budget_stops_the_run(gaussian_scene):
     model = _start(n=30)
-    train(gaussian_scene.views, model, SplatConfig(steps=None, minutes=0.01, **NO_DENSIFY),
-          device="cpu", progress=False)
+    train(
+        gaussian_scene.views,
+        model,
+        SplatConfig(steps=None, minutes=0.01, **NO_DENSIFY),
+        device="cpu",
+        progress=False,
+    )
     stats = model.train_stats
     assert stats["steps"] >= 1 and 0.6 <= stats["seconds"] < 20.0
 
@@ -120,10 +143,25 @@ def test_minutes_budget_stops_the_run(gaussian_scene):
 
 def test_checkpoint_round_trip_and_resume(gaussian_scene, tmp_path):
     views = gaussian_scene.views
-    config = _config(steps=20, sh_every=8, checkpoint_every=10, densify_from=2, densify_every=6,
-                     densify_until=100, densify_until_fraction=1.0, grad_threshold=1.0)
-    model = train(views, _start(n=40), config, out_dir=tmp_path, device="cpu", progress=False,
-                  meta={"note": "tiny"})
+    config = _config(
+        steps=20,
+        sh_every=8,
+        checkpoint_every=10,
+        densify_from=2,
+        densify_every=6,
+        densify_until=100,
+        densify_until_fraction=1.0,
+        grad_threshold=1.0,
+    )
+    model = train(
+        views,
+        _start(n=40),
+        config,
+        out_dir=tmp_path,
+        device="cpu",
+        progress=False,
+        meta={"note": "tiny"},
+    )
     restored, payload = load_checkpoint(tmp_path / "checkpoint.pt")
     assert payload["step"] == 20 and payload["meta"] == {"note": "tiny"}
     assert payload["config"]["steps"] == 20 and payload["elapsed"] > 0
@@ -139,8 +177,14 @@ def test_checkpoint_round_trip_and_resume(gaussian_scene, tmp_path):
 
     # Resuming with a longer run continues from step 20 in a fresh starting model.
     fresh = _start(n=40, seed=5)
-    train(views, fresh, _config(**{**config.__dict__, "steps": 26}), out_dir=tmp_path,
-          device="cpu", progress=False)
+    train(
+        views,
+        fresh,
+        _config(**{**config.__dict__, "steps": 26}),
+        out_dir=tmp_path,
+        device="cpu",
+        progress=False,
+    )
     assert fresh.train_stats["start_step"] == 20 and fresh.train_stats["steps"] == 26
     assert load_checkpoint(tmp_path / "checkpoint.pt")[1]["step"] == 26
     # The restored statistics carry on: one more densification, after step 24.
@@ -172,8 +216,14 @@ def test_failure_mid_run_keeps_the_earlier_checkpoint(gaussian_scene, tmp_path, 
 
 
 def test_interrupted_save_keeps_the_checkpoint(gaussian_scene, tmp_path, monkeypatch):
-    model = train(gaussian_scene.views, _start(n=20), _config(steps=3), out_dir=tmp_path,
-                  device="cpu", progress=False)
+    model = train(
+        gaussian_scene.views,
+        _start(n=20),
+        _config(steps=3),
+        out_dir=tmp_path,
+        device="cpu",
+        progress=False,
+    )
     path = tmp_path / "checkpoint.pt"
     before = path.read_bytes()
 
@@ -202,26 +252,41 @@ def test_checkpoint_errors_name_the_file(tmp_path, gaussian_scene):
     with pytest.raises(ValueError, match="not an mp3d splatting checkpoint"):
         load_checkpoint(nerf)
     # Resuming into Gaussians of another SH degree is refused, naming both.
-    train(gaussian_scene.views, _start(n=20), _config(steps=2), out_dir=tmp_path,
-          device="cpu", progress=False)
+    train(
+        gaussian_scene.views,
+        _start(n=20),
+        _config(steps=2),
+        out_dir=tmp_path,
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(ValueError, match="SH degree 3.*max_sh_degree 1"):
-        train(gaussian_scene.views, _start(n=20, sh_degree=1), _config(steps=4),
-              out_dir=tmp_path, device="cpu", progress=False)
+        train(
+            gaussian_scene.views,
+            _start(n=20, sh_degree=1),
+            _config(steps=4),
+            out_dir=tmp_path,
+            device="cpu",
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"steps": 0}, "steps must be an int >= 1"),
-    ({"steps": None, "minutes": None}, "steps and minutes must not both be None"),
-    ({"minutes": -1.0}, "minutes must be a finite number > 0"),
-    ({"means_lr": 0.0}, "means_lr must be a finite number > 0"),
-    ({"ssim_weight": 1.5}, "ssim_weight must be a finite number >= 0 and <= 1"),
-    ({"densify_every": 0}, "densify_every must be an int >= 1"),
-    ({"max_screen_size": -2.0}, "max_screen_size must be a finite number > 0"),
-    ({"impl": "gpu"}, "impl must be one of"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"steps": 0}, "steps must be an int >= 1"),
+        ({"steps": None, "minutes": None}, "steps and minutes must not both be None"),
+        ({"minutes": -1.0}, "minutes must be a finite number > 0"),
+        ({"means_lr": 0.0}, "means_lr must be a finite number > 0"),
+        ({"ssim_weight": 1.5}, "ssim_weight must be a finite number >= 0 and <= 1"),
+        ({"densify_every": 0}, "densify_every must be an int >= 1"),
+        ({"max_screen_size": -2.0}, "max_screen_size must be a finite number > 0"),
+        ({"impl": "gpu"}, "impl must be one of"),
+    ],
+)
 def test_bad_config_names_the_field(overrides, match):
     with pytest.raises(ValueError, match=match):
         SplatConfig(**overrides)
