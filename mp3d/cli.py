@@ -274,7 +274,7 @@ def demo(args: argparse.Namespace) -> int:
         out / "scene", n_train=args.views, resolution=args.resolution, progress=not args.quiet
     )
     truth = save_gif(
-        render_turntable(n_frames=args.frames, resolution=args.resolution),
+        render_turntable(n_frames=args.frames, resolution=args.resolution, progress=not args.quiet),
         out / "scene_turntable.gif",
     )
     print(f"scene       {scene}  ({args.views} training views, {args.resolution}px)")
