@@ -43,6 +43,7 @@ COMMANDS = {
     "nerf": "train, render and mesh neural radiance fields",
     "splat": "train and render 3D Gaussian splatting",
     "body": "pose SMPL bodies, fit them to keypoints",
+    "mesh": "compare meshes with the standard reconstruction metrics",
 }
 
 
@@ -465,6 +466,40 @@ def nerf_mesh(args: argparse.Namespace) -> int:
     print(
         f"mesh        {summary['mesh']}  ({summary['vertices']} vertices, {summary['faces']} faces)"
     )
+    return 0
+
+
+def mesh_eval(args: argparse.Namespace) -> int:
+    """Compares a reconstructed mesh PRED with a ground-truth mesh GT by the Occupancy
+    Networks definitions: accuracy, completeness, Chamfer-L1 and -L2, normal consistency,
+    precision, recall and F-score at --tau, from --points surface samples of each. Both
+    meshes are first put in the unit cube of GT's bounding box (unless --no-normalise), so
+    distances are in units of GT's longest side."""
+    from mp3d.mesh import mesh_metrics
+    from mp3d.mesh.files import load_mesh, unit_cube_transform
+
+    pred, gt = load_mesh(args.pred), load_mesh(args.gt)
+    if not args.no_normalise:
+        centre, scale = unit_cube_transform(gt)
+        for mesh in (pred, gt):
+            mesh.apply_translation(-centre)
+            mesh.apply_scale(scale)
+    metrics = mesh_metrics(pred, gt, n_points=args.points, tau=args.tau, seed=args.seed)
+    units = "GT's longest side" if not args.no_normalise else "the meshes' units"
+    print(f"pred        {args.pred}")
+    print(f"gt          {args.gt}  (distances in {units}, {args.points} points each)")
+    for name, value in metrics.to_dict().items():
+        print(f"{name:<19} {value:.6g}")
+    if args.json is not None:
+        from mp3d.rendering import write_json
+
+        record = {
+            "pred": str(args.pred),
+            "gt": str(args.gt),
+            "normalised": not args.no_normalise,
+            **metrics.to_dict(),
+        }
+        print(f"json        {write_json(args.json, record)}")
     return 0
 
 
@@ -1069,12 +1104,43 @@ def add_body_commands(commands) -> None:
     )
 
 
+def add_mesh_commands(commands) -> None:
+    """`mp3d mesh eval`."""
+    from mp3d.mesh.metrics import DEFAULT_POINTS, DEFAULT_TAU
+
+    mesh = commands.add_parser("mesh", help=COMMANDS["mesh"], description="Mesh metrics.")
+    mesh_commands = mesh.add_subparsers(dest="mesh_command", metavar="COMMAND", required=True)
+    p = _add_command(mesh_commands, "eval", mesh_eval, "reconstruction metrics of two meshes")
+    p.add_argument("pred", help="reconstructed mesh (.obj, .ply, .off, .stl, .glb)")
+    p.add_argument("gt", help="ground-truth mesh")
+    p.add_argument(
+        "--points",
+        type=int_in(1, 10_000_000),
+        default=DEFAULT_POINTS,
+        help="surface samples of each mesh (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tau",
+        type=number_in(0.0, open_low=True),
+        default=DEFAULT_TAU,
+        help="F-score distance threshold (default: %(default)s, 1%% of the unit cube)",
+    )
+    p.add_argument(
+        "--no-normalise",
+        action="store_true",
+        help="keep the meshes' own units instead of GT's unit cube",
+    )
+    p.add_argument("--seed", type=int_in(0), default=0, help="sampling seed (default: 0)")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
     "nerf": add_nerf_commands,
     "splat": add_splat_commands,
     "body": add_body_commands,
+    "mesh": add_mesh_commands,
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import trimesh
 from PIL import Image
 
 from mp3d.cameras import intrinsics, look_at
@@ -42,6 +43,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     paths["a_file"].write_text("not a folder\n")
     paths["a_folder_obj"] = root / "folder.obj"
     paths["a_folder_obj"].mkdir()
+    paths["sphere"] = root / "sphere.ply"
+    trimesh.creation.icosphere(subdivisions=2).export(paths["sphere"])
+    paths["garbage_obj"] = root / "garbage.obj"
+    paths["garbage_obj"].write_text("this is not a mesh\n")
 
     def blender_with(name, edit):
         scene = shutil.copytree(blender, root / name)
@@ -530,6 +535,17 @@ CASES = [
         "--keypoint-std",
     ),
     ("body-fit-out-is-a-file", ["body", "fit", "{a_file}", "--out", "{a_file}"], "--out"),
+    # mesh eval
+    ("mesh-eval-missing-pred", ["mesh", "eval", "{out}/none.obj", "{sphere}"], "none.obj"),
+    ("mesh-eval-garbage", ["mesh", "eval", "{garbage_obj}", "{sphere}"], "{garbage_obj}"),
+    ("mesh-eval-not-a-mesh", ["mesh", "eval", "{sphere}", "{a_file}"], "{a_file}"),
+    ("mesh-eval-folder", ["mesh", "eval", "{a_folder_obj}", "{sphere}"], "{a_folder_obj}"),
+    ("mesh-eval-tau-zero", ["mesh", "eval", "{sphere}", "{sphere}", "--tau", "0"], "--tau"),
+    (
+        "mesh-eval-points-zero",
+        ["mesh", "eval", "{sphere}", "{sphere}", "--points", "0"],
+        "--points",
+    ),
 ]
 
 
@@ -575,7 +591,7 @@ def test_pickled_callable_would_run_if_loaded_unsafely(inputs, tmp_path):
 
 def test_cases_cover_every_command():
     commands = {
-        tuple(argv[:2]) if argv[0] in ("nerf", "splat", "body") else (argv[0],)
+        tuple(argv[:2]) if argv[0] in ("nerf", "splat", "body", "mesh") else (argv[0],)
         for _, argv, _ in CASES
     }
     assert commands == {
@@ -588,6 +604,7 @@ def test_cases_cover_every_command():
         ("splat", "render"),
         ("body", "pose"),
         ("body", "fit"),
+        ("mesh", "eval"),
     }
 
 
