@@ -87,22 +87,45 @@ def extract_mesh(
     the field took) if the level set does not cross the box, unless `allow_empty`, which
     returns an empty mesh instead.
     """
-    from skimage import measure
-
-    trimesh = _trimesh()
     if inside not in ("above", "below"):
         raise ValueError(f"inside must be 'above' or 'below', got {inside!r}")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
         raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
+    threshold = check_threshold(threshold)
+    aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
+    values = sample_grid(field_fn, aabb, resolution, device=device, progress=progress)
+    return mesh_from_grid(values, aabb, threshold, colour_fn, device, inside, allow_empty)
+
+
+def check_threshold(threshold) -> float:
+    """`threshold` as a finite float; ValueError naming it otherwise."""
     try:
         number = float(threshold)
     except (TypeError, ValueError, RuntimeError):
         number = math.nan
     if not math.isfinite(number):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    threshold = number
+    return number
+
+
+def mesh_from_grid(
+    values: np.ndarray,
+    aabb,
+    threshold: float,
+    colour_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device=None,
+    inside: str = "above",
+    allow_empty: bool = False,
+):
+    """Marching cubes on field values [R,R,R] sampled at the R^3 grid points spanning aabb
+    [6] (corners included, x, y, z order); see extract_mesh for the rest."""
+    trimesh = _trimesh()
+    from skimage import measure
+
+    if inside not in ("above", "below"):
+        raise ValueError(f"inside must be 'above' or 'below', got {inside!r}")
     aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(6)
-    values = sample_grid(field_fn, aabb, resolution, device=device, progress=progress)
+    resolution = values.shape[0]
     finite = np.isfinite(values)
     if not finite.all():
         raise ValueError(
