@@ -1,6 +1,7 @@
-"""Implicit surfaces: ground truth from meshes (occupancy, signed distance, samples) and,
-later, the occupancy and signed-distance networks that learn them."""
+"""Implicit surfaces: ground truth from meshes (occupancy, signed distance, samples) and the
+networks that learn them (so far IGR, a signed-distance field fitted to a point cloud)."""
 
+from mp3d.implicit.igr import IGRConfig, IGRField, fit_igr, sdf_mesh
 from mp3d.implicit.sampling import (
     Normalisation,
     near_surface_points,
@@ -12,7 +13,11 @@ from mp3d.implicit.sampling import (
 )
 
 __all__ = [
+    "IGRConfig",
+    "IGRField",
     "Normalisation",
+    "fit_igr",
+    "sdf_mesh",
     "near_surface_points",
     "normalise_mesh",
     "occupancy",
