@@ -44,6 +44,7 @@ COMMANDS = {
     "splat": "train and render 3D Gaussian splatting",
     "body": "pose SMPL bodies, fit them to keypoints",
     "mesh": "compare meshes with the standard reconstruction metrics",
+    "sdf": "fit a signed-distance field to a point cloud or mesh (IGR)",
 }
 
 
@@ -469,6 +470,61 @@ def nerf_mesh(args: argparse.Namespace) -> int:
     return 0
 
 
+def _surface_samples(path: str, n_points: int):
+    """(points [N,3], normals [N,3] or None) of a point-cloud file, or n_points samples of a
+    mesh file's surface."""
+    from mp3d.data.point_clouds import POINT_CLOUD_SUFFIXES, load_point_cloud
+    from mp3d.implicit import surface_points
+    from mp3d.mesh.files import load_mesh
+
+    source = Path(path)
+    if source.suffix.lower() in POINT_CLOUD_SUFFIXES and source.suffix.lower() != ".ply":
+        return load_point_cloud(source)
+    try:
+        mesh = load_mesh(source)
+    except ValueError as error:
+        if source.suffix.lower() == ".ply" and "holds no triangles" in str(error):
+            return load_point_cloud(source)  # a PLY of vertices only: a point cloud
+        raise
+    return surface_points(mesh, n_points, seed=0)
+
+
+def sdf_fit(args: argparse.Namespace) -> int:
+    """Fits a signed-distance field to the points of POINTS (.ply, .xyz, .npz; normals used
+    when the file has them) or to samples of MESH's surface (.obj, .ply, .off, .stl, .glb)
+    by IGR (|f| on the points, the eikonal term, and the normal term when normals are
+    known), then writes its zero level set, extracted by MISE, as a mesh in the input's
+    coordinates. With --run DIR, checkpoints go there and a run is resumed."""
+    from mp3d.implicit import IGRConfig, fit_igr, sdf_mesh
+    from mp3d.mesh import save_mesh
+
+    points, normals = _surface_samples(args.source, args.points)
+    if args.no_normals:
+        normals = None
+    config = IGRConfig(steps=_steps(args, args.default_steps), minutes=args.minutes, seed=args.seed)
+    field, normalisation = fit_igr(
+        points,
+        normals,
+        config,
+        out_dir=args.run_dir,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
+    mesh = sdf_mesh(field, normalisation, args.initial, args.upsampling_steps, device=args.device)
+    stats = field.train_stats
+    resumed = f", resumed from step {stats['start_step']}" if stats["start_step"] else ""
+    print(
+        f"fitted      {len(points)} points ({'with' if normals is not None else 'without'} "
+        f"normals), {stats['steps']} steps in {stats['seconds']:.0f} s{resumed}"
+    )
+    print(
+        f"mesh        {save_mesh(mesh, args.out)}  ({len(mesh.vertices)} vertices, "
+        f"{len(mesh.faces)} faces, {mesh.metadata['resolution']}^3 grid by MISE)"
+    )
+    return 0
+
+
 def mesh_eval(args: argparse.Namespace) -> int:
     """Compares a reconstructed mesh PRED with a ground-truth mesh GT by the Occupancy
     Networks definitions: accuracy, completeness, Chamfer-L1 and -L2, normal consistency,
@@ -714,8 +770,6 @@ def add_trainer_options(
     """The options every trainer takes, one way: --out, --steps, --minutes, --seed,
     --device, --fresh, --quiet. `steps` is the default number of steps (shown in the help
     unless `steps_text` describes it)."""
-    from mp3d.training import TrainerConfig
-
     if out_default is None:
         p.add_argument(
             "--out",
@@ -730,6 +784,16 @@ def add_trainer_options(
             type=folder_type,
             help="output folder (default: %(default)s)",
         )
+    add_budget_options(p, steps, steps_text, min_steps)
+
+
+def add_budget_options(
+    p: argparse.ArgumentParser, steps: int | None, steps_text: str = "", min_steps: int = 1
+) -> None:
+    """The trainer options besides --out: --steps, --minutes, --seed, --device, --fresh,
+    --quiet (for trainers whose output is not a folder)."""
+    from mp3d.training import TrainerConfig
+
     p.add_argument(
         "--steps",
         type=int_in(min_steps),
@@ -754,7 +818,7 @@ def add_trainer_options(
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="start over, deleting the checkpoint in --out, instead of resuming it",
+        help="start over, deleting the checkpoint of the run, instead of resuming it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(default_steps=steps)
@@ -1134,6 +1198,60 @@ def add_mesh_commands(commands) -> None:
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
 
 
+def add_sdf_commands(commands) -> None:
+    """`mp3d sdf fit`."""
+    from mp3d.implicit import IGRConfig
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    sdf = commands.add_parser("sdf", help=COMMANDS["sdf"], description="Signed-distance fields.")
+    sdf_commands = sdf.add_subparsers(dest="sdf_command", metavar="COMMAND", required=True)
+    p = _add_command(sdf_commands, "fit", sdf_fit, "fit IGR to points or a mesh, write its mesh")
+    p.add_argument("source", help="POINTS (.ply, .xyz, .npz) or MESH (.obj, .ply, .off, ...)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
+    )
+    p.add_argument(
+        "--run",
+        dest="run_dir",
+        type=folder_type,
+        default=None,
+        help="folder for checkpoints, resumed if it holds one (default: none)",
+    )
+    p.add_argument(
+        "--field",
+        choices=["mlp"],
+        default="mlp",
+        help="the field: an MLP (default: %(default)s; a hash grid is planned)",
+    )
+    p.add_argument(
+        "--points",
+        type=int_in(2, 10_000_000),
+        default=100_000,
+        help="surface samples of a mesh (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-normals",
+        action="store_true",
+        help="ignore normals (a mesh's face normals, or a cloud's nx, ny, nz)",
+    )
+    p.add_argument(
+        "--initial",
+        type=int_in(1, 256),
+        default=32,
+        help="MISE: cells per axis of the coarse grid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--upsampling-steps",
+        type=int_in(0, 6),
+        default=3,
+        help="MISE: subdivisions, final grid initial * 2^steps + 1 (default: %(default)s)",
+    )
+    add_budget_options(p, _field_default(IGRConfig, "steps"))
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
@@ -1141,6 +1259,7 @@ _GROUPS = {
     "splat": add_splat_commands,
     "body": add_body_commands,
     "mesh": add_mesh_commands,
+    "sdf": add_sdf_commands,
 }
 
 

@@ -47,6 +47,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     trimesh.creation.icosphere(subdivisions=2).export(paths["sphere"])
     paths["garbage_obj"] = root / "garbage.obj"
     paths["garbage_obj"].write_text("this is not a mesh\n")
+    paths["short_xyz"] = root / "short.xyz"
+    paths["short_xyz"].write_text("1 2\n3 4\n")
+    paths["nan_xyz"] = root / "nan.xyz"
+    paths["nan_xyz"].write_text("0 0 0\nnan 1 2\n1 1 1\n")
 
     def blender_with(name, edit):
         scene = shutil.copytree(blender, root / name)
@@ -546,6 +550,35 @@ CASES = [
         ["mesh", "eval", "{sphere}", "{sphere}", "--points", "0"],
         "--points",
     ),
+    # sdf fit
+    (
+        "sdf-fit-missing-source",
+        ["sdf", "fit", "{out}/none.xyz", "--out", "{out}/m.ply"],
+        "none.xyz",
+    ),
+    ("sdf-fit-short-lines", ["sdf", "fit", "{short_xyz}", "--out", "{out}/m.ply"], "{short_xyz}"),
+    ("sdf-fit-nan-points", ["sdf", "fit", "{nan_xyz}", "--out", "{out}/m.ply"], "{nan_xyz}"),
+    (
+        "sdf-fit-garbage-mesh",
+        ["sdf", "fit", "{garbage_obj}", "--out", "{out}/m.ply"],
+        "{garbage_obj}",
+    ),
+    ("sdf-fit-out-suffix", ["sdf", "fit", "{sphere}", "--out", "{out}/m.txt"], "--out"),
+    (
+        "sdf-fit-steps-zero",
+        ["sdf", "fit", "{sphere}", "--out", "{out}/m.ply", "--steps", "0"],
+        "--steps",
+    ),
+    (
+        "sdf-fit-too-fine",
+        ["sdf", "fit", "{sphere}", "--out", "{out}/m.ply", "--upsampling-steps", "9"],
+        "--upsampling-steps",
+    ),
+    (
+        "sdf-fit-run-is-a-file",
+        ["sdf", "fit", "{sphere}", "--out", "{out}/m.ply", "--run", "{a_file}"],
+        "--run",
+    ),
 ]
 
 
@@ -591,7 +624,7 @@ def test_pickled_callable_would_run_if_loaded_unsafely(inputs, tmp_path):
 
 def test_cases_cover_every_command():
     commands = {
-        tuple(argv[:2]) if argv[0] in ("nerf", "splat", "body", "mesh") else (argv[0],)
+        tuple(argv[:2]) if argv[0] in ("nerf", "splat", "body", "mesh", "sdf") else (argv[0],)
         for _, argv, _ in CASES
     }
     assert commands == {
@@ -605,6 +638,7 @@ def test_cases_cover_every_command():
         ("body", "pose"),
         ("body", "fit"),
         ("mesh", "eval"),
+        ("sdf", "fit"),
     }
 
 

@@ -74,3 +74,29 @@ def test_fit_checks_its_input():
         fit_igr(np.random.rand(4, 3), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="skip must be an int in"):
         IGRConfig(layers=4, skip=4)
+
+
+def test_sdf_fit_command_writes_a_mesh_and_resumes(tmp_path, capsys):
+    from mp3d.cli import main
+    from mp3d.data.point_clouds import save_point_cloud
+
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    points, faces = trimesh.sample.sample_surface(sphere, 2000, seed=0)
+    cloud = save_point_cloud(tmp_path / "sphere.ply", points, sphere.face_normals[faces])
+    common = [
+        "--initial",
+        "8",
+        "--upsampling-steps",
+        "2",
+        "--quiet",
+        "--run",
+        str(tmp_path / "run"),
+    ]
+    out = tmp_path / "mesh.obj"
+    assert main(["sdf", "fit", str(cloud), "--out", str(out), "--steps", "10", *common]) == 0
+    assert "with normals" in capsys.readouterr().out
+    mesh = trimesh.load(out, force="mesh")
+    assert len(mesh.faces) > 100 and np.abs(mesh.bounds).max() < 1.6  # in the cloud's units
+    assert main(["sdf", "fit", str(cloud), "--out", str(out), "--steps", "15", *common]) == 0
+    text = capsys.readouterr().out
+    assert "15 steps in" in text and "resumed from step 10" in text  # from --run
