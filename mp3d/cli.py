@@ -501,7 +501,12 @@ def sdf_fit(args: argparse.Namespace) -> int:
     points, normals = _surface_samples(args.source, args.points)
     if args.no_normals:
         normals = None
-    config = IGRConfig(steps=_steps(args, args.default_steps), minutes=args.minutes, seed=args.seed)
+    config = IGRConfig(
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+        field=args.field,
+    )
     field, normalisation = fit_igr(
         points,
         normals,
@@ -1222,9 +1227,10 @@ def add_sdf_commands(commands) -> None:
     )
     p.add_argument(
         "--field",
-        choices=["mlp"],
-        default="mlp",
-        help="the field: an MLP (default: %(default)s; a hash grid is planned)",
+        choices=["mlp", "hash"],
+        default=_field_default(IGRConfig, "field"),
+        help="an MLP (autograd gradients) or a hash grid (finite-difference gradients) "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--points",

@@ -25,7 +25,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from mp3d.encodings import PositionalEncoding
+from mp3d.encodings import HashEncoding, PositionalEncoding
 from mp3d.implicit.sampling import PADDING, Normalisation
 from mp3d.training import TrainerConfig, TrainingRun, check_float, check_int, resolve_device
 
@@ -91,6 +91,43 @@ class IGRField(nn.Module):
         return self.output(x)[..., 0]
 
 
+class HashSDFField(nn.Module):
+    """f: points [N,3] (unit cube) -> signed distance [N] from a multiresolution hash grid
+    (mp3d.ops.hash_encoding) and a small softplus MLP, as the residual of a sphere of
+    `radius`: f(p) = |p| - radius + MLP(hash(p), p), the MLP's last layer starting at zero,
+    so fitting starts from the sphere as the MLP field's geometric initialisation does."""
+
+    def __init__(
+        self,
+        n_levels: int = 16,
+        log2_table_size: int = 19,
+        finest_resolution: int = 512,
+        hidden: int = 64,
+        radius: float = 0.3,
+        impl: str = "auto",
+        beta: float = 100.0,
+    ) -> None:
+        super().__init__()
+        self.encoding = HashEncoding(n_levels, 2, log2_table_size, 16, finest_resolution, impl)
+        self.radius = radius
+        self.mlp = nn.Sequential(
+            nn.Linear(self.encoding.out_dim + 3, hidden),
+            nn.Softplus(beta=beta),
+            nn.Linear(hidden, hidden),
+            nn.Softplus(beta=beta),
+            nn.Linear(hidden, 1),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        half = 0.5 * (1.0 + PADDING)
+        unit = ((points + half) / (2 * half)).clamp(0.0, 1.0)
+        features = self.encoding(unit)
+        residual = self.mlp(torch.cat([features, points], dim=-1))[..., 0]
+        return points.norm(dim=-1) - self.radius + residual
+
+
 def gradient(field, points: torch.Tensor, create_graph: bool = True) -> torch.Tensor:
     """grad f at points [N,3] -> [N,3] by autograd (kept in the graph for the eikonal term)."""
     points = points.detach().requires_grad_(True)
@@ -125,10 +162,17 @@ class IGRConfig(TrainerConfig):
     eikonal_weight: float = 0.1
     normal_weight: float = 1.0
     neighbours: int = 50  # the local noise scale: distance to this nearest neighbour
+    field: str = "mlp"  # "mlp" (IGRField) or "hash" (HashSDFField)
+    gradient: str = "auto"  # "autograd", "finite_difference", or auto: autograd for mlp
+    fd_eps: float = 2e-3  # finite-difference step, unit-cube units (about a fine hash cell)
     hidden: int = 256
     layers: int = 6
     skip: int = 3
     n_frequencies: int = 0
+    hash_levels: int = 16
+    hash_log2_table_size: int = 19
+    hash_finest_resolution: int = 512
+    hash_impl: str = "auto"
     checkpoint_every: int = 500
     log_every: int = 50
 
@@ -144,6 +188,41 @@ class IGRConfig(TrainerConfig):
         check_int("layers", self.layers, 2)
         check_int("skip", self.skip, 1, self.layers - 1)
         check_int("n_frequencies", self.n_frequencies, 0, 12)
+        if self.field not in ("mlp", "hash"):
+            raise ValueError(f"field must be 'mlp' or 'hash', got {self.field!r}")
+        if self.gradient not in ("auto", "autograd", "finite_difference"):
+            raise ValueError(
+                f"gradient must be 'auto', 'autograd' or 'finite_difference', got {self.gradient!r}"
+            )
+        check_float("fd_eps", self.fd_eps, 0.0, 0.1, exclusive_minimum=True)
+        check_int("hash_levels", self.hash_levels, 1, 32)
+        check_int("hash_log2_table_size", self.hash_log2_table_size, 8, 24)
+        check_int("hash_finest_resolution", self.hash_finest_resolution, 16, 1 << 14)
+        if self.field == "hash" and self.gradient_mode == "autograd" and self.hash_impl != "torch":
+            raise ValueError(
+                "gradient='autograd' with field='hash' differentiates the hash "
+                "kernel twice, which it does not support: use "
+                "gradient='finite_difference' (the default for it) or "
+                "hash_impl='torch'"
+            )
+
+    @property
+    def gradient_mode(self) -> str:
+        """How the eikonal and normal terms get grad f: autograd, or finite differences."""
+        if self.gradient != "auto":
+            return self.gradient
+        return "autograd" if self.field == "mlp" else "finite_difference"
+
+    def make_field(self) -> nn.Module:
+        """The untrained field this config describes."""
+        if self.field == "hash":
+            return HashSDFField(
+                self.hash_levels,
+                self.hash_log2_table_size,
+                self.hash_finest_resolution,
+                impl=self.hash_impl,
+            )
+        return IGRField(self.hidden, self.layers, self.skip, n_frequencies=self.n_frequencies)
 
 
 def _cloud(points, normals) -> tuple[np.ndarray, np.ndarray | None]:
@@ -171,7 +250,7 @@ def fit_igr(
     device=None,
     progress: bool = True,
     fresh: bool = False,
-) -> tuple[IGRField, Normalisation]:
+) -> tuple[nn.Module, Normalisation]:
     """Fits an IGR field to a point cloud [N,3] (with unit normals [N,3] if given); returns
     the field (on unit-cube points, in eval mode, with .train_stats) and the Normalisation
     from the cloud's coordinates to its unit cube. With out_dir: checkpoints and resume."""
@@ -190,7 +269,7 @@ def fit_igr(
     local_sigma = cKDTree(unit).query(unit, k + 1)[0][:, -1]
 
     torch.manual_seed(config.seed)
-    field = IGRField(config.hidden, config.layers, config.skip, n_frequencies=config.n_frequencies)
+    field = config.make_field()
     meta = {
         "points": len(points),
         "normals": normals is not None,
@@ -241,7 +320,11 @@ def fit_igr(
         noise = torch.randn(surface.shape, generator=generator).to(device)
         near = surface + noise * sigma[index, None]
         far = (torch.rand(len(index) // 8 + 1, 3, generator=generator) * 2 - 1).to(device) * half
-        grad_all = gradient(field, torch.cat([surface, near, far]))
+        queries = torch.cat([surface, near, far])
+        if config.gradient_mode == "autograd":
+            grad_all = gradient(field, queries)
+        else:
+            grad_all = finite_difference_gradient(field, queries, config.fd_eps)
         values = field(surface)
         loss = values.abs().mean()
         if cloud_normals is not None and config.normal_weight > 0:

@@ -100,3 +100,26 @@ def test_sdf_fit_command_writes_a_mesh_and_resumes(tmp_path, capsys):
     assert main(["sdf", "fit", str(cloud), "--out", str(out), "--steps", "15", *common]) == 0
     text = capsys.readouterr().out
     assert "15 steps in" in text and "resumed from step 10" in text  # from --run
+
+
+def test_hash_field_fits_a_sphere_with_finite_difference_gradients():
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    points, faces = trimesh.sample.sample_surface(sphere, 4000, seed=0)
+    config = IGRConfig(
+        field="hash",
+        steps=60,
+        batch=1024,
+        hash_levels=8,
+        hash_log2_table_size=14,
+        hash_finest_resolution=128,
+        log_every=20,
+    )
+    assert config.gradient_mode == "finite_difference"
+    field, normalisation = fit_igr(points, sphere.face_normals[faces], config, progress=False)
+    unit = torch.as_tensor(normalisation.to_unit(points), dtype=torch.float32)
+    assert float(field(unit).abs().mean()) < 0.02
+    assert float(field(torch.zeros(1, 3))) < -0.2
+    # The hash kernel has no double backward: autograd gradients of it are refused up front.
+    with pytest.raises(ValueError, match="gradient='autograd' with field='hash'"):
+        IGRConfig(field="hash", gradient="autograd")
+    IGRConfig(field="hash", gradient="autograd", hash_impl="torch")  # the reference can
