@@ -8,6 +8,7 @@ reconstruction from open3d, runs on the same points when open3d is installed.
 
     python bench/quality_implicit.py                       # spot and bunny, both variants
     python bench/quality_implicit.py --meshes spot --variants normals --minutes 3
+    python bench/quality_implicit.py --field hash
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--minutes", type=float, default=5.0, help="fitting budget per run")
     parser.add_argument("--eval-points", type=int, default=100_000)
+    parser.add_argument("--field", choices=["mlp", "hash"], default="mlp")
     args = parser.parse_args()
     print(
         f"goal on spot with normals: Chamfer-L1 <= {GOAL['chamfer_l1']}, normal consistency "
@@ -72,7 +74,7 @@ def main() -> None:
         print(f"{name}: {len(mesh.faces)} triangles, {len(points)} surface points, unit cube")
         for variant in args.variants:
             start = time.perf_counter()
-            config = IGRConfig(steps=None, minutes=args.minutes)
+            config = IGRConfig(steps=None, minutes=args.minutes, field=args.field)
             field, normalisation = fit_igr(
                 points, normals if variant == "normals" else None, config, progress=False
             )
@@ -80,7 +82,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             metrics = mesh_metrics(surface, mesh, n_points=args.eval_points)
             steps = field.train_stats["steps"]
-            print(row(f"IGR, {variant} ({steps} steps)", metrics, seconds))
+            print(row(f"IGR {args.field}, {variant} ({steps} steps)", metrics, seconds))
         start = time.perf_counter()
         baseline = poisson_baseline(points, normals)
         if baseline is None:
