@@ -536,15 +536,15 @@ def mesh_eval(args: argparse.Namespace) -> int:
     precision, recall and F-score at --tau, from --points surface samples of each. Both
     meshes are first put in the unit cube of GT's bounding box (unless --no-normalise), so
     distances are in units of GT's longest side."""
+    from mp3d.implicit.sampling import Normalisation
     from mp3d.mesh import mesh_metrics
-    from mp3d.mesh.files import load_mesh, unit_cube_transform
+    from mp3d.mesh.files import load_mesh
 
     pred, gt = load_mesh(args.pred), load_mesh(args.gt)
     if not args.no_normalise:
-        centre, scale = unit_cube_transform(gt)
+        normalisation = Normalisation.of_points(gt.vertices)
         for mesh in (pred, gt):
-            mesh.apply_translation(-centre)
-            mesh.apply_scale(scale)
+            mesh.vertices = normalisation.to_unit(mesh.vertices)
     metrics = mesh_metrics(pred, gt, n_points=args.points, tau=args.tau, seed=args.seed)
     units = "GT's longest side" if not args.no_normalise else "the meshes' units"
     print(f"pred        {args.pred}")

@@ -259,11 +259,7 @@ def fit_igr(
         raise ValueError(f"config must be an IGRConfig, got {type(config).__name__}")
     points, normals = _cloud(points, normals)
     device = resolve_device(device)
-    low, high = points.min(axis=0), points.max(axis=0)
-    longest = float((high - low).max())
-    if not longest > 0:
-        raise ValueError("points must not all lie at one point")
-    normalisation = Normalisation((low + high) / 2, 1.0 / longest)
+    normalisation = Normalisation.of_points(points)
     unit = normalisation.to_unit(points)
     k = min(config.neighbours, len(unit) - 1)
     local_sigma = cKDTree(unit).query(unit, k + 1)[0][:, -1]

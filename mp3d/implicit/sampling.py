@@ -52,6 +52,16 @@ class Normalisation:
     centre: np.ndarray  # [3]
     scale: float
 
+    @classmethod
+    def of_points(cls, points) -> Normalisation:
+        """The map putting the bounding box of points [N,3] at the origin, longest side 1."""
+        points = np.asarray(points, dtype=np.float64)
+        low, high = points.min(axis=0), points.max(axis=0)
+        longest = float((high - low).max())
+        if not longest > 0:
+            raise ValueError("the points have no extent: they all lie at one point")
+        return cls((low + high) / 2, 1.0 / longest)
+
     def to_unit(self, points) -> np.ndarray:
         """World points [N,3] -> unit-cube points [N,3]."""
         return (np.asarray(points, dtype=np.float64) - self.centre) * self.scale
@@ -86,11 +96,7 @@ def _query_points(points) -> np.ndarray:
 def normalise_mesh(mesh):
     """(a copy of `mesh` in the unit cube, the Normalisation that put it there)."""
     vertices, _ = _mesh_arrays(mesh)
-    low, high = vertices.min(axis=0), vertices.max(axis=0)
-    longest = float((high - low).max())
-    if not longest > 0:
-        raise ValueError("mesh has no extent: every vertex is at one point")
-    normalisation = Normalisation((low + high) / 2, 1.0 / longest)
+    normalisation = Normalisation.of_points(vertices)
     unit = mesh.copy()
     unit.vertices = normalisation.to_unit(vertices)
     return unit, normalisation

@@ -31,13 +31,3 @@ def load_mesh(path: str | Path):
     if not np.isfinite(mesh.vertices).all():
         raise ValueError(f"{path}: vertex positions must be finite")
     return mesh
-
-
-def unit_cube_transform(mesh) -> tuple[np.ndarray, float]:
-    """(centre [3], scale) that map `mesh` into the unit cube as Occupancy Networks does:
-    (v - centre) * scale puts its bounding box's centre at 0 and its longest side at 1."""
-    low, high = np.asarray(mesh.bounds[0], float), np.asarray(mesh.bounds[1], float)
-    longest = float((high - low).max())
-    if not longest > 0:
-        raise ValueError("mesh has no extent: every vertex is at one point")
-    return (low + high) / 2, 1.0 / longest
