@@ -89,4 +89,8 @@ def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     """The mean of each metric over shapes (NaNs, shapes without a surface, left out)."""
     if not rows:
         raise ValueError("no metrics to average")
-    return {key: float(np.nanmean([row[key] for row in rows])) for key in rows[0]}
+    means = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows if not np.isnan(row[key])]
+        means[key] = float(np.mean(values)) if values else float("nan")
+    return means
