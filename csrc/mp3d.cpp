@@ -41,6 +41,14 @@ TORCH_LIBRARY(mp3d, m) {
       "hash_encode_bwd(Tensor grad_features, Tensor points, Tensor embeddings, "
       "Tensor resolutions, Tensor offsets, bool points_grad) -> (Tensor grad_embeddings, "
       "Tensor grad_points)");
+  // The backward of hash_encode_bwd: given its inputs and the gradients of its outputs
+  // (either may be None), the gradients of grad_features, points and embeddings; one not
+  // asked for comes back with no rows.
+  m.def(
+      "hash_encode_bwd_bwd(Tensor grad_features, Tensor points, Tensor embeddings, "
+      "Tensor resolutions, Tensor offsets, Tensor? gg_embeddings, Tensor? gg_points, "
+      "bool grad_features_grad, bool points_grad, bool embeddings_grad) -> "
+      "(Tensor grad_grad_features, Tensor grad_points, Tensor grad_embeddings)");
 
   // 3D Gaussian splatting (see csrc/gaussians/gaussians.h). Radii are int32, 0 when culled;
   // tile lists are int64 offsets [tiles+1] into int64 Gaussian ids sorted by depth per tile.

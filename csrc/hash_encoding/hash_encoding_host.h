@@ -3,6 +3,7 @@
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <c10/util/Optional.h>
 
 #include <tuple>
 #include <vector>
@@ -91,6 +92,77 @@ BackwardArgs<scalar_t> backward_args(const Tensor& grad_features, const Tensor& 
       embeddings.data_ptr<scalar_t>(),    embeddings.size(1),
       n_levels,                           std::get<0>(out).data_ptr<scalar_t>(),
       points_grad ? std::get<1>(out).data_ptr<scalar_t>() : nullptr};
+}
+
+// An incoming gradient of the double backward: absent (nullptr) or of shape [rows, cols].
+inline const Tensor* check_incoming(const c10::optional<Tensor>& t, const Tensor& points,
+                                    int64_t rows, int64_t cols, const char* name) {
+  if (!t.has_value() || !t->defined()) return nullptr;
+  TORCH_CHECK_VALUE(t->is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK_VALUE(t->device() == points.device(), name, " must be on device ",
+                    points.device(), ", got ", t->device());
+  TORCH_CHECK_VALUE(t->scalar_type() == points.scalar_type(), name, " must have dtype ",
+                    points.scalar_type(), ", got ", t->scalar_type());
+  TORCH_CHECK_VALUE(t->dim() == 2 && t->size(0) == rows && t->size(1) == cols, name,
+                    " must have shape [", rows, ", ", cols, "], got ", t->sizes());
+  return &*t;
+}
+
+// What the double backward computes: each output is asked for (grad_*) and has a nonzero
+// source (gg_embeddings feeds grad_grad_features and grad_points; gg_points feeds all three).
+struct DoubleBackwardPlan {
+  const Tensor* gg_embeddings;
+  const Tensor* gg_points;
+  bool grad_features;
+  bool points;
+  bool embeddings;
+  bool any() const { return grad_features || points || embeddings; }
+};
+
+inline DoubleBackwardPlan plan_double_backward(const Tensor& points, const Tensor& embeddings,
+                                               const c10::optional<Tensor>& gg_embeddings,
+                                               const c10::optional<Tensor>& gg_points,
+                                               bool grad_features_grad, bool points_grad,
+                                               bool embeddings_grad) {
+  DoubleBackwardPlan plan;
+  plan.gg_embeddings = check_incoming(gg_embeddings, points, embeddings.size(0),
+                                      embeddings.size(1), "gg_embeddings");
+  plan.gg_points = check_incoming(gg_points, points, points.size(0), 3, "gg_points");
+  const bool either = plan.gg_embeddings != nullptr || plan.gg_points != nullptr;
+  plan.grad_features = grad_features_grad && either;
+  plan.points = points_grad && either;
+  plan.embeddings = embeddings_grad && plan.gg_points != nullptr;
+  return plan;
+}
+
+// Outputs of the double backward: grad_grad_features [N, L*F], grad_points [N,3] and
+// grad_embeddings [E,F], zeros when asked for (a missing source leaves them zero), and with
+// no rows when not asked for.
+inline std::tuple<Tensor, Tensor, Tensor> allocate_double_backward(
+    const Tensor& points, const Tensor& embeddings, int64_t n_columns, bool grad_features_grad,
+    bool points_grad, bool embeddings_grad) {
+  return {at::zeros({grad_features_grad ? points.size(0) : 0, n_columns}, points.options()),
+          at::zeros({points_grad ? points.size(0) : 0, 3}, points.options()),
+          at::zeros({embeddings_grad ? embeddings.size(0) : 0, embeddings.size(1)},
+                    embeddings.options())};
+}
+
+template <typename scalar_t>
+DoubleBackwardArgs<scalar_t> double_backward_args(const Tensor& grad_features,
+                                                  const Tensor& points, const Tensor& embeddings,
+                                                  int64_t n_levels, const DoubleBackwardPlan& plan,
+                                                  const std::tuple<Tensor, Tensor, Tensor>& out) {
+  return DoubleBackwardArgs<scalar_t>{
+      grad_features.data_ptr<scalar_t>(),
+      points.data_ptr<scalar_t>(),
+      embeddings.data_ptr<scalar_t>(),
+      plan.gg_embeddings ? plan.gg_embeddings->data_ptr<scalar_t>() : nullptr,
+      plan.gg_points ? plan.gg_points->data_ptr<scalar_t>() : nullptr,
+      embeddings.size(1),
+      n_levels,
+      plan.grad_features ? std::get<0>(out).data_ptr<scalar_t>() : nullptr,
+      plan.points ? std::get<1>(out).data_ptr<scalar_t>() : nullptr,
+      plan.embeddings ? std::get<2>(out).data_ptr<scalar_t>() : nullptr};
 }
 
 }  // namespace hash_encoding

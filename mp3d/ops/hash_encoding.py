@@ -5,6 +5,11 @@ each axis) and a table of ``offsets[l+1] - offsets[l]`` rows of ``embeddings``. 
 (res+1)^3 vertices fit in its table indexes them densely (x + y (res+1) + z (res+1)^2);
 otherwise vertices are hashed: (x * 1 XOR y * 2654435761 XOR z * 805459861) mod size.
 Each point's feature at a level is the trilinear interpolation of its cell's 8 corner rows.
+
+The compiled kernels differentiate twice: the backward kernel is an autograd node whose own
+backward is a kernel too (hash_encode_bwd_bwd), so second derivatives (an eikonal loss on
+the points gradient, trained through the embeddings) run on them; a third derivative raises
+NotImplementedError. The torch reference differentiates to any order.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from mp3d._backend import Impl, resolve_impl
-from mp3d.ops._autograd import backward_kernel
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
     ValueChecks,
@@ -76,21 +80,82 @@ class _EncodeKernel(torch.autograd.Function):
     def backward(ctx, grad_features):
         points, embeddings, resolutions, offsets = ctx.saved_tensors
         points_grad = ctx.needs_input_grad[0]
-        grad_embeddings, grad_points = backward_kernel(
-            FAMILY,
-            torch.ops.mp3d.hash_encode_bwd,
-            grad_features.contiguous(),
-            points,
-            embeddings,
-            resolutions,
-            offsets,
-            points_grad,
+        grad_embeddings, grad_points = _EncodeBackward.apply(
+            grad_features.contiguous(), points, embeddings, resolutions, offsets, points_grad
         )
         return (
             grad_points if points_grad else None,
             grad_embeddings if ctx.needs_input_grad[1] else None,
             None,
             None,
+        )
+
+
+class _EncodeBackward(torch.autograd.Function):
+    """The backward kernel as a node of its own (recorded with create_graph=True), whose
+    backward runs the double backward kernel."""
+
+    @staticmethod
+    def forward(ctx, grad_features, points, embeddings, resolutions, offsets, points_grad):
+        ctx.save_for_backward(grad_features, points, embeddings, resolutions, offsets)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None: skipped
+        grad_embeddings, grad_points = torch.ops.mp3d.hash_encode_bwd(
+            grad_features, points, embeddings, resolutions, offsets, points_grad
+        )
+        if not points_grad:
+            ctx.mark_non_differentiable(grad_points)  # [0,3], never returned
+        return grad_embeddings, grad_points
+
+    @staticmethod
+    def backward(ctx, gg_embeddings, gg_points):
+        grad_features, points, embeddings, resolutions, offsets = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if gg_points is not None and gg_points.shape[0] != points.shape[0]:
+            gg_points = None  # the [0,3] placeholder of a points gradient not asked for
+        if (gg_embeddings is None and gg_points is None) or not any(needs):
+            return None, None, None, None, None, None
+        d_grad_features, d_points, d_embeddings = _EncodeDoubleBackward.apply(
+            grad_features,
+            points,
+            embeddings,
+            resolutions,
+            offsets,
+            None if gg_embeddings is None else gg_embeddings.contiguous(),
+            None if gg_points is None else gg_points.contiguous(),
+            needs,
+        )
+        return (
+            d_grad_features if needs[0] else None,
+            d_points if needs[1] else None,
+            d_embeddings if needs[2] and gg_points is not None else None,
+            None,
+            None,
+            None,
+        )
+
+
+class _EncodeDoubleBackward(torch.autograd.Function):
+    """The double backward kernel as a node whose own backward (a third derivative) raises
+    NotImplementedError."""
+
+    @staticmethod
+    def forward(ctx, grad_features, points, embeddings, resolutions, offsets, gg_e, gg_p, needs):
+        if not hasattr(torch.ops.mp3d, "hash_encode_bwd_bwd"):  # an mp3d._C built before it
+            raise NotImplementedError(
+                "mp3d.ops.hash_encoding: this build of mp3d._C has no double backward kernel "
+                "(hash_encode_bwd_bwd): rebuild it (pip install --no-build-isolation -e .) or "
+                "pass impl='torch'"
+            )
+        return torch.ops.mp3d.hash_encode_bwd_bwd(
+            grad_features, points, embeddings, resolutions, offsets, gg_e, gg_p, *needs
+        )
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            "mp3d.ops.hash_encoding: the compiled kernels give first and second derivatives "
+            "only (a gradient of the double backward cannot be differentiated again); pass "
+            "impl='torch' for third derivatives"
         )
 
 
@@ -143,7 +208,9 @@ def hash_encode(
     embeddings [E,F]: all levels' tables stacked; resolutions [L] and offsets [L+1] (int64,
     CPU) give each level's grid resolution and its rows [offsets[l], offsets[l+1]).
     validate: check that the points are finite whatever set_checks says (None: as it says).
-    The compiled kernels give first derivatives only (see mp3d.ops._autograd).
+    Differentiable twice through the compiled kernels (e.g. torch.autograd.grad(...,
+    create_graph=True) for an eikonal loss, then .backward() into the embeddings); a third
+    derivative raises NotImplementedError there, while impl="torch" goes to any order.
     """
     _validate(points, embeddings, resolutions, offsets, validate)
     if resolve_impl(impl, points.device, FAMILY) == "torch":

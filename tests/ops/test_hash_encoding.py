@@ -1,5 +1,6 @@
 """Hash encoding: C++/CUDA parity with the torch reference (values and exact table rows),
-float64 gradcheck, empty input and bad input."""
+float64 gradcheck and gradgradcheck, second derivatives (an eikonal loss) equal to the
+reference's, empty input and bad input."""
 
 from __future__ import annotations
 
@@ -187,17 +188,149 @@ def test_gradcheck_points_and_embeddings(impl, layout):
     assert torch.autograd.gradcheck(fn, (points, embeddings))
 
 
+# ----------------------------------------------------------------------------- double backward
+
+WRT = [("points", "embeddings"), ("embeddings",), ("points",)]
+
+
+def _gradgradcheck(impl, layout, wrt, device="cpu"):
+    """gradgradcheck of hash_encode w.r.t. `wrt` in float64 at points away from cell
+    boundaries (two outside the cube: the clamp branch), the incoming gradient included."""
+    resolutions, offsets = make_layout(*SMALL_LAYOUTS[layout])
+    points = interior_points(SMALL_LAYOUTS[layout][0], 8)
+    points = torch.cat([points, torch.tensor([[1.2, 0.37, 0.61], [-0.1, 1.1, -0.3]]).double()])
+    inputs = {
+        "points": points.to(device).requires_grad_("points" in wrt),
+        "embeddings": make_embeddings(offsets, 2, dtype=torch.float64)
+        .to(device)
+        .requires_grad_("embeddings" in wrt),
+    }
+
+    def fn(*args):
+        values = dict(inputs, **dict(zip(wrt, args)))
+        return hash_encode(values["points"], values["embeddings"], resolutions, offsets, impl=impl)
+
+    return torch.autograd.gradgradcheck(fn, tuple(inputs[name] for name in wrt))
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+@pytest.mark.parametrize("wrt", WRT)
+@pytest.mark.parametrize("layout", list(SMALL_LAYOUTS))
+def test_gradgradcheck(impl, layout, wrt):
+    assert _gradgradcheck(impl, layout, wrt)
+
+
+def _eikonal_grads(impl, points, embeddings, readout, resolutions, offsets):
+    """Gradients of sum((||df/dp|| - 1)^2), f = features @ readout, w.r.t. the points, the
+    embeddings and the readout: second derivatives of the encoding."""
+    p, e, w = (t.clone().requires_grad_() for t in (points, embeddings, readout))
+    values = hash_encode(p, e, resolutions, offsets, impl=impl) @ w
+    (grad_points,) = torch.autograd.grad(values.sum(), p, create_graph=True)
+    ((grad_points.norm(dim=-1) - 1) ** 2).sum().backward()
+    return {"points": p.grad, "embeddings": e.grad, "readout": w.grad}
+
+
 @needs_cpp
-def test_kernel_double_backward_raises():
-    """Gradients of the points gradient (eikonal losses) are not implemented by the kernels:
-    asking for them raises instead of treating the points gradient as a constant."""
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_cpp_eikonal_second_derivatives_match_reference(layout):
+    resolutions, offsets = make_layout(*LAYOUTS[layout])
+    embeddings = make_embeddings(offsets, 3, dtype=torch.float64, seed=9) * 0.1
+    points = interior_points(LAYOUTS[layout][0], 200, seed=10)
+    assert ((points < 0) | (points > 1)).any()  # some clamped coordinates
+    readout = torch.randn(3 * len(resolutions), generator=torch.Generator().manual_seed(11))
+    readout = readout.double()
+    args = (points, embeddings, readout, resolutions, offsets)
+    expected, actual = _eikonal_grads("torch", *args), _eikonal_grads("cpp", *args)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-10, atol=1e-10, msg=name)
+
+
+@needs_cpp
+def test_cpp_second_derivatives_vanish_where_the_clamp_cuts():
+    """Outside the cube the points gradient is zero along the clamped axes, and so are its
+    derivatives (w.r.t. embeddings, points and the incoming gradient)."""
+    resolutions, offsets = make_layout(*LAYOUTS["mixed"])
+    embeddings = make_embeddings(offsets, 2, dtype=torch.float64).requires_grad_()
+    points = torch.tensor(
+        [[1.3, -0.2, 1.5], [-0.4, 0.37, 0.61], [0.42, 0.55, 1.2]], dtype=torch.float64
+    ).requires_grad_()
+    grad_features = torch.randn(3, 2 * len(resolutions), dtype=torch.float64, requires_grad=True)
+    features = hash_encode(points, embeddings, resolutions, offsets, impl="cpp")
+    (grad_points,) = torch.autograd.grad(features, points, grad_features, create_graph=True)
+    clamped = (points < 0) | (points > 1)
+    assert torch.all(grad_points[clamped] == 0) and torch.all(grad_points[~clamped] != 0)
+    d_points, d_embeddings, d_grad_features = torch.autograd.grad(
+        grad_points[clamped].sum(), (points, embeddings, grad_features)
+    )
+    assert d_points.abs().max() == 0 and d_embeddings.abs().max() == 0
+    assert d_grad_features.abs().max() == 0
+
+
+@needs_cpp
+def test_kernel_double_backward_trains_the_embeddings_float32():
+    """An eikonal term on the points gradient reaches the embeddings through the kernel, in
+    float32 as training runs it, as the reference's does."""
+    resolutions, offsets = make_layout(*LAYOUTS["dense"])
+    embeddings = make_embeddings(offsets, 2, seed=12)
+    points = interior_points(LAYOUTS["dense"][0], 50, seed=13).float()
+    readout = torch.ones(2 * len(resolutions))
+    args = (points, embeddings, readout, resolutions, offsets)
+    expected, actual = _eikonal_grads("torch", *args), _eikonal_grads("cpp", *args)
+    assert actual["embeddings"].abs().max() > 0
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-4, msg=name)
+
+
+@needs_cpp
+def test_kernel_third_derivative_raises():
+    """Second derivatives run on the kernels; differentiating them again raises, naming the
+    way out, instead of treating the second derivatives as constants."""
     resolutions, offsets = make_layout(*LAYOUTS["dense"])
     embeddings = make_embeddings(offsets, 2).requires_grad_()
     points = interior_points(LAYOUTS["dense"][0], 5).float().requires_grad_()
     features = hash_encode(points, embeddings, resolutions, offsets, impl="cpp")
     (grad_points,) = torch.autograd.grad(features.sum(), points, create_graph=True)
-    with pytest.raises(NotImplementedError, match="no double backward"):
-        (features.sum() + grad_points.norm()).backward()
+    (second,) = torch.autograd.grad(grad_points.norm(), embeddings, create_graph=True)
+    with pytest.raises(NotImplementedError, match="first and second derivatives.*impl='torch'"):
+        second.sum().backward()
+
+
+@needs_cpp
+def test_cpp_double_backward_op_computes_only_what_is_asked():
+    """The raw op: outputs not asked for have no rows; absent incoming gradients give zeros;
+    bad incoming gradients are refused in C++ (ValueError)."""
+    resolutions, offsets = make_layout(*LAYOUTS["mixed"])
+    embeddings = make_embeddings(offsets, 2)
+    points = torch.rand(6, 3)
+    grad_features = torch.randn(6, 2 * len(resolutions))
+    op = torch.ops.mp3d.hash_encode_bwd_bwd
+    layout = (resolutions, offsets)
+    d_g, d_p, d_e = op(grad_features, points, embeddings, *layout, None, None, True, True, True)
+    assert d_g.shape == grad_features.shape and d_p.shape == (6, 3)
+    assert d_e.shape == embeddings.shape
+    assert d_g.abs().max() == 0 and d_p.abs().max() == 0 and d_e.abs().max() == 0
+    gg_points = torch.randn(6, 3)
+    d_g, d_p, d_e = op(
+        grad_features, points, embeddings, *layout, None, gg_points, False, True, False
+    )
+    assert d_g.shape == (0, grad_features.shape[1]) and d_e.shape == (0, 2)
+    assert d_p.abs().max() > 0
+    with pytest.raises(ValueError, match=r"gg_points must have shape \[6, 3\]"):
+        op(grad_features, points, embeddings, *layout, None, gg_points[:5], True, True, True)
+    with pytest.raises(ValueError, match="gg_embeddings must have dtype"):
+        op(grad_features, points, embeddings, *layout, embeddings.double(), None, True, True, True)
+
+
+@pytest.mark.parametrize("impl", ["torch"] + KERNEL_IMPLS)
+def test_no_points_double_backward(impl):
+    resolutions, offsets = make_layout(*LAYOUTS["mixed"])
+    embeddings = make_embeddings(offsets, 2).requires_grad_()
+    points = torch.zeros(0, 3, requires_grad=True)
+    features = hash_encode(points, embeddings, resolutions, offsets, impl=impl)
+    (grad_points,) = torch.autograd.grad(features.sum(), points, create_graph=True)
+    assert grad_points.shape == (0, 3)
+    (grad_points.sum() + features.sum()).backward()
+    assert embeddings.grad.shape == embeddings.shape and embeddings.grad.abs().sum() == 0
 
 
 # ----------------------------------------------------------------------------- empty input
@@ -369,6 +502,29 @@ def test_cuda_gradcheck():
         return hash_encode(p, emb, resolutions, offsets, impl="cuda")
 
     assert torch.autograd.gradcheck(fn, (points, embeddings))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("wrt", WRT)
+@pytest.mark.parametrize("layout", list(SMALL_LAYOUTS))
+def test_cuda_gradgradcheck(layout, wrt):
+    assert _gradgradcheck("cuda", layout, wrt, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_cuda_eikonal_second_derivatives_match_reference(layout):
+    resolutions, offsets = make_layout(*LAYOUTS[layout])
+    embeddings = make_embeddings(offsets, 3, dtype=torch.float64, seed=9) * 0.1
+    points = interior_points(LAYOUTS[layout][0], 2000, seed=10)
+    readout = torch.randn(3 * len(resolutions), generator=torch.Generator().manual_seed(11))
+    args = (points, embeddings, readout.double())
+    expected = _eikonal_grads("torch", *args, resolutions, offsets)
+    actual = _eikonal_grads("cuda", *(t.cuda() for t in args), resolutions, offsets)
+    for name in expected:
+        torch.testing.assert_close(
+            actual[name].cpu(), expected[name], rtol=1e-10, atol=1e-10, msg=name
+        )
 
 
 @pytest.mark.gpu
