@@ -163,7 +163,9 @@ class IGRConfig(TrainerConfig):
     normal_weight: float = 1.0
     neighbours: int = 50  # the local noise scale: distance to this nearest neighbour
     field: str = "mlp"  # "mlp" (IGRField) or "hash" (HashSDFField)
-    gradient: str = "auto"  # "autograd", "finite_difference", or auto: autograd for mlp
+    # "autograd", "finite_difference", or auto: autograd for mlp, finite differences for hash
+    # (Neuralangelo's choice, and cheaper; autograd runs through the kernel's double backward)
+    gradient: str = "auto"
     fd_eps: float = 2e-3  # finite-difference step, unit-cube units (about a fine hash cell)
     hidden: int = 256
     layers: int = 6
@@ -198,17 +200,12 @@ class IGRConfig(TrainerConfig):
         check_int("hash_levels", self.hash_levels, 1, 32)
         check_int("hash_log2_table_size", self.hash_log2_table_size, 8, 24)
         check_int("hash_finest_resolution", self.hash_finest_resolution, 16, 1 << 14)
-        if self.field == "hash" and self.gradient_mode == "autograd" and self.hash_impl != "torch":
-            raise ValueError(
-                "gradient='autograd' with field='hash' differentiates the hash "
-                "kernel twice, which it does not support: use "
-                "gradient='finite_difference' (the default for it) or "
-                "hash_impl='torch'"
-            )
 
     @property
     def gradient_mode(self) -> str:
-        """How the eikonal and normal terms get grad f: autograd, or finite differences."""
+        """How the eikonal and normal terms get grad f: autograd, or finite differences
+        (auto: autograd for the MLP field, finite differences of step fd_eps for the hash
+        field; autograd works for both, through the hash kernel's double backward)."""
         if self.gradient != "auto":
             return self.gradient
         return "autograd" if self.field == "mlp" else "finite_difference"
