@@ -551,6 +551,7 @@ class MeshRenderer:
         self.caster = RayCaster(mesh, backend)
         self.corner_normals = _corner_normals(self.caster, crease_degrees)
         self.albedo = _Albedo(mesh, self.caster.vertices, self.caster.faces, int(seed))
+        self._rays_key, self._local_directions = None, None
 
     def render(
         self, K: torch.Tensor, c2w: torch.Tensor, width: int, height: int
@@ -559,9 +560,13 @@ class MeshRenderer:
         elsewhere) and z-depth [H,W] float32 (0 on a miss) seen by a camera with intrinsics
         K [3,3] (pixels) and camera-to-world c2w [4,4] (OpenCV)."""
         K, c2w = torch.as_tensor(K).double(), torch.as_tensor(c2w).double()
-        origins, directions = image_rays(K, c2w, width, height)
-        origins = origins.reshape(-1, 3).numpy()
-        directions = directions.reshape(-1, 3).numpy()
+        key = (tuple(K.flatten().tolist()), width, height)
+        if self._rays_key != key:  # unit directions in the camera's frame, kept for the next
+            _, local = image_rays(K, torch.eye(4, dtype=torch.float64), width, height)
+            self._rays_key, self._local_directions = key, local.reshape(-1, 3).numpy()
+        rotation, eye = c2w[:3, :3].numpy(), c2w[:3, 3].numpy()
+        directions = self._local_directions @ rotation.T
+        origins = np.broadcast_to(eye, directions.shape)
         hit, distance, face, normal = self.caster.cast(origins, directions)
         rgba = np.zeros((width * height, 4))
         depth = np.zeros(width * height)
