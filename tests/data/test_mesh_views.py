@@ -17,6 +17,9 @@ from mp3d.cameras import focal_from_fov, image_rays, intrinsics_from_fov, projec
 from mp3d.data import mesh_views
 from mp3d.data.scene import load_scene
 
+if not any(mesh_views._available(backend) for backend in mesh_views.BACKENDS):
+    pytest.skip("needs a ray caster: pip install embreex", allow_module_level=True)
+
 CENTRE = np.array([0.3, -0.2, 0.5])  # off the origin: the mesh's coordinates are kept
 RADIUS = 0.8
 RESOLUTION = 64
@@ -341,6 +344,12 @@ def test_cast_rays_contract():
         mesh_views.cast_rays(sphere, np.zeros((2, 2)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="backend"):
         mesh_views.cast_rays(sphere, origins, directions, backend="optix")
+
+
+def test_missing_ray_caster_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(mesh_views, "_available", lambda backend: False)
+    with pytest.raises(ImportError, match="pip install embreex"):
+        mesh_views.RayCaster(_sphere(1))
 
 
 @pytest.mark.parametrize(
