@@ -117,6 +117,10 @@ class DeepSDFDecoder(nn.Module):
                 linear = nn.utils.parametrizations.weight_norm(linear)
             self.linears.append(linear)
         self.output = nn.Linear(hidden, 1)
+        # PyTorch's default bias, up to 1/sqrt(hidden), can start every prediction beyond the
+        # clamp (0.1), where the clamped L1 has no gradient: the decoder would never learn.
+        # A zero bias starts it near 0 (the ReLU layers shrink what reaches the output).
+        nn.init.zeros_(self.output.bias)
         if weight_norm:
             self.output = nn.utils.parametrizations.weight_norm(self.output)
 

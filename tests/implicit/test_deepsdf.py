@@ -120,6 +120,17 @@ def test_decoder_shapes_and_dropout():
         decoder.field(torch.zeros(3))
 
 
+def test_a_fresh_decoder_starts_inside_the_clamp():
+    # Beyond +-clamp the clamped L1 has no gradient: a decoder starting there never learns.
+    points = torch.rand(2000, 3) - 0.5
+    for seed, (hidden, layers) in enumerate([(64, 4), (64, 6), (256, 6), (32, 8)]):
+        torch.manual_seed(seed)
+        decoder = DeepSDFDecoder(latent_size=16, hidden=hidden, layers=layers, skip=2)
+        codes = 0.01 * torch.randn(len(points), 16)
+        with torch.no_grad():
+            assert decoder(points, codes).abs().max() < DeepSDFConfig().clamp
+
+
 def test_inference_changes_only_the_code(shapes, model):
     before = {name: value.clone() for name, value in model.state_dict().items()}
     model.decoder.train()  # inference must run the decoder in eval mode and restore this
