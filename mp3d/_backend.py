@@ -29,7 +29,7 @@ CSRC = Path(__file__).resolve().parent.parent / "csrc"
 # The torch.ops.mp3d operators each op family's kernels need (declared in csrc/mp3d.cpp).
 FAMILY_OPS: dict[str, tuple[str, ...]] = {
     "volume_rendering": ("volume_render_fwd", "volume_render_bwd"),
-    "hash_encoding": ("hash_encode_fwd", "hash_encode_bwd"),
+    "hash_encoding": ("hash_encode_fwd", "hash_encode_bwd", "hash_encode_bwd_bwd"),
     "gaussians": (
         "gaussians_project_fwd",
         "gaussians_project_bwd",

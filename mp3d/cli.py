@@ -45,6 +45,8 @@ COMMANDS = {
     "body": "pose SMPL bodies, fit them to keypoints",
     "mesh": "compare meshes with the standard reconstruction metrics",
     "sdf": "fit a signed-distance field to a point cloud or mesh (IGR)",
+    "data": "make datasets: render a mesh into posed images",
+    "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
 }
 
 
@@ -561,6 +563,149 @@ def mesh_eval(args: argparse.Namespace) -> int:
             **metrics.to_dict(),
         }
         print(f"json        {write_json(args.json, record)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def data_render_mesh(args: argparse.Namespace) -> int:
+    """Renders MESH (.obj, .ply, .off, .stl, .glb) from --views cameras on a sphere (and
+    --test-views others) into a Blender-format folder: RGBA PNGs with exact masks, depth
+    along each camera's axis as NPY, transforms_train.json and transforms_test.json, by ray
+    casting (Embree) with Lambertian shading of the mesh's colours or texture, else of a
+    procedural colour. The mesh's own coordinates are kept, so a reconstruction from the
+    images compares with it directly."""
+    from mp3d.data.mesh_views import render_mesh_views
+
+    out = render_mesh_views(
+        args.mesh,
+        args.out,
+        n_train=args.views,
+        n_test=args.test_views,
+        resolution=args.resolution,
+        fov_degrees=args.fov,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        backend=args.backend,
+        up=args.up,
+        progress=not args.quiet,
+    )
+    print(
+        f"rendered    {args.views} training and {args.test_views} test views of {args.mesh} "
+        f"at {args.resolution}x{args.resolution} -> {out}"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- implicit
+
+
+def _print_scores(title: str, rows: list[dict]) -> None:
+    from mp3d.implicit.evaluation import mean_metrics
+
+    means = mean_metrics([{k: v for k, v in row.items() if k != "shape"} for row in rows])
+    print(
+        f"{title:<11} IoU {means['iou']:.3f}  Chamfer-L1 {means['chamfer_l1']:.4f}  normal "
+        f"consistency {means['normal_consistency']:.3f}  F-score@1% {means['fscore']:.3f}  "
+        f"({len(rows)} shapes)"
+    )
+
+
+def implicit_train(args: argparse.Namespace) -> int:
+    """Trains an occupancy network (ResNet-PointNet encoder, conditional-batch-norm decoder)
+    or a DeepSDF auto-decoder on the meshes of MESH_DIR, each in --copies random rotations
+    and scales, plus --procedural shapes of mp3d's procedural family. The sampled training
+    set is kept in OUT/shapes.npz (reused while the options stay the same), the checkpoint
+    in OUT/checkpoint.pt (resumed). Afterwards it scores the model on the meshes named by
+    --hold-out (left out of training) and on --eval-procedural procedural shapes never seen
+    in training: IoU, Chamfer-L1, normal consistency and F-score, also in OUT/metrics.json."""
+    from mp3d.implicit.shape_set import build_shape_set, load_mesh_dir
+    from mp3d.implicit.shape_space import (
+        UNSEEN_SEED_START,
+        prepared_shape_set,
+        score_model,
+        shape_space,
+    )
+    from mp3d.rendering import write_json
+
+    space = shape_space(args.model)
+    meshes = load_mesh_dir(args.mesh_dir)
+    names = [name for name, _ in meshes]
+    unknown = sorted(set(args.hold_out) - set(names))
+    if unknown:
+        raise ValueError(
+            f"--hold-out {', '.join(unknown)}: no such mesh in {args.mesh_dir} "
+            f"(it has {', '.join(names)})"
+        )
+    training = [(name, mesh) for name, mesh in meshes if name not in args.hold_out]
+    if not training and args.procedural == 0:
+        raise ValueError("--hold-out leaves no mesh to train on; add --procedural shapes")
+    config = _config(
+        space.config_class,
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    shapes = prepared_shape_set(
+        out, training, args.copies, args.procedural, seed=args.seed, progress=not args.quiet
+    )
+    model = space.train(shapes, config, out, args.device, not args.quiet, args.fresh)
+    stats = model.train_stats
+    resumed = f", resumed from step {stats['start_step']}" if stats.get("start_step") else ""
+    print(
+        f"trained     {args.model} on {len(shapes)} shapes, {stats['steps']} steps in "
+        f"{stats['seconds']:.0f} s{resumed}"
+    )
+    report: dict = {"model": args.model, "train_shapes": len(shapes), **stats}
+    held_out = [(name, mesh) for name, mesh in meshes if name in args.hold_out]
+    evaluations = {
+        "held_out_meshes": build_shape_set(held_out) if held_out else [],
+        "unseen_procedural": build_shape_set(
+            procedural_seeds=range(UNSEEN_SEED_START, UNSEEN_SEED_START + args.eval_procedural)
+        )
+        if args.eval_procedural
+        else [],
+    }
+    for title, eval_shapes in evaluations.items():
+        if eval_shapes:
+            rows = score_model(space, model, eval_shapes, device=args.device)
+            _print_scores(title.split("_")[0], rows)
+            report[title] = rows
+    print(f"checkpoint  {out / 'checkpoint.pt'}")
+    print(f"metrics     {write_json(out / 'metrics.json', report)}")
+    return 0
+
+
+def implicit_reconstruct(args: argparse.Namespace) -> int:
+    """Reconstructs a mesh from the points of POINTS (.ply, .xyz, .npz, or samples of a
+    mesh file's surface) with a trained occupancy network (from a noisy cloud of its
+    encoder's size) or DeepSDF model (a code inferred from the points, with +-eps samples
+    along their normals, estimated when the file has none). The points are put in the unit
+    cube of their bounding box as the training shapes were, and the mesh, extracted by
+    MISE, comes back in their coordinates."""
+    from mp3d.implicit.shape_space import reconstruct_mesh, space_of_checkpoint
+    from mp3d.mesh import save_mesh
+
+    space, checkpoint = space_of_checkpoint(args.checkpoint)
+    model = space.load(checkpoint, args.device)
+    points, normals = _surface_samples(args.points, args.samples)
+    mesh = reconstruct_mesh(
+        space,
+        model,
+        points,
+        None if args.no_normals else normals,
+        args.upsampling_steps,
+        args.seed,
+        args.device,
+    )
+    print(f"model       {space.name} ({checkpoint})")
+    print(f"points      {len(points)} from {args.points}")
+    print(
+        f"mesh        {save_mesh(mesh, args.out)}  ({len(mesh.vertices)} vertices, "
+        f"{len(mesh.faces)} faces, {mesh.metadata['resolution']}^3 grid by MISE)"
+    )
     return 0
 
 
@@ -1258,6 +1403,133 @@ def add_sdf_commands(commands) -> None:
     add_budget_options(p, _field_default(IGRConfig, "steps"))
 
 
+def add_data_commands(commands) -> None:
+    """`mp3d data render-mesh`."""
+    from mp3d.cameras import AXES
+
+    data = commands.add_parser("data", help=COMMANDS["data"], description="Datasets.")
+    data_commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    p = _add_command(
+        data_commands, "render-mesh", data_render_mesh, "render a mesh into posed images"
+    )
+    p.add_argument("mesh", metavar="MESH", help="mesh file to render (.obj, .ply, .off, ...)")
+    p.add_argument("--out", required=True, type=folder_type, help="output folder")
+    p.add_argument(
+        "--views",
+        type=int_in(1, 10_000),
+        default=50,
+        help="training views (default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-views",
+        type=int_in(0, 10_000),
+        default=10,
+        help="test views, at other positions (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int_in(1, 8192),
+        default=128,
+        help="image width and height in pixels (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fov",
+        type=number_in(0.0, 180.0, open_low=True, open_high=True),
+        default=40.0,
+        help="field of view in degrees (default: %(default)s)",
+    )
+    p.add_argument(
+        "--up",
+        choices=sorted(AXES),
+        default="+z",
+        help="the mesh's up axis, shown upwards (default: %(default)s; spot and the bunny are +y)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "embree", "open3d"],
+        default="auto",
+        help="ray caster (default: %(default)s: Embree, else open3d)",
+    )
+    p.add_argument("--seed", type=int_in(0), default=0, help="procedural colour seed")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_implicit_commands(commands) -> None:
+    """`mp3d implicit train` and `mp3d implicit reconstruct`."""
+    from mp3d.implicit.shape_space import KINDS, UNSEEN_SEED_START
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    implicit = commands.add_parser(
+        "implicit", help=COMMANDS["implicit"], description="Learned shape spaces."
+    )
+    implicit_commands = implicit.add_subparsers(
+        dest="implicit_command", metavar="COMMAND", required=True
+    )
+    p = _add_command(
+        implicit_commands, "train", implicit_train, "train ONet or DeepSDF on a mesh folder"
+    )
+    p.add_argument("model", choices=KINDS, help="onet (occupancy network) or deepsdf")
+    p.add_argument("mesh_dir", metavar="MESH_DIR", help="folder of meshes (.obj, .ply, ...)")
+    p.add_argument(
+        "--copies",
+        type=int_in(1, 1000),
+        default=4,
+        help="random rotations and scales of each mesh (default: %(default)s)",
+    )
+    p.add_argument(
+        "--procedural",
+        type=int_in(0, UNSEEN_SEED_START),
+        default=32,
+        help="procedural shapes (seeds 0..N-1) added to the training set (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hold-out",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="meshes (file stems) left out of training and scored afterwards",
+    )
+    p.add_argument(
+        "--eval-procedural",
+        type=int_in(0, 1000),
+        default=4,
+        help=f"procedural shapes never seen in training (seeds from {UNSEEN_SEED_START}) "
+        "scored afterwards (default: %(default)s)",
+    )
+    add_trainer_options(p, 2000)
+
+    p = _add_command(
+        implicit_commands,
+        "reconstruct",
+        implicit_reconstruct,
+        "a mesh from a point cloud with a trained model",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or its run folder")
+    p.add_argument("points", metavar="POINTS", help="point cloud (.ply, .xyz, .npz) or mesh")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
+    )
+    p.add_argument(
+        "--samples",
+        type=int_in(1, 10_000_000),
+        default=3000,
+        help="surface samples taken when POINTS is a mesh (default: %(default)s)",
+    )
+    p.add_argument("--no-normals", action="store_true", help="ignore the file's normals")
+    p.add_argument(
+        "--upsampling-steps",
+        type=int_in(0, 6),
+        default=3,
+        help="MISE: subdivisions of the 32^3 grid (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int_in(0), default=0, help="random seed (default: 0)")
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
@@ -1266,6 +1538,8 @@ _GROUPS = {
     "body": add_body_commands,
     "mesh": add_mesh_commands,
     "sdf": add_sdf_commands,
+    "data": add_data_commands,
+    "implicit": add_implicit_commands,
 }
 
 
@@ -1294,7 +1568,8 @@ def _error_message(error: BaseException) -> str | None:
     if isinstance(error, OSError) and error.filename is not None:
         names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
         return f"{names}: {error.strerror or error}"
-    if isinstance(error, (ValueError, FileNotFoundError)):  # the libraries' own messages
+    # The libraries' own messages: bad values, files, and a missing optional package.
+    if isinstance(error, (ValueError, OSError, ImportError)):
         return " ".join(str(error).split("\n")) or type(error).__name__
     return None
 
@@ -1321,7 +1596,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 return args.run(args)
         return args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:
         message = _error_message(error)
         if message is None:
             raise

@@ -100,16 +100,13 @@ def write_checkpoint(path: str | Path, format_name: str, version: int, payload: 
     return Path(path)
 
 
-def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str) -> dict:
-    """The payload dict of an mp3d checkpoint file, checked to be of `format_name` and
-    `version`; FileNotFoundError or ValueError (naming the file) otherwise. `kind` names the
-    checkpoint in messages (e.g. "NeRF")."""
-    path = Path(path)
+def _load_payload(path: Path):
+    """torch.load of an mp3d checkpoint with weights_only (never running code from it)."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         # weights_only: a checkpoint holds tensors and plain containers, never code to run.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error), flags=re.IGNORECASE)
         if found is None:
@@ -123,6 +120,24 @@ def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str)
         ) from error
     except Exception as error:
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+
+
+def checkpoint_format(path: str | Path) -> str:
+    """The format name an mp3d checkpoint file is tagged with (e.g. "mp3d.onet"), to pick
+    its reader; FileNotFoundError or ValueError naming the file otherwise."""
+    path = Path(path)
+    payload = _load_payload(path)
+    if not isinstance(payload, dict) or not isinstance(payload.get("format"), str):
+        raise ValueError(f"{path}: not an mp3d checkpoint (it has no format tag)")
+    return payload["format"]
+
+
+def read_checkpoint(path: str | Path, format_name: str, version: int, kind: str) -> dict:
+    """The payload dict of an mp3d checkpoint file, checked to be of `format_name` and
+    `version`; FileNotFoundError or ValueError (naming the file) otherwise. `kind` names the
+    checkpoint in messages (e.g. "NeRF")."""
+    path = Path(path)
+    payload = _load_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != format_name:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(

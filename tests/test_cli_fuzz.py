@@ -18,6 +18,9 @@ from mp3d.cameras import intrinsics, look_at
 from mp3d.cli import main
 from mp3d.data.colmap import write_colmap_text
 from mp3d.data.demo import write_demo_scene
+from mp3d.implicit.onet import FORMAT as ONET_FORMAT
+from mp3d.implicit.onet import VERSION as ONET_VERSION
+from mp3d.implicit.onet import OccupancyNetwork
 from mp3d.io import write_checkpoint
 from mp3d.nerf.checkpoint import FORMAT as NERF_FORMAT
 from mp3d.nerf.checkpoint import VERSION as NERF_VERSION
@@ -116,6 +119,30 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     )
     paths["ckpt_no_keys"] = write_checkpoint(
         root / "empty.pt", NERF_FORMAT, NERF_VERSION, {"step": 1}
+    )
+    paths["empty_dir"] = root / "empty_dir"
+    paths["empty_dir"].mkdir()
+    paths["garbage_dir"] = root / "garbage_dir"
+    paths["garbage_dir"].mkdir()
+    shutil.copy(paths["garbage_obj"], paths["garbage_dir"] / "garbage.obj")
+    paths["mesh_dir"] = root / "mesh_dir"
+    paths["mesh_dir"].mkdir()
+    shutil.copy(paths["sphere"], paths["mesh_dir"] / "ball.ply")
+    onet_options = {"latent": 4, "hidden": 8, "blocks": 1, "encoder_hidden": 4}
+    onet_options |= {"encoder_blocks": 1, "cloud_points": 16}
+    paths["onet_ckpt"] = write_checkpoint(
+        root / "onet.pt",
+        ONET_FORMAT,
+        ONET_VERSION,
+        {
+            "model": OccupancyNetwork(**onet_options).state_dict(),
+            "model_options": onet_options,
+            "step": 0,
+            "elapsed": 0.0,
+        },
+    )
+    paths["onet_incomplete"] = write_checkpoint(
+        root / "onet_incomplete.pt", ONET_FORMAT, ONET_VERSION, {"step": 0}
     )
     paths["marker"] = root / "pickle_ran.txt"
     paths["ckpt_pickled_callable"] = _pickled_callable_checkpoint(root / "evil.pt", paths["marker"])
@@ -579,6 +606,98 @@ CASES = [
         ["sdf", "fit", "{sphere}", "--out", "{out}/m.ply", "--run", "{a_file}"],
         "--run",
     ),
+    # implicit train / reconstruct
+    (
+        "implicit-train-missing-folder",
+        ["implicit", "train", "onet", "{out}/nomeshes", "--out", "{out}/run"],
+        "nomeshes",
+    ),
+    (
+        "implicit-train-no-meshes",
+        ["implicit", "train", "onet", "{empty_dir}", "--out", "{out}/run"],
+        "{empty_dir}",
+    ),
+    (
+        "implicit-train-garbage-mesh",
+        ["implicit", "train", "deepsdf", "{garbage_dir}", "--out", "{out}/run"],
+        "garbage.obj",
+    ),
+    (
+        "implicit-train-unknown-hold-out",
+        ["implicit", "train", "onet", "{mesh_dir}", "--out", "{out}/run", "--hold-out", "cat"],
+        "--hold-out cat",
+    ),
+    (
+        "implicit-train-unknown-model",
+        ["implicit", "train", "pixelcnn", "{mesh_dir}", "--out", "{out}/run"],
+        "pixelcnn",
+    ),
+    (
+        "implicit-train-copies-zero",
+        ["implicit", "train", "onet", "{mesh_dir}", "--out", "{out}/run", "--copies", "0"],
+        "--copies",
+    ),
+    (
+        "implicit-train-out-is-a-file",
+        ["implicit", "train", "onet", "{mesh_dir}", "--out", "{a_file}"],
+        "--out",
+    ),
+    (
+        "implicit-reconstruct-missing-checkpoint",
+        ["implicit", "reconstruct", "{out}/none.pt", "{sphere}", "--out", "{out}/m.ply"],
+        "none.pt",
+    ),
+    (
+        "implicit-reconstruct-nerf-checkpoint",
+        ["implicit", "reconstruct", "{nerf_ckpt}", "{sphere}", "--out", "{out}/m.ply"],
+        "{nerf_ckpt}",
+    ),
+    (
+        "implicit-reconstruct-incomplete-checkpoint",
+        ["implicit", "reconstruct", "{onet_incomplete}", "{sphere}", "--out", "{out}/m.ply"],
+        "{onet_incomplete}",
+    ),
+    (
+        "implicit-reconstruct-pickled-callable",
+        ["implicit", "reconstruct", "{ckpt_pickled_callable}", "{sphere}", "--out", "{out}/m.ply"],
+        "{ckpt_pickled_callable}",
+    ),
+    (
+        "implicit-reconstruct-nan-points",
+        ["implicit", "reconstruct", "{onet_ckpt}", "{nan_xyz}", "--out", "{out}/m.ply"],
+        "{nan_xyz}",
+    ),
+    (
+        "implicit-reconstruct-out-suffix",
+        ["implicit", "reconstruct", "{onet_ckpt}", "{sphere}", "--out", "{out}/m.txt"],
+        "--out",
+    ),
+    # data render-mesh
+    (
+        "data-render-mesh-missing",
+        ["data", "render-mesh", "{out}/none.obj", "--out", "{out}/views"],
+        "none.obj",
+    ),
+    (
+        "data-render-mesh-garbage",
+        ["data", "render-mesh", "{garbage_obj}", "--out", "{out}/views"],
+        "{garbage_obj}",
+    ),
+    (
+        "data-render-mesh-resolution-zero",
+        ["data", "render-mesh", "{sphere}", "--out", "{out}/views", "--resolution", "0"],
+        "--resolution",
+    ),
+    (
+        "data-render-mesh-fov-180",
+        ["data", "render-mesh", "{sphere}", "--out", "{out}/views", "--fov", "180"],
+        "--fov",
+    ),
+    (
+        "data-render-mesh-out-not-empty",
+        ["data", "render-mesh", "{sphere}", "--out", "{blender}", "--quiet"],
+        "{blender}",
+    ),
 ]
 
 
@@ -624,7 +743,9 @@ def test_pickled_callable_would_run_if_loaded_unsafely(inputs, tmp_path):
 
 def test_cases_cover_every_command():
     commands = {
-        tuple(argv[:2]) if argv[0] in ("nerf", "splat", "body", "mesh", "sdf") else (argv[0],)
+        tuple(argv[:2])
+        if argv[0] in ("nerf", "splat", "body", "mesh", "sdf", "implicit", "data")
+        else (argv[0],)
         for _, argv, _ in CASES
     }
     assert commands == {
@@ -639,6 +760,9 @@ def test_cases_cover_every_command():
         ("body", "fit"),
         ("mesh", "eval"),
         ("sdf", "fit"),
+        ("implicit", "train"),
+        ("implicit", "reconstruct"),
+        ("data", "render-mesh"),
     }
 
 
