@@ -1,0 +1,25 @@
+"""Likelihood-based generative models of images, on the tensors, training layer and
+command line of the rest of mp3d: baselines, autoregressive models, VAEs and VQ-VAE, and
+normalizing flows (see mp3d.generative.registry for the names)."""
+
+from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.registry import model_spec, models
+from mp3d.generative.train import (
+    GenerativeConfig,
+    evaluate_nll,
+    load_generative,
+    sample_grid,
+    train_generative,
+)
+
+__all__ = [
+    "GenerativeConfig",
+    "ImageModel",
+    "ModelSpec",
+    "evaluate_nll",
+    "load_generative",
+    "model_spec",
+    "models",
+    "sample_grid",
+    "train_generative",
+]
