@@ -46,6 +46,7 @@ COMMANDS = {
     "mesh": "compare meshes with the standard reconstruction metrics",
     "sdf": "fit a signed-distance field to a point cloud or mesh (IGR)",
     "data": "make datasets: render a mesh into posed images",
+    "gen": "train, score and sample generative image models (MNIST)",
     "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
 }
 
@@ -595,6 +596,79 @@ def data_render_mesh(args: argparse.Namespace) -> int:
         f"rendered    {args.views} training and {args.test_views} test views of {args.mesh} "
         f"at {args.resolution}x{args.resolution} -> {out}"
     )
+    return 0
+
+
+# ----------------------------------------------------------------------------- gen
+
+
+def _print_scores_nll(scores: dict) -> None:
+    kind = "" if scores["nll_kind"] == "exact" else f" ({scores['nll_kind']})"
+    print(
+        f"test NLL    {scores['nats']:.2f} nats per image, {scores['bits_per_dim']:.4f} "
+        f"bits/dim{kind}, {scores['images']} images"
+    )
+
+
+def gen_train(args: argparse.Namespace) -> int:
+    """Trains a generative image model on the MNIST digits in --data (IDX files; the
+    first images for training, the last 1,000 for evaluation), with dynamic binarisation or
+    dequantisation as the model needs, then scores the evaluation images: NLL in nats per
+    image and bits per dimension (exact, or a bound where the model has no exact
+    likelihood). Writes OUT/checkpoint.pt (resumed), OUT/metrics.json and OUT/samples.png."""
+    from mp3d.data.mnist import load_mnist
+    from mp3d.generative import GenerativeConfig, train_generative
+
+    data = load_mnist(args.data)
+    config = _config(
+        GenerativeConfig,
+        model=args.model,
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+    )
+    model = train_generative(data, config, args.out, args.device, not args.quiet, args.fresh)
+    stats = model.train_stats
+    resumed = f", resumed from step {stats['start_step']}" if stats["start_step"] else ""
+    print(
+        f"trained     {args.model} on {len(data.train_images)} images, {stats['steps']} "
+        f"steps in {stats['seconds']:.0f} s{resumed}"
+    )
+    _print_scores_nll(model.test_scores)
+    out = Path(args.out)
+    print(f"samples     {out / 'samples.png'}")
+    print(f"checkpoint  {out / 'checkpoint.pt'}")
+    return 0
+
+
+def gen_eval(args: argparse.Namespace) -> int:
+    """Scores a trained model (CKPT: its checkpoint or run folder) on the evaluation
+    images of --data: NLL in nats per image and bits per dimension."""
+    from mp3d.data.mnist import load_mnist
+    from mp3d.generative import evaluate_nll, load_generative
+
+    model = load_generative(args.checkpoint, args.device)
+    data = load_mnist(args.data)
+    scores = evaluate_nll(model, data.test_images)
+    print(f"model       {type(model).__name__} ({args.checkpoint})")
+    _print_scores_nll(scores)
+    if args.json is not None:
+        from mp3d.rendering import write_json
+
+        print(f"json        {write_json(args.json, scores)}")
+    return 0
+
+
+def gen_sample(args: argparse.Namespace) -> int:
+    """Draws --n samples from a trained model at --temperature and writes them as one
+    PNG grid."""
+    from mp3d.generative import load_generative, sample_grid
+
+    model = load_generative(args.checkpoint, args.device)
+    path = sample_grid(model, args.out, args.n, args.temperature, args.seed)
+    print(f"samples     {path}  ({args.n} at temperature {args.temperature:g})")
     return 0
 
 
@@ -1455,6 +1529,51 @@ def add_data_commands(commands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_gen_commands(commands) -> None:
+    """`mp3d gen train`, `mp3d gen eval` and `mp3d gen sample`."""
+    from mp3d.generative import GenerativeConfig, models
+
+    gen = commands.add_parser("gen", help=COMMANDS["gen"], description="Generative models.")
+    gen_commands = gen.add_subparsers(dest="gen_command", metavar="COMMAND", required=True)
+    specs = models()
+    listing = "; ".join(f"{name}: {spec.summary}" for name, spec in specs.items())
+    p = _add_command(gen_commands, "train", gen_train, "train a model on MNIST digits")
+    p.add_argument("model", choices=list(specs), metavar="MODEL", help=listing)
+    p.add_argument("--data", required=True, help="folder of MNIST IDX files")
+    p.add_argument(
+        "--batch-size",
+        type=int_in(1, 1 << 16),
+        default=None,
+        help="images per step (default: the model's own)",
+    )
+    p.add_argument(
+        "--lr",
+        type=number_in(0.0, 1.0, open_low=True),
+        default=None,
+        help="Adam learning rate (default: the model's own)",
+    )
+    add_trainer_options(p, _field_default(GenerativeConfig, "steps"))
+
+    p = _add_command(gen_commands, "eval", gen_eval, "test NLL of a trained model")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or its run folder")
+    p.add_argument("--data", required=True, help="folder of MNIST IDX files")
+    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+
+    p = _add_command(gen_commands, "sample", gen_sample, "a grid of samples of a model")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or its run folder")
+    p.add_argument("--out", required=True, type=_file_type((".png",)), help="PNG file for the grid")
+    p.add_argument("--n", type=int_in(1, 1024), default=64, help="samples (default: 64)")
+    p.add_argument(
+        "--temperature",
+        type=number_in(0.0, 10.0, open_low=True),
+        default=1.0,
+        help="sampling temperature (default: 1)",
+    )
+    p.add_argument("--seed", type=int_in(0), default=0, help="random seed (default: 0)")
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+
+
 def add_implicit_commands(commands) -> None:
     """`mp3d implicit train` and `mp3d implicit reconstruct`."""
     from mp3d.implicit.shape_space import KINDS, UNSEEN_SEED_START
@@ -1539,6 +1658,7 @@ _GROUPS = {
     "mesh": add_mesh_commands,
     "sdf": add_sdf_commands,
     "data": add_data_commands,
+    "gen": add_gen_commands,
     "implicit": add_implicit_commands,
 }
 

@@ -672,6 +672,63 @@ CASES = [
         ["implicit", "reconstruct", "{onet_ckpt}", "{sphere}", "--out", "{out}/m.txt"],
         "--out",
     ),
+    # gen train / eval / sample
+    (
+        "gen-train-unknown-model",
+        ["gen", "train", "pixelsnail", "--data", "{empty_dir}", "--out", "{out}"],
+        "pixelsnail",
+    ),
+    (
+        "gen-train-missing-data",
+        ["gen", "train", "bernoulli", "--data", "{out}/nodigits", "--out", "{out}"],
+        "nodigits",
+    ),
+    (
+        "gen-train-no-idx-files",
+        ["gen", "train", "bernoulli", "--data", "{empty_dir}", "--out", "{out}"],
+        "{empty_dir}",
+    ),
+    (
+        "gen-train-batch-zero",
+        [
+            "gen",
+            "train",
+            "bernoulli",
+            "--data",
+            "{empty_dir}",
+            "--out",
+            "{out}",
+            "--batch-size",
+            "0",
+        ],
+        "--batch-size",
+    ),
+    (
+        "gen-eval-missing-checkpoint",
+        ["gen", "eval", "{out}/none.pt", "--data", "{empty_dir}"],
+        "none.pt",
+    ),
+    (
+        "gen-eval-nerf-checkpoint",
+        ["gen", "eval", "{nerf_ckpt}", "--data", "{empty_dir}"],
+        "{nerf_ckpt}",
+    ),
+    (
+        "gen-sample-pickled-callable",
+        ["gen", "sample", "{ckpt_pickled_callable}", "--out", "{out}/s.png"],
+        "{ckpt_pickled_callable}",
+    ),
+    (
+        "gen-sample-n-zero",
+        ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--n", "0"],
+        "--n",
+    ),
+    ("gen-sample-not-png", ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.jpg"], "--out"),
+    (
+        "gen-sample-temperature-zero",
+        ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--temperature", "0"],
+        "--temperature",
+    ),
     # data render-mesh
     (
         "data-render-mesh-missing",
@@ -744,7 +801,7 @@ def test_pickled_callable_would_run_if_loaded_unsafely(inputs, tmp_path):
 def test_cases_cover_every_command():
     commands = {
         tuple(argv[:2])
-        if argv[0] in ("nerf", "splat", "body", "mesh", "sdf", "implicit", "data")
+        if argv[0] in ("nerf", "splat", "body", "mesh", "sdf", "implicit", "data", "gen")
         else (argv[0],)
         for _, argv, _ in CASES
     }
@@ -763,6 +820,9 @@ def test_cases_cover_every_command():
         ("implicit", "train"),
         ("implicit", "reconstruct"),
         ("data", "render-mesh"),
+        ("gen", "train"),
+        ("gen", "eval"),
+        ("gen", "sample"),
     }
 
 
