@@ -14,10 +14,13 @@ near the surface, ShapeSamples.near, the rest uniform in the padded cube):
 
 with clamp(v, delta) = min(delta, max(-delta, v)) and delta = 0.1 (the paper's), which
 spends the decoder's capacity near the surface. The code term is the paper's Gaussian prior
-on codes (eq. 9: (1/sigma^2) ||z||^2); its weight is relative to the per-sample mean L1, as
-in the released code (CodeRegularizationLambda 1e-4 divided by the samples per batch), which
-however uses the unsquared norm ||z||, a warm-up and a norm bound (max_norm 1): we keep the
-squared norm of the paper, no warm-up, no bound, and the paper's code init std 0.01.
+on codes (eq. 9: (1/sigma^2) ||z||^2), weighted against the per-sample mean L1 as in the
+released code, whose term lambda * sum_samples ||z|| / n_samples (lambda = 1e-4) is lambda
+times the mean code norm over the batch. That code differs in three details we do not
+follow: it uses the unsquared norm ||z||, ramps lambda up over the first 100 epochs and
+bounds codes to norm 1 (Embedding max_norm), and it draws codes from N(0, 1/c) rather than
+the paper's N(0, 0.01^2). Here: the squared norm, code_reg = 1e-4, no ramp, no bound, and
+the paper's init std 0.01.
 
 Inference (the paper's eq. 10) optimises only a new code against a shape's SDF samples,
 points [N,3] and sdf [N]: infer_code minimises the same clamped L1 plus
