@@ -61,7 +61,7 @@ IDX_DTYPES = {
 N_EVAL = 1000  # the shared README's split: the last 1,000 images are for evaluation
 DEFAULT_ALPHA = 0.05  # RealNVP's logit-transform constant
 EVAL_SEED = 0  # seed of the evaluation images' binarisation / dequantisation noise
-VIEWS = ("binarised", "dequantised")
+VIEWS = ("binarised", "dequantised", "grey")  # grey: pixel / 255, no noise (GANs, diffusion)
 
 # <prefix>-images-idx3-ubyte[.gz], <prefix>-labels-idx1-ubyte[.gz]; a dot before "idx" too
 # (train-images.idx3-ubyte, as some mirrors spell it).
@@ -330,6 +330,8 @@ def _view(pixels: torch.Tensor, view: str, generator: torch.Generator) -> torch.
         return binarise(pixels, generator)
     if view == "dequantised":
         return dequantise(pixels, generator)
+    if view == "grey":
+        return pixels.float() / 255.0
     raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
 
 
@@ -369,8 +371,10 @@ def training_batches(
     seed: int = 0,
     shuffle: bool = True,
     drop_last: bool = True,
-) -> Iterator[torch.Tensor]:
-    """One epoch of float32 [B,1,H,W] batches with fresh noise (dynamic binarisation).
+    labels=None,
+) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of float32 [B,1,H,W] batches with fresh noise (dynamic binarisation);
+    with labels [N], (images, labels int64 [B]) pairs instead.
 
     Order and noise come from (seed, epoch) only, so epoch e is the same after a resume.
     """
@@ -385,6 +389,11 @@ def training_batches(
     n = pixels.shape[0]
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
+    if labels is not None:
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
     for start in range(0, stop, batch_size):
         index = order[start : start + batch_size]
-        yield _view(pixels[index], view, generator).unsqueeze(1)
+        batch = _view(pixels[index], view, generator).unsqueeze(1)
+        yield batch if labels is None else (batch, labels[index])

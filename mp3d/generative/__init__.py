@@ -2,10 +2,11 @@
 command line of the rest of mp3d: baselines, autoregressive models, VAEs and VQ-VAE, and
 normalizing flows (see mp3d.generative.registry for the names)."""
 
-from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.base import GenerativeModel, ImageModel, ModelSpec
 from mp3d.generative.registry import model_spec, models
 from mp3d.generative.train import (
     GenerativeConfig,
+    evaluate_model,
     evaluate_nll,
     load_generative,
     sample_grid,
@@ -14,8 +15,10 @@ from mp3d.generative.train import (
 
 __all__ = [
     "GenerativeConfig",
+    "GenerativeModel",
     "ImageModel",
     "ModelSpec",
+    "evaluate_model",
     "evaluate_nll",
     "load_generative",
     "model_spec",

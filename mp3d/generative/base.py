@@ -1,7 +1,8 @@
 """What every likelihood-based image model in mp3d.generative provides, and the registry
 that names them.
 
-An ImageModel works on images [B,1,H,W] in one of mp3d.data.mnist's views: "binarised"
+An ImageModel works on images [B,1,H,W] in one of mp3d.data.mnist's views: "grey"
+(pixel / 255, for models without a likelihood), "binarised"
 ({0,1} pixels; likelihoods in nats per image) or "dequantised" (x = (pixel + u)/256 in
 [0,1]; the model's density is on x, so its NLL converts to bits/dim of the 8-bit data by
 mp3d.data.mnist.bits_per_dim). Each model gives:
@@ -13,6 +14,9 @@ mp3d.data.mnist.bits_per_dim). Each model gives:
   ``nll_kind`` says ("exact", "bound");
 - ``sample(n, temperature, generator) -> [n,1,H,W]`` in the model's view (binarised:
   {0,1}; dequantised: [0,1]).
+
+GenerativeModel is the wider base of models without a likelihood (GANs, diffusion): they
+sample and train by training_step, and are scored by a Fréchet distance instead.
 
 A ModelSpec names a model, its view and its factory, with the options the factory takes
 and the defaults it trains with; ``MODELS`` (see mp3d.generative.registry) lists them.
@@ -28,30 +32,63 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ImageModel", "ModelSpec"]
+__all__ = ["GenerativeModel", "ImageModel", "ModelSpec"]
 
 
-class ImageModel(nn.Module, ABC):
-    """Base class of the likelihood models (see the module docstring)."""
+class GenerativeModel(nn.Module, ABC):
+    """Base class of every image model: it samples, and trains by training_step.
+
+    Models with one objective define ``loss(x)`` (``loss(x, labels)`` when
+    ``conditional``); the default training_step
+    minimises it with the first optimizer. Models with several (a GAN's generator and
+    discriminator) give configure_optimizers and override training_step. ``labels`` [B]
+    (int64 digit classes) are passed to every step; unconditional models ignore them.
+    Samplers take keyword conditions (labels, guidance, steps) where they support them.
+    """
 
     view: str = "binarised"
-    nll_kind: str = "exact"
+    nll_kind: str | None = None  # None: no likelihood (GANs, diffusion)
     image_shape: tuple[int, int, int] = (1, 28, 28)
-
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training objective of images x [B,1,H,W] (default: mean NLL per image)."""
-        nll = self.nll(x).mean()
-        return nll, {"nll": float(nll.detach())}
-
-    @abstractmethod
-    def nll(self, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x) in nats per image [B] (or its bound, as nll_kind says)."""
+    conditional: bool = False  # whether loss() takes the labels: loss(x, labels)
 
     @abstractmethod
     def sample(
-        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        **conditions,
     ) -> torch.Tensor:
         """n images [n,1,H,W] in the model's view."""
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training objective of images x [B,1,H,W] and its named parts to log."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither loss() nor its own training_step()"
+        )
+
+    def configure_optimizers(self, lr: float) -> list[torch.optim.Optimizer]:
+        """The optimizers training_step gets (default: one Adam over every parameter)."""
+        return [torch.optim.Adam(self.parameters(), lr=lr)]
+
+    def training_step(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        optimizers: list[torch.optim.Optimizer],
+        grad_clip: float = 0.0,
+    ) -> dict[str, float]:
+        """One optimisation step on a batch; returns the scalars to log (with "loss")."""
+        loss, parts = self.loss(x, labels) if self.conditional else self.loss(x)
+        optimizer = optimizers[0]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
+        optimizer.step()
+        return {"loss": float(loss.detach()), **parts}
 
     @property
     def n_dims(self) -> int:
@@ -63,12 +100,30 @@ class ImageModel(nn.Module, ABC):
         data-dependent actnorm initialisation); nothing by default."""
 
 
+class ImageModel(GenerativeModel):
+    """Base class of the likelihood models (see the module docstring): loss is the mean
+    NLL unless a model says otherwise (a VAE's negative ELBO)."""
+
+    nll_kind: str = "exact"
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training objective of images x [B,1,H,W] (default: mean NLL per image)."""
+        nll = self.nll(x).mean()
+        return nll, {"nll": float(nll.detach())}
+
+    @abstractmethod
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x) in nats per image [B] (or its bound, as nll_kind says)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One registered model: `make(**options)` builds it for images of `view`."""
 
     name: str
-    make: Callable[..., ImageModel]
+    make: Callable[..., GenerativeModel]
     view: str
     summary: str  # one line for --help
     options: Mapping[str, Any] = field(default_factory=dict)  # the defaults make() gets

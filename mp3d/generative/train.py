@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from mp3d.data.mnist import MNIST, bits_per_dim, evaluation_batches, training_batches
-from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.base import GenerativeModel, ImageModel, ModelSpec
 from mp3d.generative.registry import model_spec
 from mp3d.training import TrainerConfig, TrainingRun, check_float, check_int, resolve_device
 
 __all__ = [
     "GenerativeConfig",
+    "evaluate_model",
     "evaluate_nll",
     "load_generative",
     "sample_grid",
@@ -64,7 +65,7 @@ class GenerativeConfig(TrainerConfig):
         return model_spec(self.model)
 
 
-def _build(spec: ModelSpec, options: dict) -> ImageModel:
+def _build(spec: ModelSpec, options: dict) -> GenerativeModel:
     model = spec.make(**options)
     if model.view != spec.view:
         raise RuntimeError(f"{spec.name} builds a {model.view} model, registered {spec.view}")
@@ -93,20 +94,22 @@ def evaluate_nll(model: ImageModel, images, batch_size: int = 500, device=None) 
 
 @torch.no_grad()
 def sample_grid(
-    model: ImageModel,
+    model: GenerativeModel,
     path: str | Path,
     n: int = 64,
     temperature: float = 1.0,
     seed: int = 0,
+    **conditions,
 ) -> Path:
-    """Writes n samples of the model as one PNG grid (rows of ceil(sqrt(n)))."""
+    """Writes n samples of the model as one PNG grid (rows of ceil(sqrt(n))); conditions
+    (labels, guidance, steps) go to the model's sampler."""
     from mp3d.io import save_image
 
     check_int("n", n, 1, 1024)
     check_float("temperature", temperature, 0.0, 10.0, exclusive_minimum=True)
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    images = model.sample(n, temperature, generator).float().clamp(0, 1).cpu()
+    images = model.sample(n, temperature, generator, **conditions).float().clamp(0, 1).cpu()
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
     _, height, width = images.shape[1:]
@@ -126,7 +129,7 @@ def train_generative(
     progress: bool = True,
     fresh: bool = False,
     options: dict | None = None,
-) -> ImageModel:
+) -> GenerativeModel:
     """Trains config.model on data.train_images (options override its spec's); returns
     it in eval mode with .train_stats and, with out_dir, writes there the checkpoint
     (resumed from), metrics.json (the test NLL) and samples.png."""
@@ -156,18 +159,26 @@ def train_generative(
     )
     payload = run.resume()
     model.to(device)
+    labels = data.train_labels
+
+    def epoch_batches(epoch: int):
+        return training_batches(
+            images, batch_size, spec.view, epoch=epoch, seed=config.seed, labels=labels
+        )
+
     if payload is None:
-        first = next(training_batches(images, batch_size, spec.view, epoch=0, seed=config.seed))
-        model.on_train_start(first.to(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        model.on_train_start(next(epoch_batches(0))[0].to(device))
+    optimizers = model.configure_optimizers(lr)
+    base_lrs = [[group["lr"] for group in o.param_groups] for o in optimizers]
     if payload is not None:
         model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        for optimizer, state in zip(optimizers, payload["optimizers"], strict=True):
+            optimizer.load_state_dict(state)
 
     def payload_now() -> dict:
         return {
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
             "name": spec.name,
             "options": options,
         }
@@ -176,21 +187,19 @@ def train_generative(
     model.train()
     while run.running():
         epoch, offset = divmod(run.step, per_epoch)
-        batches = training_batches(images, batch_size, spec.view, epoch=epoch, seed=config.seed)
-        for index, batch in enumerate(batches):
+        for index, (batch, batch_labels) in enumerate(epoch_batches(epoch)):
             if index < offset:
                 continue  # the batches this epoch had before a resume
             if not run.running():
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = lr * config.lr_final_factor**run.progress
-            loss, parts = model.loss(batch.to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            run.advance(loss=float(loss.detach()), **parts)
+            factor = config.lr_final_factor**run.progress
+            for optimizer, lrs in zip(optimizers, base_lrs):
+                for group, group_lr in zip(optimizer.param_groups, lrs):
+                    group["lr"] = group_lr * factor
+            scalars = model.training_step(
+                batch.to(device), batch_labels.to(device), optimizers, config.grad_clip
+            )
+            run.advance(**scalars)
             if run.checkpoint_due():
                 run.save(payload_now())
     model.train_stats = run.finish(payload_now())
@@ -200,16 +209,29 @@ def train_generative(
     return model
 
 
-def _write_outputs(model: ImageModel, data: MNIST, out: Path, config: GenerativeConfig) -> None:
+def evaluate_model(model: GenerativeModel, data: MNIST, batch_size: int = 500) -> dict:
+    """The test scores of a model: its NLL (evaluate_nll) when it has a likelihood, else
+    the scores of its samples (mp3d.generative.evaluation.sample_scores: the Fréchet
+    distance of the repo's digit classifier's features, and more)."""
+    if isinstance(model, ImageModel):
+        return evaluate_nll(model, data.test_images, batch_size)
+    from mp3d.generative.evaluation import sample_scores
+
+    return sample_scores(model, data)
+
+
+def _write_outputs(
+    model: GenerativeModel, data: MNIST, out: Path, config: GenerativeConfig
+) -> None:
     from mp3d.rendering import write_json
 
-    scores = evaluate_nll(model, data.test_images, config.eval_batch_size)
+    scores = evaluate_model(model, data, config.eval_batch_size)
     model.test_scores = scores
     write_json(out / "metrics.json", {"model": config.model, **scores, **model.train_stats})
     sample_grid(model, out / "samples.png", config.samples, seed=config.seed)
 
 
-def load_generative(path: str | Path, device=None) -> ImageModel:
+def load_generative(path: str | Path, device=None) -> GenerativeModel:
     """The model in a train_generative checkpoint (the file, or its run folder), in eval
     mode; errors name the file."""
     from mp3d.io import read_checkpoint

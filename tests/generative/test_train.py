@@ -12,10 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mp3d.data.mnist import MNIST
+from mp3d.data.mnist import MNIST, training_batches
 from mp3d.generative import (
     GenerativeConfig,
+    GenerativeModel,
     ImageModel,
+    ModelSpec,
     evaluate_nll,
     load_generative,
     model_spec,
@@ -159,3 +161,42 @@ def test_dequantised_models_score_in_bits_per_dimension_of_the_pixels(digits, tm
         sample_grid(UniformDensity(), tmp_path / "g.png", temperature=0)
     with pytest.raises(ValueError, match="batch_size 500 is more than the 200 images"):
         train_generative(digits, GenerativeConfig(model="bernoulli", batch_size=500))
+
+
+class ClassMeans(GenerativeModel):
+    """A conditional model without a likelihood: per-class mean images, fitted by MSE."""
+
+    view = "grey"
+    conditional = True
+
+    def __init__(self):
+        super().__init__()
+        self.means = torch.nn.Parameter(torch.zeros(10, 1, 28, 28))
+        self.seen: set[int] = set()
+
+    def loss(self, x, labels):
+        self.seen.update(labels.tolist())
+        loss = ((self.means[labels] - x) ** 2).mean()
+        return loss, {}
+
+    def sample(self, n, temperature=1.0, generator=None, labels=None):
+        labels = torch.zeros(n, dtype=torch.int64) if labels is None else labels
+        return self.means[labels].detach()
+
+
+def test_conditional_models_train_on_grey_images_with_their_labels(digits):
+    from mp3d.generative.train import _build
+
+    spec = ModelSpec("class-means", ClassMeans, "grey", "per-class means")
+    model = _build(spec, {})
+    optimizers = model.configure_optimizers(0.1)
+    batches = training_batches(digits.train_images, 50, "grey", epoch=0, labels=digits.train_labels)
+    for images, labels in batches:
+        assert images.min() >= 0 and images.max() <= 1 and set(images.unique().tolist()) == {0, 1}
+        model.training_step(images, labels, optimizers)
+    assert model.seen == {0, 1}
+    # Bars at column 6 are class 1, at 18 class 0: each class mean learned its own bar.
+    assert model.sample(1, labels=torch.tensor([1]))[0, 0, 10, 7] > 0.3
+    assert model.sample(1, labels=torch.tensor([0]))[0, 0, 10, 7] < 0.1
+    with pytest.raises(ValueError, match="labels must have shape"):
+        next(training_batches(digits.train_images, 50, "grey", epoch=0, labels=[1, 2]))
