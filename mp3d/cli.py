@@ -662,13 +662,33 @@ def gen_eval(args: argparse.Namespace) -> int:
 
 
 def gen_sample(args: argparse.Namespace) -> int:
-    """Draws --n samples from a trained model at --temperature and writes them as one
-    PNG grid."""
+    """Draws --n samples from a trained model at --temperature (of the digit --label, with
+    classifier-free --guidance, in --steps sampling steps, where the model takes them) and
+    writes them as one PNG grid."""
+    import inspect
+
+    import torch
+
     from mp3d.generative import load_generative, sample_grid
 
     model = load_generative(args.checkpoint, args.device)
-    path = sample_grid(model, args.out, args.n, args.temperature, args.seed)
-    print(f"samples     {path}  ({args.n} at temperature {args.temperature:g})")
+    conditions = {}
+    if args.label is not None:
+        conditions["labels"] = torch.full((args.n,), args.label, dtype=torch.int64)
+    if args.guidance is not None:
+        conditions["guidance"] = args.guidance
+    if args.sampling_steps is not None:
+        conditions["steps"] = args.sampling_steps
+    accepted = inspect.signature(model.sample).parameters
+    option = {"labels": "--label", "guidance": "--guidance", "steps": "--steps"}
+    for name in conditions:
+        if name not in accepted:
+            raise ValueError(f"{option[name]}: {type(model).__name__} models do not take it")
+    path = sample_grid(model, args.out, args.n, args.temperature, args.seed, **conditions)
+    given = "".join(
+        f", {option[k]} {v if k != 'labels' else args.label}" for k, v in conditions.items()
+    )
+    print(f"samples     {path}  ({args.n} at temperature {args.temperature:g}{given})")
     return 0
 
 
@@ -1569,6 +1589,20 @@ def add_gen_commands(commands) -> None:
         type=number_in(0.0, 10.0, open_low=True),
         default=1.0,
         help="sampling temperature (default: 1)",
+    )
+    p.add_argument("--label", type=int_in(0, 9), default=None, help="digit class to draw")
+    p.add_argument(
+        "--guidance",
+        type=number_in(0.0, 100.0),
+        default=None,
+        help="classifier-free guidance weight (guided diffusion models)",
+    )
+    p.add_argument(
+        "--steps",
+        dest="sampling_steps",
+        type=int_in(1, 100_000),
+        default=None,
+        help="sampling steps (diffusion models: DDIM with this many; default: all)",
     )
     p.add_argument("--seed", type=int_in(0), default=0, help="random seed (default: 0)")
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)

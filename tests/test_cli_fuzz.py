@@ -729,6 +729,11 @@ CASES = [
         ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--temperature", "0"],
         "--temperature",
     ),
+    (
+        "gen-sample-label-ten",
+        ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--label", "10"],
+        "--label",
+    ),
     # data render-mesh
     (
         "data-render-mesh-missing",

@@ -200,3 +200,16 @@ def test_conditional_models_train_on_grey_images_with_their_labels(digits):
     assert model.sample(1, labels=torch.tensor([0]))[0, 0, 10, 7] < 0.1
     with pytest.raises(ValueError, match="labels must have shape"):
         next(training_batches(digits.train_images, 50, "grey", epoch=0, labels=[1, 2]))
+
+
+def test_gen_sample_passes_conditions_only_to_models_that_take_them(digits, tmp_path, capsys):
+    from mp3d.cli import main
+
+    config = GenerativeConfig(model="bernoulli", steps=2, batch_size=50)
+    train_generative(digits, config, tmp_path / "run", progress=False)
+    out = tmp_path / "grid.png"
+    assert main(["gen", "sample", str(tmp_path / "run"), "--out", str(out), "--n", "4"]) == 0
+    assert np.asarray(Image.open(out)).shape == (2 * 30, 2 * 30)
+    argv = ["gen", "sample", str(tmp_path / "run"), "--out", str(tmp_path / "g.png")]
+    assert main([*argv, "--label", "3"]) == 2
+    assert "--label: IndependentBernoulli models do not take it" in capsys.readouterr().err
