@@ -240,7 +240,7 @@ def secant_refine(
     illinois: bool = True,
 ) -> torch.Tensor:
     """Root [R] of level_fn along rays [R,3] inside brackets t_lo < t_hi [R] whose levels
-    f_lo > 0 > f_hi [R] straddle 0: `n_steps` secant (regula falsi) steps, each keeping the
+    f_lo > 0 >= f_hi [R] straddle 0: `n_steps` secant (regula falsi) steps, each keeping the
     side with the sign change, then a final secant estimate. An end kept twice in a row has
     its level halved (the Illinois rule, unless `illinois` is False), so that convex or
     concave stretches do not stall the convergence at one end. Differentiable if level_fn
@@ -250,7 +250,7 @@ def secant_refine(
     for _ in range(n_steps):
         t_mid = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
         f_mid = level_fn(origins + t_mid[:, None] * directions)
-        inside = f_mid < 0
+        inside = f_mid <= 0  # so f_lo stays > 0 and f_hi - f_lo < 0 (a level of exactly 0 happens)
         # inside: the high end moves and the low end is kept, else the other way round
         if illinois:
             f_lo = torch.where(inside & kept_lo, 0.5 * f_lo, f_lo)
@@ -270,15 +270,25 @@ def find_surface(
     far: torch.Tensor,
     n_steps: int = 64,
     secant_steps: int = 8,
+    lipschitz: float | None = None,
     chunk: int = 65536,
 ) -> SurfaceHits:
     """First surface of level_fn (points [N,3] -> [N], positive outside) along rays [R,3]
     between near and far [R]: `n_steps` uniform steps (the ends included), the first step
     from outside to inside refined by secant_refine. Rays with far <= near, rays starting
     inside and rays that never cross miss (hit False, t = far). No gradients; at most
-    `chunk` points per call of level_fn."""
+    `chunk` points per call of level_fn.
+
+    With `lipschitz` L (a bound on |grad level|, e.g. 2 for a signed distance kept near
+    |grad f| = 1 by the eikonal term), every 4th step is evaluated first, and the steps in
+    between only where a zero may lie: between coarse steps of levels a, b of one sign and
+    |a + b| > L * spacing the level cannot change sign, and the skipped steps are filled
+    by linear interpolation (of that sign). The hits are those of the full march whenever
+    the bound holds."""
     check_int("n_steps", n_steps, 2)
     check_int("secant_steps", secant_steps, 0)
+    if lipschitz is not None:
+        check_float("lipschitz", lipschitz, 0.0, exclusive_minimum=True)
     n_rays = origins.shape[0]
     t_out = far.clone()
     hit = torch.zeros(n_rays, dtype=torch.bool, device=origins.device)
@@ -289,8 +299,7 @@ def find_surface(
         o, d = origins[start : start + per_chunk], directions[start : start + per_chunk]
         lo, hi = near[start : start + per_chunk], far[start : start + per_chunk]
         t = lo[:, None] + (hi - lo)[:, None] * steps
-        points = (o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)
-        f = level_fn(points).reshape(t.shape)
+        f = _march_levels(level_fn, o, d, t, lipschitz)
         outside = f > 0
         crossing = outside[:, :-1] & ~outside[:, 1:]
         found = crossing.any(dim=1) & outside[:, 0] & (hi > lo)
@@ -313,6 +322,35 @@ def find_surface(
         t_out[start + rays] = refined
         hit[start + rays] = True
     return SurfaceHits(t_out, hit, t_min)
+
+
+def _march_levels(level_fn, o, d, t, lipschitz: float | None, stride: int = 4) -> torch.Tensor:
+    """Levels [r,n] of rays [r,3] at steps t [r,n]: all evaluated, or with `lipschitz`
+    every `stride`-th first and the rest only where the bound allows a zero (find_surface)."""
+    n = t.shape[1]
+    if lipschitz is None or n <= 2 * stride:
+        return level_fn((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
+    coarse = torch.arange(0, n, stride, device=t.device)
+    if int(coarse[-1]) != n - 1:
+        coarse = torch.cat([coarse, coarse.new_tensor([n - 1])])
+    tc = t[:, coarse]
+    fc = level_fn((o[:, None] + d[:, None] * tc[..., None]).reshape(-1, 3)).reshape(tc.shape)
+    a, b = fc[:, :-1], fc[:, 1:]
+    spacing = tc[:, 1:] - tc[:, :-1]
+    total = a + b
+    bound = lipschitz * spacing
+    clear = ((a > 0) & (b > 0) & (total > bound)) | ((a < 0) & (b < 0) & (-total > bound))
+    interval = torch.searchsorted(coarse, torch.arange(n, device=t.device), right=True) - 1
+    interval = interval.clamp(max=len(coarse) - 2)
+    weight = (t - tc[:, interval]) / spacing[:, interval].clamp(min=1e-12)
+    f = a[:, interval] + weight * (b - a)[:, interval]
+    interior = torch.ones(n, dtype=torch.bool, device=t.device)
+    interior[coarse] = False
+    rows, cols = torch.nonzero((~clear)[:, interval] & interior, as_tuple=True)
+    if len(rows):
+        f[rows, cols] = level_fn(o[rows] + d[rows] * t[rows, cols, None])
+    f[:, coarse] = fc
+    return f
 
 
 class ImplicitSurface(torch.autograd.Function):
@@ -392,6 +430,7 @@ class DVRLayout(Config):
     colour_normals: bool | None = None  # None: with the surface renderer, not the volume one
     march_steps: int = 64
     secant_steps: int = 8
+    march_lipschitz: float = 2.0  # SDF only: skip steps that cannot hold a zero (0: march all)
     n_samples: int = 32  # volume renderer: stratified sections per ray
     n_importance: int = 16  # volume renderer: extra section edges near the surface
     importance_inv_s: float = 64.0
@@ -431,6 +470,7 @@ class DVRLayout(Config):
             )
         check_int("march_steps", self.march_steps, 2, 4096)
         check_int("secant_steps", self.secant_steps, 0, 64)
+        check_float("march_lipschitz", self.march_lipschitz, 0.0)
         check_int("n_samples", self.n_samples, 1, 4096)
         check_int("n_importance", self.n_importance, 0, 4096)
         check_float("importance_inv_s", self.importance_inv_s, 0.0, exclusive_minimum=True)
@@ -569,8 +609,16 @@ class DVRModel(nn.Module):
 
     def _render_surface(self, o, d, near, far, bg, train):
         field = self.field
+        lipschitz = self.spec.march_lipschitz
         hits = find_surface(
-            field.level, o, d, near, far, self.spec.march_steps, self.spec.secant_steps
+            field.level,
+            o,
+            d,
+            near,
+            far,
+            self.spec.march_steps,
+            self.spec.secant_steps,
+            lipschitz if field.kind == "sdf" and lipschitz > 0 else None,
         )
         index = torch.nonzero(hits.hit)[:, 0]
         points = o[index] + hits.t[index, None] * d[index]

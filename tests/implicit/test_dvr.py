@@ -137,6 +137,23 @@ def test_secant_search_finds_the_sphere_surface(dtype):
     assert torch.equal(hits.t[~hits.hit], far[~hits.hit])
 
 
+def test_skipping_steps_by_the_lipschitz_bound_finds_the_same_hits_from_fewer_calls():
+    sphere = Sphere()
+    origins, directions, near, far = sphere_rays()
+    counted = []
+
+    def level(points):
+        counted.append(len(points))
+        return sphere(points)
+
+    full = find_surface(level, origins, directions, near, far, n_steps=64)
+    calls_full, counted[:] = sum(counted), []
+    fast = find_surface(level, origins, directions, near, far, n_steps=64, lipschitz=1.0)
+    assert torch.equal(fast.hit, full.hit)
+    torch.testing.assert_close(fast.t, full.t, rtol=0, atol=1e-12)
+    assert sum(counted) < 0.6 * calls_full
+
+
 def test_secant_refine_converges_inside_a_bracket():
     sphere = Sphere()
     origins, directions, _, _ = sphere_rays(50)
@@ -148,6 +165,18 @@ def test_secant_refine_converges_inside_a_bracket():
     with torch.no_grad():
         found = secant_refine(sphere, o, d, lo, hi, f_lo, f_hi, n_steps=8)
     assert float((found - t).abs().max()) < 1e-10
+
+
+def test_a_level_of_exactly_zero_at_a_step_is_a_hit_not_a_nan():
+    origins = torch.tensor([[0.0, 0.0, -2.0]]).expand(3, 3)
+    directions = torch.tensor([[0.0, 0.0, 1.0]]).expand(3, 3)
+
+    def plane(points):  # zero at z = -1, reached exactly by the step t = 1
+        return -1.0 - points[:, 2]
+
+    near, far = torch.zeros(3), torch.full((3,), 4.0)
+    hits = find_surface(plane, origins, directions, near, far, n_steps=5)
+    assert hits.hit.all() and torch.equal(hits.t, torch.ones(3))
 
 
 def test_rays_starting_inside_or_outside_the_range_miss():
