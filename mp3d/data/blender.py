@@ -38,8 +38,11 @@ class BlenderScene(PosedViews):
     near: float = 2.0
     far: float = 6.0
     aabb: torch.Tensor = field(default_factory=lambda: torch.tensor([-1.5] * 3 + [1.5] * 3))
+    # [N,H,W] depth along each camera's optical axis (0: unknown), when the frames name
+    # depth files ("depth_file_path", NPY; mp3d data render-mesh writes them), else None.
+    depths: torch.Tensor | None = None
 
-    PER_VIEW = ("images", "alphas", "Ks", "c2ws")
+    PER_VIEW = ("images", "alphas", "Ks", "c2ws", "depths")
 
 
 def parse_background(background) -> torch.Tensor:
@@ -196,6 +199,56 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _depth_paths(frames: list, root: Path, json_path: Path) -> list[Path] | None:
+    """The depth files the frames name ("depth_file_path"), or None when none does; every
+    frame or none must name one."""
+    named = ["depth_file_path" in frame for frame in frames]
+    if not any(named):
+        return None
+    if not all(named):
+        missing = named.index(False)
+        raise ValueError(
+            f"{json_path}: frame {missing} has no 'depth_file_path' though other frames do "
+            f"(give every frame a depth file, or none)"
+        )
+    paths = []
+    for i, frame in enumerate(frames):
+        value = frame["depth_file_path"]
+        if not isinstance(value, str) or not value:
+            raise ValueError(
+                f"{json_path}: frame {i}: 'depth_file_path' must be a non-empty string, "
+                f"got {_short(value)}"
+            )
+        paths.append((root / value).resolve())
+    return paths
+
+
+def _read_depth(path: Path, size: tuple[int, int], downscale: int) -> np.ndarray:
+    """A depth map [H/downscale, W/downscale] float32 from an NPY file of the image's size:
+    the mean of each block's known (non-zero) depths, 0 where a block has none."""
+    if not path.is_file():
+        raise FileNotFoundError(f"depth file not found: {path}")
+    try:
+        depth = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npy depth map ({error})") from error
+    width, height = size
+    if depth.shape != (height, width) or not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(
+            f"{path}: depth must be a float array of the image's size [{height}, {width}], "
+            f"got {depth.dtype} {list(depth.shape)}"
+        )
+    if not np.isfinite(depth).all() or (depth < 0).any():
+        raise ValueError(f"{path}: depth must be finite and >= 0 (0: unknown)")
+    if downscale == 1:
+        return depth.astype(np.float32)
+    h, w = height // downscale, width // downscale
+    blocks = depth[: h * downscale, : w * downscale].reshape(h, downscale, w, downscale)
+    known = (blocks > 0).sum(axis=(1, 3))
+    total = blocks.sum(axis=(1, 3))
+    return np.where(known > 0, total / np.maximum(known, 1), 0.0).astype(np.float32)
+
+
 def _check_frames(meta: dict, root: Path, json_path: Path) -> tuple[list, list, list]:
     """(image paths, c2w [4,4] arrays, intrinsics) of every frame, checked before any image
     is read; ValueError naming the file and the frame otherwise."""
@@ -244,6 +297,12 @@ def load_blender(
     json_path = root / f"transforms_{split}.json"
     meta = _read_json(json_path)
     paths, c2ws, intrinsics = _check_frames(meta, root, json_path)
+    depth_paths = _depth_paths(meta["frames"], root, json_path)
+    if depth_paths is not None and meta.get("depth_type", "z") != "z":
+        raise ValueError(
+            f"{json_path}: 'depth_type' {meta['depth_type']!r} is not supported (only 'z', "
+            f"depth along the camera's optical axis)"
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         loaded = list(
@@ -271,6 +330,16 @@ def load_blender(
         images.append(rgba_t[..., :3] + (1.0 - alpha[..., None]) * bg)
         alphas.append(alpha)
 
+    depths = None
+    if depth_paths is not None:
+        depths = torch.from_numpy(
+            np.stack([_read_depth(path, first_size, downscale) for path in depth_paths])
+        )
+        if depths.shape[1:] != images[0].shape[:2]:
+            raise ValueError(
+                f"{json_path}: downscaled depth maps {list(depths.shape[1:])} do not match "
+                f"the images {list(images[0].shape[:2])}"
+            )
     c2w = opengl_to_opencv(torch.from_numpy(np.stack(c2ws))).float()
     scene = BlenderScene(
         images=torch.stack(images).clamp_(0.0, 1.0),
@@ -279,6 +348,7 @@ def load_blender(
         c2ws=c2w,
         names=[p.stem for p in paths],
         background=bg,
+        depths=depths,
     )
     if "near" in meta and "far" in meta:
         scene.near = _number(json_path, "", "near", meta["near"], 0.0)

@@ -38,7 +38,11 @@ class PosedViews:
     def subset(self, indices):
         """The views at `indices` (a list, range or index tensor); scene-wide fields are kept."""
         idx = torch.as_tensor(list(indices), dtype=torch.long)
-        views = {name: getattr(self, name)[idx] for name in self.PER_VIEW}
+        views = {
+            name: getattr(self, name)[idx]
+            for name in self.PER_VIEW
+            if getattr(self, name) is not None  # optional per-view fields (depths)
+        }
         return dataclasses.replace(self, names=[self.names[i] for i in idx.tolist()], **views)
 
     def to(self, device: torch.device | str):

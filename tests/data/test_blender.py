@@ -223,3 +223,52 @@ def test_parse_background(given, expected):
 def test_parse_background_refuses(given):
     with pytest.raises(ValueError, match="background must be one of"):
         parse_background(given)
+
+
+def _with_depths(scene_dir, root, edit=None):
+    """A copy of the scene whose train frames name depth maps 1 + x/W (0 in a corner)."""
+    scene = _copy_scene(scene_dir, root / "scene")
+    meta_path = scene / "transforms_train.json"
+    meta = json.loads(meta_path.read_text())
+    for i, frame in enumerate(meta["frames"]):
+        width, height = Image.open(scene / f"{frame['file_path']}.png").size
+        depth = np.tile(1.0 + np.arange(width, dtype=np.float32) / width, (height, 1))
+        depth[0, 0] = 0.0  # unknown
+        np.save(scene / f"depth_{i}.npy", depth)
+        frame["depth_file_path"] = f"./depth_{i}.npy"
+    if edit is not None:
+        edit(scene, meta)
+    meta_path.write_text(json.dumps(meta))
+    return scene
+
+
+def test_depth_maps_load_and_downscale_by_their_known_values(tiny_demo_scene, tmp_path):
+    scene_dir = _with_depths(tiny_demo_scene, tmp_path)
+    full = load_blender(scene_dir, progress=False)
+    assert full.depths.shape == full.alphas.shape
+    assert full.depths[0, 0, 0] == 0 and full.depths[0, 3, 5] == pytest.approx(1 + 5 / 24)
+    half = load_blender(scene_dir, downscale=2, progress=False)
+    assert half.depths.shape == half.alphas.shape
+    # The corner block averages its three known depths, ignoring the unknown one.
+    assert half.depths[0, 0, 0] == pytest.approx((1 + 1 / 24) * 2 / 3 + 1 / 3, rel=1e-6)
+    assert half.depths[0, 1, 1] == pytest.approx(1 + 2.5 / 24, rel=1e-6)
+    assert torch.equal(full.subset([1]).depths[0], full.depths[1])
+    plain = load_blender(tiny_demo_scene, progress=False)
+    assert plain.depths is None and plain.subset([0]).depths is None
+
+
+@pytest.mark.parametrize(
+    "edit, culprit",
+    [
+        (lambda scene, meta: (scene / "depth_1.npy").unlink(), "depth_1.npy"),
+        (lambda scene, meta: np.save(scene / "depth_0.npy", np.ones((3, 3))), "depth_0.npy"),
+        (lambda scene, meta: np.save(scene / "depth_2.npy", -np.ones((24, 24))), "depth_2.npy"),
+        (lambda scene, meta: meta["frames"][1].pop("depth_file_path"), "frame 1"),
+        (lambda scene, meta: meta.update(depth_type="ray"), "depth_type"),
+    ],
+    ids=["missing", "wrong-shape", "negative", "not-every-frame", "ray-depth"],
+)
+def test_bad_depth_maps_name_the_file(tiny_demo_scene, tmp_path, edit, culprit):
+    scene_dir = _with_depths(tiny_demo_scene, tmp_path, edit)
+    with pytest.raises((ValueError, FileNotFoundError), match=culprit):
+        load_blender(scene_dir, progress=False)

@@ -446,3 +446,12 @@ def test_interrupted_write_leaves_no_half_folder(tmp_path, monkeypatch):
     after = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["old"]
+
+
+def test_the_loader_reads_the_depth_maps(sphere_dir, sphere_scene):
+    for split, views, i in _views(sphere_scene):
+        frame = json.loads((sphere_dir / f"transforms_{split}.json").read_text())["frames"][i]
+        written = np.load(sphere_dir / frame["depth_file_path"])
+        assert torch.equal(views.depths[i], torch.from_numpy(written))
+        # Known exactly where the mask is, unknown (0) elsewhere.
+        assert torch.equal(views.depths[i] > 0, views.alphas[i] > 0.5)
