@@ -1,0 +1,76 @@
+"""Normalizing flows on dequantised digits: NICE, RealNVP and Glow (exact likelihoods in
+bits/dim, sampling at a temperature), built from the invertible layers of
+mp3d.generative.flows.layers; see mp3d.generative.flows.models for the density they give."""
+
+from mp3d.generative.base import ModelSpec
+from mp3d.generative.flows.layers import (
+    ActNorm,
+    BatchNormFlow,
+    Coupling,
+    Flatten,
+    Flow,
+    FlowSequence,
+    InvConv1x1,
+    Scaling,
+    Split,
+    Squeeze,
+    Unsqueeze,
+    alternating_mask,
+    checkerboard_mask,
+    data_dependent_init,
+    half_mask,
+)
+from mp3d.generative.flows.models import NICE, Glow, ImageFlow, RealNVP
+
+__all__ = [
+    "NICE",
+    "SPECS",
+    "ActNorm",
+    "BatchNormFlow",
+    "Coupling",
+    "Flatten",
+    "Flow",
+    "FlowSequence",
+    "Glow",
+    "ImageFlow",
+    "InvConv1x1",
+    "RealNVP",
+    "Scaling",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+    "alternating_mask",
+    "checkerboard_mask",
+    "data_dependent_init",
+    "half_mask",
+]
+
+SPECS = [
+    ModelSpec(
+        "nice",
+        NICE,
+        "dequantised",
+        "NICE: additive couplings of MLPs on the pixels and a diagonal scaling",
+        {"couplings": 4, "hidden": 1000, "depth": 5},
+        batch_size=64,
+        lr=1e-3,
+    ),
+    ModelSpec(
+        "realnvp",
+        RealNVP,
+        "dequantised",
+        "RealNVP: affine checkerboard/channel couplings of ResNets, multi-scale",
+        {"scales": 3, "couplings": 3, "hidden": 32, "blocks": 2, "batch_norm": False},
+        batch_size=64,
+        lr=1e-3,
+    ),
+    ModelSpec(
+        "glow",
+        Glow,
+        "dequantised",
+        "Glow: actnorm, invertible 1x1 convolutions and affine couplings, multi-scale",
+        {"levels": 2, "steps": 8, "hidden": 64, "coupling": "affine", "learned_prior": True},
+        batch_size=64,
+        lr=1e-3,
+    ),
+]

@@ -1,0 +1,478 @@
+"""Invertible layers of normalizing flows, each with its exact log-determinant.
+
+A ``Flow`` maps x -> (y, log|det dy/dx|) in ``forward`` (the log-determinant per batch item,
+[B]) and y -> x in ``inverse``. Inputs are vectors [B,D] or images [B,C,H,W]; every layer
+keeps the number of dimensions (Squeeze trades space for channels, Flatten images for
+vectors), so a sequence of them maps the data to a latent of the same size.
+
+- ``Coupling``: affine (RealNVP, Glow) or additive (NICE) coupling; the unchanged part is
+  picked by a mask: over dim 1 (``half_mask`` / ``alternating_mask``: channels of images,
+  features of vectors; the network sees only that part) or over the whole event
+  (``checkerboard_mask``; the network sees x * mask);
+- ``Scaling`` (NICE's diagonal scaling), ``ActNorm`` (Glow; data-dependent initialisation
+  through ``data_dependent_init``), ``InvConv1x1`` (Glow's invertible 1x1 convolution in LU
+  form; a linear layer on vectors), ``BatchNormFlow`` (RealNVP's batch normalisation with
+  running statistics);
+- ``Squeeze`` / ``Unsqueeze`` (2x2 space-to-depth), ``Flatten``, ``Split`` (multi-scale: half
+  the channels factored out, optionally under Glow's learned conditional prior, the other
+  half through an inner flow), ``FlowSequence``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mp3d.training import check_choice, check_float, check_int
+
+__all__ = [
+    "ActNorm",
+    "BatchNormFlow",
+    "Coupling",
+    "Flatten",
+    "Flow",
+    "FlowSequence",
+    "InvConv1x1",
+    "Scaling",
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+    "alternating_mask",
+    "checkerboard_mask",
+    "data_dependent_init",
+    "half_mask",
+]
+
+
+def _event_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but the first: [B,...] -> [B]."""
+    return t.flatten(1).sum(1)
+
+
+def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Parameter [C] viewed to broadcast over x [B,C,...] along dim 1."""
+    return p.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _spatial(x: torch.Tensor) -> int:
+    """Positions per channel of x [B,C,...] (1 for vectors)."""
+    return math.prod(x.shape[2:])
+
+
+def _check_dim1(x: torch.Tensor, channels: int, what: str) -> None:
+    if x.dim() < 2 or x.shape[1] != channels:
+        raise ValueError(f"{what} expects x of shape [B, {channels}, ...], got {list(x.shape)}")
+
+
+class Flow(nn.Module):
+    """An invertible map: forward(x) -> (y, log|det dy/dx| [B]); inverse(y) -> x."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FlowSequence(Flow):
+    """Flows applied in order (inverted in reverse order); log-determinants add up."""
+
+    def __init__(self, *flows: Flow) -> None:
+        super().__init__()
+        self.flows = nn.ModuleList(flows)
+
+    def forward(self, x):
+        logdet = x.new_zeros(x.shape[0])
+        for flow in self.flows:
+            x, step = flow(x)
+            logdet = logdet + step
+        return x, logdet
+
+    def inverse(self, y):
+        for flow in reversed(self.flows):
+            y = flow.inverse(y)
+        return y
+
+
+# --- masks ---------------------------------------------------------------------------------
+
+
+def checkerboard_mask(channels: int, height: int, width: int, parity: int = 0) -> torch.Tensor:
+    """bool [C,H,W]: True where (row + column + parity) is even, the same in every channel."""
+    rows = torch.arange(height)[:, None]
+    cols = torch.arange(width)[None, :]
+    board = (rows + cols + parity) % 2 == 0
+    return board.expand(channels, height, width).clone()
+
+
+def half_mask(n: int, parity: int = 0) -> torch.Tensor:
+    """bool [n]: True on the first ceil(n/2) entries (parity 0) or on the others (parity 1)."""
+    first = torch.arange(n) < (n + 1) // 2
+    return first if parity % 2 == 0 else ~first
+
+
+def alternating_mask(n: int, parity: int = 0) -> torch.Tensor:
+    """bool [n]: True on the even indices (parity 0) or the odd ones (parity 1)."""
+    return torch.arange(n) % 2 == parity % 2
+
+
+# --- coupling --------------------------------------------------------------------------------
+
+TRANSFORMS = ("affine", "additive")
+SCALES = ("tanh", "sigmoid", "exp")
+
+
+class Coupling(Flow):
+    """y_a = x_a; y_b = x_b * exp(s(x_a)) + t(x_a) (affine) or x_b + t(x_a) (additive).
+
+    ``mask`` (bool) marks the part a that passes unchanged and conditions the rest:
+    - 1-D, [n] over dim 1 (channels of images, features of vectors): ``net`` gets x_a =
+      x[:, mask] and returns [B, k * n_b, ...] for the n_b others;
+    - the event's shape ([C,H,W], e.g. ``checkerboard_mask``): ``net`` gets x * mask
+      ([B,C,H,W]) and returns [B, k * C, H, W], used where mask is False;
+    with k = 2 (s then t, along dim 1) for affine and 1 (t) for additive. The log-scale s is
+    ``scale``: "tanh" a * tanh(raw) with a learned factor a per channel (RealNVP's bounded
+    scale), "sigmoid" log sigmoid(raw + 2) (Glow's), "exp" raw itself.
+    """
+
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        net: nn.Module,
+        transform: str = "affine",
+        scale: str = "tanh",
+    ) -> None:
+        super().__init__()
+        check_choice("transform", transform, TRANSFORMS)
+        check_choice("scale", scale, SCALES)
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        if mask.dim() == 0 or bool(mask.all()) or not bool(mask.any()):
+            raise ValueError("mask must mark some but not all entries as unchanged")
+        self.transform, self.scale = transform, scale
+        self.net = net
+        self.gather = mask.dim() == 1
+        self.register_buffer("mask", mask, persistent=False)
+        if self.gather:
+            index_a, index_b = mask.nonzero()[:, 0], (~mask).nonzero()[:, 0]
+            order = torch.cat([index_a, index_b])
+            self.register_buffer("index_a", index_a, persistent=False)
+            self.register_buffer("index_b", index_b, persistent=False)
+            self.register_buffer("unorder", torch.argsort(order), persistent=False)
+            scale_channels = len(index_b)
+        else:
+            scale_channels = mask.shape[0]
+        self.scale_factor = (
+            nn.Parameter(torch.ones(scale_channels))
+            if transform == "affine" and scale == "tanh"
+            else None
+        )
+
+    def _params(self, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        out = self.net(h)
+        if self.transform == "additive":
+            return None, out
+        raw, shift = out.chunk(2, dim=1)
+        if self.scale == "tanh":
+            log_scale = _per_channel(self.scale_factor, raw) * torch.tanh(raw)
+        elif self.scale == "sigmoid":
+            log_scale = F.logsigmoid(raw + 2.0)
+        else:
+            log_scale = raw
+        return log_scale, shift
+
+    def _check(self, x: torch.Tensor) -> None:
+        if self.gather:
+            _check_dim1(x, len(self.mask), "Coupling")
+        elif tuple(x.shape[1:]) != tuple(self.mask.shape):
+            raise ValueError(
+                f"Coupling expects x of shape [B, {', '.join(map(str, self.mask.shape))}], "
+                f"got {list(x.shape)}"
+            )
+
+    def forward(self, x):
+        self._check(x)
+        if self.gather:
+            x_a, x_b = x.index_select(1, self.index_a), x.index_select(1, self.index_b)
+            log_scale, shift = self._params(x_a)
+            y_b = x_b + shift if log_scale is None else x_b * torch.exp(log_scale) + shift
+            y = torch.cat([x_a, y_b], 1).index_select(1, self.unorder)
+        else:
+            keep = self.mask.to(x.dtype)
+            log_scale, shift = self._params(x * keep)
+            shift = shift * (1 - keep)
+            if log_scale is None:
+                y = x + shift
+            else:
+                log_scale = log_scale * (1 - keep)
+                y = x * torch.exp(log_scale) + shift
+        logdet = x.new_zeros(x.shape[0]) if log_scale is None else _event_sum(log_scale)
+        return y, logdet
+
+    def inverse(self, y):
+        self._check(y)
+        if self.gather:
+            y_a, y_b = y.index_select(1, self.index_a), y.index_select(1, self.index_b)
+            log_scale, shift = self._params(y_a)
+            x_b = y_b - shift if log_scale is None else (y_b - shift) * torch.exp(-log_scale)
+            return torch.cat([y_a, x_b], 1).index_select(1, self.unorder)
+        keep = self.mask.to(y.dtype)
+        log_scale, shift = self._params(y * keep)
+        shift = shift * (1 - keep)
+        if log_scale is None:
+            return y - shift
+        return (y - shift) * torch.exp(-log_scale * (1 - keep))
+
+
+# --- elementwise and channel-mixing layers -----------------------------------------------------
+
+
+class Scaling(Flow):
+    """NICE's diagonal scaling y = x * exp(s), one learned s per entry of the event shape."""
+
+    def __init__(self, shape: int | Sequence[int]) -> None:
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        for size in shape:
+            check_int("shape", size, 1)
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        if tuple(x.shape[1:]) != tuple(self.log_scale.shape):
+            raise ValueError(
+                f"Scaling expects x of shape [B, {', '.join(map(str, self.log_scale.shape))}], "
+                f"got {list(x.shape)}"
+            )
+        logdet = self.log_scale.sum().expand(x.shape[0])
+        return x * torch.exp(self.log_scale), logdet
+
+    def inverse(self, y):
+        return y * torch.exp(-self.log_scale)
+
+
+class ActNorm(Flow):
+    """Glow's activation normalisation y = (x + b) * exp(s), one b and s per channel.
+
+    Both start at identity; inside ``data_dependent_init(model)`` the first forward sets
+    them so that the outputs on that batch have zero mean and unit variance per channel.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        check_int("channels", channels, 1)
+        self.eps = check_float("eps", eps, 0.0, exclusive_minimum=True)
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.init_pending = False
+
+    @torch.no_grad()
+    def initialise(self, x: torch.Tensor) -> None:
+        """Sets b and s from x [B,C,...]: zero mean, unit variance per channel."""
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dims)
+        std = x.std(dims, correction=0)
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(-torch.log(std + self.eps))
+
+    def forward(self, x):
+        _check_dim1(x, len(self.bias), "ActNorm")
+        if self.init_pending:
+            self.initialise(x)
+            self.init_pending = False
+        y = (x + _per_channel(self.bias, x)) * torch.exp(_per_channel(self.log_scale, x))
+        logdet = (self.log_scale.sum() * _spatial(x)).expand(x.shape[0])
+        return y, logdet
+
+    def inverse(self, y):
+        _check_dim1(y, len(self.bias), "ActNorm")
+        return y * torch.exp(-_per_channel(self.log_scale, y)) - _per_channel(self.bias, y)
+
+
+@contextlib.contextmanager
+def data_dependent_init(module: nn.Module) -> Iterator[None]:
+    """Inside: the next forward through each ActNorm of module initialises it from its input."""
+    actnorms = [m for m in module.modules() if isinstance(m, ActNorm)]
+    for m in actnorms:
+        m.init_pending = True
+    try:
+        yield
+    finally:
+        for m in actnorms:
+            m.init_pending = False
+
+
+class InvConv1x1(Flow):
+    """Glow's invertible 1x1 convolution W = P L (U + diag(sign * exp(log_s))) (LU form:
+    log|det W| = sum log_s), from a random rotation; on vectors [B,C] it is y = W x."""
+
+    def __init__(self, channels: int, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        check_int("channels", channels, 1)
+        q = torch.linalg.qr(
+            torch.randn(channels, channels, generator=generator, dtype=torch.float64)
+        )[0]
+        p, lower, upper = torch.linalg.lu(q)
+        diagonal = upper.diagonal()
+        self.register_buffer("perm", p.float())
+        self.register_buffer("sign", diagonal.sign().float())
+        self.register_buffer(
+            "lower_mask", torch.ones(channels, channels).tril(-1), persistent=False
+        )
+        self.register_buffer("eye", torch.eye(channels), persistent=False)
+        self.lower = nn.Parameter(lower.tril(-1).float())
+        self.upper = nn.Parameter(upper.triu(1).float())
+        self.log_diag = nn.Parameter(diagonal.abs().log().float())
+
+    def weight(self) -> torch.Tensor:
+        """W [C,C]."""
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * torch.exp(self.log_diag))
+        return self.perm @ lower @ upper
+
+    @staticmethod
+    def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return x @ matrix.T
+        return torch.einsum("ij,bj...->bi...", matrix, x)
+
+    def forward(self, x):
+        _check_dim1(x, len(self.log_diag), "InvConv1x1")
+        logdet = (self.log_diag.sum() * _spatial(x)).expand(x.shape[0])
+        return self._mix(self.weight(), x), logdet
+
+    def inverse(self, y):
+        _check_dim1(y, len(self.log_diag), "InvConv1x1")
+        return self._mix(torch.linalg.inv(self.weight()), y)
+
+
+class BatchNormFlow(Flow):
+    """RealNVP's batch normalisation as a flow: y = (x - m) / sqrt(v + eps) * exp(g) + b
+    per channel, with the batch's mean and variance in training mode (the running averages
+    updated) and the running averages in eval mode and in ``inverse``."""
+
+    def __init__(self, channels: int, momentum: float = 0.05, eps: float = 1e-4) -> None:
+        super().__init__()
+        check_int("channels", channels, 1)
+        self.momentum = check_float("momentum", momentum, 0.0, 1.0, exclusive_minimum=True)
+        self.eps = check_float("eps", eps, 0.0, exclusive_minimum=True)
+        self.log_gamma = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x):
+        _check_dim1(x, len(self.beta), "BatchNormFlow")
+        if self.training:
+            dims = [0, *range(2, x.dim())]
+            mean, var = x.mean(dims), x.var(dims, correction=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        log_scale = self.log_gamma - 0.5 * torch.log(var + self.eps)
+        y = (x - _per_channel(mean, x)) * torch.exp(_per_channel(log_scale, x))
+        y = y + _per_channel(self.beta, x)
+        return y, (log_scale.sum() * _spatial(x)).expand(x.shape[0])
+
+    def inverse(self, y):
+        _check_dim1(y, len(self.beta), "BatchNormFlow")
+        log_scale = self.log_gamma - 0.5 * torch.log(self.running_var + self.eps)
+        x = (y - _per_channel(self.beta, y)) * torch.exp(-_per_channel(log_scale, y))
+        return x + _per_channel(self.running_mean, y)
+
+
+# --- reshaping and multi-scale ----------------------------------------------------------------
+
+
+class Squeeze(Flow):
+    """[B,C,H,W] -> [B,4C,H/2,W/2]: each 2x2 block of pixels becomes 4 channels (det 1),
+    channel 4c + 2i + j holding pixel (i, j) of each block of channel c (as pixel_unshuffle,
+    which mishandles an empty batch in torch 2.13)."""
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"Squeeze expects [B,C,H,W] with even H and W, got {list(x.shape)}")
+        b, c, h, w = x.shape
+        blocks = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+        return blocks.reshape(b, 4 * c, h // 2, w // 2), x.new_zeros(b)
+
+    def inverse(self, y):
+        if y.dim() != 4 or y.shape[1] % 4:
+            raise ValueError(f"Squeeze.inverse expects [B,4C,H,W], got {list(y.shape)}")
+        b, c, h, w = y.shape
+        blocks = y.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+        return blocks.reshape(b, c // 4, 2 * h, 2 * w)
+
+
+class Unsqueeze(Flow):
+    """The inverse of Squeeze: [B,4C,H,W] -> [B,C,2H,2W]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze = Squeeze()
+
+    def forward(self, x):
+        return self.squeeze.inverse(x), x.new_zeros(x.shape[0])
+
+    def inverse(self, y):
+        return self.squeeze(y)[0]
+
+
+class Flatten(Flow):
+    """[B,*shape] -> [B, prod(shape)] (det 1)."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"Flatten expects [B, {', '.join(map(str, self.shape))}], got {list(x.shape)}"
+            )
+        return x.flatten(1), x.new_zeros(x.shape[0])
+
+    def inverse(self, y):
+        return y.view(y.shape[0], *self.shape)
+
+
+class Split(Flow):
+    """Multi-scale factoring out: x [B,C,...] = [x1 (the first C//2 channels), x2]; x1 leaves
+    the flow here (z1 = x1, or with ``prior`` Glow's learned conditional Gaussian,
+    z1 = (x1 - mu(x2)) * exp(-log_sigma(x2)) with (mu, log_sigma) = prior(x2) along dim 1),
+    x2 goes on through ``inner`` (which must keep its shape); y = [z1, inner(x2)]."""
+
+    def __init__(self, channels: int, inner: Flow, prior: nn.Module | None = None) -> None:
+        super().__init__()
+        check_int("channels", channels, 2)
+        self.channels, self.out = channels, channels // 2
+        self.inner = inner
+        self.prior = prior
+
+    def _standardise(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_sigma = self.prior(x2).chunk(2, dim=1)
+        return mean, log_sigma
+
+    def forward(self, x):
+        _check_dim1(x, self.channels, "Split")
+        x1, x2 = x[:, : self.out], x[:, self.out :]
+        z2, logdet = self.inner(x2)
+        if self.prior is not None:
+            mean, log_sigma = self._standardise(x2)
+            x1 = (x1 - mean) * torch.exp(-log_sigma)
+            logdet = logdet - _event_sum(log_sigma)
+        return torch.cat([x1, z2], 1), logdet
+
+    def inverse(self, y):
+        _check_dim1(y, self.channels, "Split")
+        z1, z2 = y[:, : self.out], y[:, self.out :]
+        x2 = self.inner.inverse(z2)
+        if self.prior is not None:
+            mean, log_sigma = self._standardise(x2)
+            z1 = z1 * torch.exp(log_sigma) + mean
+        return torch.cat([z1, x2], 1)

@@ -1,0 +1,327 @@
+"""NICE, RealNVP and Glow on dequantised images, as ImageModels.
+
+Every model is an ``ImageFlow``: x in [0,1]^D (dequantised pixels) -> y = logit(alpha +
+(1 - 2 alpha) x) (mp3d.data.mnist.logit_transform) -> z = flow(y), with a standard normal
+z. Its NLL in nats per image is that of the density on x,
+
+    -log p(x) = -log N(z; 0, I) - log|det dz/dy| - log|det dy/dx|,
+
+which mp3d.generative.train.evaluate_nll turns into bits/dim of the 8-bit pixels.
+Sampling draws z ~ N(0, T^2 I) at temperature T, inverts the flow and the logit, and clamps
+to [0,1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mp3d.data.mnist import DEFAULT_ALPHA, logit_inverse, logit_transform
+from mp3d.generative.base import ImageModel
+from mp3d.generative.flows.layers import (
+    ActNorm,
+    BatchNormFlow,
+    Coupling,
+    Flatten,
+    Flow,
+    FlowSequence,
+    InvConv1x1,
+    Scaling,
+    Split,
+    Squeeze,
+    Unsqueeze,
+    alternating_mask,
+    checkerboard_mask,
+    data_dependent_init,
+    half_mask,
+)
+from mp3d.nn import MLP, ResBlock2d, group_norm
+from mp3d.training import check_choice, check_float, check_int
+
+__all__ = ["NICE", "Glow", "ImageFlow", "RealNVP", "ResNetCouplingNet", "GlowCouplingNet"]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(image_shape)
+    if len(shape) != 3 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
+    ):
+        raise ValueError(f"image_shape must be three positive ints (C, H, W), got {image_shape!r}")
+    return shape
+
+
+def _check_halvings(
+    name: str, value: int, image_shape: tuple[int, int, int], halvings: int
+) -> None:
+    _, height, width = image_shape
+    factor = 2**halvings
+    if height % factor or width % factor:
+        raise ValueError(
+            f"{name}={value} halves the image {halvings} times: H and W must be divisible by "
+            f"{factor}, got image_shape {image_shape}"
+        )
+
+
+def _zero_conv(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ImageFlow(ImageModel):
+    """A flow on logit-transformed dequantised images with a standard normal latent."""
+
+    view = "dequantised"
+    nll_kind = "exact"
+
+    def __init__(
+        self,
+        flow: Flow,
+        image_shape: Sequence[int] = (1, 28, 28),
+        alpha: float = DEFAULT_ALPHA,
+        latent_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.image_shape = _check_image_shape(image_shape)
+        self.alpha = check_float("alpha", alpha, 0.0, 0.5, exclusive_minimum=True)
+        if self.alpha >= 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+        self.flow = flow
+        self.latent_shape = tuple(latent_shape or self.image_shape)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"x must have shape [B, {', '.join(map(str, self.image_shape))}], "
+                f"got {list(x.shape)}"
+            )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x in [0,1] [B,C,H,W] -> (z [B,*latent_shape], log|det dz/dx| [B], logit included)."""
+        self._check(x)
+        y, logdet_logit = logit_transform(x, self.alpha)
+        z, logdet = self.flow(y)
+        return z, logdet + logdet_logit
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B,*latent_shape] -> x [B,C,H,W] (the exact inverse of encode, not clamped)."""
+        return logit_inverse(self.flow.inverse(z), self.alpha)
+
+    @staticmethod
+    def log_prior(z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I) [B] of z [B,...]."""
+        return -0.5 * (z.flatten(1).pow(2).sum(1) + z[0].numel() * LOG_2PI)
+
+    def nll(self, x: torch.Tensor) -> torch.Tensor:
+        z, logdet = self.encode(x)
+        return -(self.log_prior(z) + logdet)
+
+    @torch.no_grad()
+    def sample(self, n, temperature=1.0, generator=None, **conditions):
+        if conditions:
+            raise ValueError(f"{type(self).__name__} is unconditional, got {sorted(conditions)}")
+        check_int("n", n, 0)
+        check_float("temperature", temperature, 0.0, exclusive_minimum=True)
+        reference = next(self.parameters())
+        z = torch.randn((n, *self.latent_shape), generator=generator, dtype=reference.dtype)
+        z = (temperature * z).to(reference.device)
+        return self.decode(z).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def on_train_start(self, batch: torch.Tensor) -> None:
+        """Initialises every ActNorm from this batch (data-dependent init); nothing without."""
+        if any(isinstance(m, ActNorm) for m in self.modules()):
+            with data_dependent_init(self):
+                self.encode(batch)
+
+
+# --- NICE ------------------------------------------------------------------------------------
+
+
+class NICE(ImageFlow):
+    """NICE (Dinh et al. 2014): additive couplings on the flattened pixels, alternating
+    between the odd and the even ones, each shift an MLP of ``depth`` hidden layers of
+    ``hidden`` ReLU units, then a diagonal scaling."""
+
+    def __init__(
+        self,
+        couplings: int = 4,
+        hidden: int = 1000,
+        depth: int = 5,
+        image_shape: Sequence[int] = (1, 28, 28),
+        alpha: float = DEFAULT_ALPHA,
+    ) -> None:
+        check_int("couplings", couplings, 1, 64)
+        check_int("hidden", hidden, 1, 1 << 16)
+        check_int("depth", depth, 1, 64)
+        shape = _check_image_shape(image_shape)
+        dims = math.prod(shape)
+        if dims < 2:
+            raise ValueError(f"image_shape must have at least 2 pixels, got {image_shape!r}")
+        layers: list[Flow] = [Flatten(shape)]
+        for i in range(couplings):
+            mask = alternating_mask(dims, i)
+            n_a = int(mask.sum())
+            net = MLP(n_a, [hidden] * depth, dims - n_a)
+            nn.init.zeros_(net.net[-1].weight)
+            nn.init.zeros_(net.net[-1].bias)
+            layers.append(Coupling(mask, net, transform="additive"))
+        layers.append(Scaling(dims))
+        super().__init__(FlowSequence(*layers), shape, alpha, latent_shape=(dims,))
+
+
+# --- RealNVP ---------------------------------------------------------------------------------
+
+
+class ResNetCouplingNet(nn.Module):
+    """[B,in,H,W] -> [B,out,H,W]: 3x3 conv, ``blocks`` mp3d.nn.ResBlock2d, GroupNorm-SiLU and a
+    zero-initialised 3x3 conv (so a fresh coupling is the identity)."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, blocks: int) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.blocks = nn.Sequential(*(ResBlock2d(hidden, hidden) for _ in range(blocks)))
+        self.norm = group_norm(hidden)
+        self.conv_out = _zero_conv(hidden, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.conv_in(x))
+        return self.conv_out(torch.nn.functional.silu(self.norm(h)))
+
+
+class RealNVP(ImageFlow):
+    """RealNVP (Dinh et al. 2017): affine couplings with tanh-bounded log-scales and ResNet
+    coupling networks, in ``scales`` scales: each but the last has ``couplings`` checkerboard
+    couplings, a squeeze, ``couplings`` channel couplings, then factors out half the
+    channels and hands the rest to the next scale; the last has couplings + 1 checkerboard
+    couplings (28x28 with scales=3: 1x28x28 -> 2x14x14 -> 4x7x7). ``batch_norm`` adds
+    RealNVP's batch normalisation (running statistics) after every coupling."""
+
+    def __init__(
+        self,
+        scales: int = 3,
+        couplings: int = 3,
+        hidden: int = 32,
+        blocks: int = 2,
+        batch_norm: bool = False,
+        image_shape: Sequence[int] = (1, 28, 28),
+        alpha: float = DEFAULT_ALPHA,
+    ) -> None:
+        check_int("scales", scales, 1, 16)
+        check_int("couplings", couplings, 1, 64)
+        check_int("hidden", hidden, 1, 1 << 14)
+        check_int("blocks", blocks, 0, 64)
+        if not isinstance(batch_norm, bool):
+            raise ValueError(f"batch_norm must be a bool, got {batch_norm!r}")
+        shape = _check_image_shape(image_shape)
+        _check_halvings("scales", scales, shape, scales - 1)
+        if scales > 1 and 2 * shape[0] < 2:
+            raise ValueError(f"image_shape {image_shape} has too few channels to split")
+        self.hidden, self.blocks_per_net, self.batch_norm = hidden, blocks, batch_norm
+        flow = self._scale(shape, scales, couplings)
+        super().__init__(flow, shape, alpha)
+
+    def _coupling(self, mask: torch.Tensor, channels: int) -> list[Flow]:
+        if mask.dim() == 1:  # channel coupling: the net sees the kept channels
+            n_a = int(mask.sum())
+            net = ResNetCouplingNet(n_a, self.hidden, 2 * (channels - n_a), self.blocks_per_net)
+        else:
+            net = ResNetCouplingNet(channels, self.hidden, 2 * channels, self.blocks_per_net)
+        layers: list[Flow] = [Coupling(mask, net, "affine", "tanh")]
+        if self.batch_norm:
+            layers.append(BatchNormFlow(channels))
+        return layers
+
+    def _scale(self, shape: tuple[int, int, int], scales: int, couplings: int) -> Flow:
+        c, h, w = shape
+        layers: list[Flow] = []
+        last = scales == 1
+        for i in range(couplings + 1 if last else couplings):
+            layers += self._coupling(checkerboard_mask(c, h, w, i % 2), c)
+        if last:
+            return FlowSequence(*layers)
+        layers.append(Squeeze())
+        for i in range(couplings):
+            layers += self._coupling(half_mask(4 * c, i % 2), 4 * c)
+        inner = self._scale((4 * c - 2 * c, h // 2, w // 2), scales - 1, couplings)
+        layers += [Split(4 * c, inner), Unsqueeze()]
+        return FlowSequence(*layers)
+
+
+# --- Glow ------------------------------------------------------------------------------------
+
+
+class GlowCouplingNet(nn.Module):
+    """[B,in,H,W] -> [B,out,H,W]: Glow's coupling network, 3x3 conv, ReLU, 1x1 conv, ReLU and
+    a zero-initialised 3x3 conv."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            _zero_conv(hidden, out_channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Glow(ImageFlow):
+    """Glow (Kingma and Dhariwal 2018): ``levels`` levels, each a squeeze and ``steps`` steps of
+    actnorm (data-dependent initialisation in on_train_start), an invertible 1x1 convolution
+    (LU) and an affine (sigmoid scale) or additive coupling of half the channels; every level
+    but the last then splits off half its channels under a learned conditional Gaussian
+    (``learned_prior``; else a standard one). 28x28 with levels=2: 4x14x14 -> 8x7x7."""
+
+    def __init__(
+        self,
+        levels: int = 2,
+        steps: int = 8,
+        hidden: int = 64,
+        coupling: str = "affine",
+        learned_prior: bool = True,
+        image_shape: Sequence[int] = (1, 28, 28),
+        alpha: float = DEFAULT_ALPHA,
+    ) -> None:
+        check_int("levels", levels, 1, 16)
+        check_int("steps", steps, 1, 256)
+        check_int("hidden", hidden, 1, 1 << 14)
+        check_choice("coupling", coupling, ("affine", "additive"))
+        if not isinstance(learned_prior, bool):
+            raise ValueError(f"learned_prior must be a bool, got {learned_prior!r}")
+        shape = _check_image_shape(image_shape)
+        _check_halvings("levels", levels, shape, levels)
+        self.hidden, self.coupling, self.learned_prior = hidden, coupling, learned_prior
+        super().__init__(self._level(shape[0], levels, steps), shape, alpha)
+
+    def _step(self, channels: int) -> list[Flow]:
+        mask = half_mask(channels)
+        n_a = int(mask.sum())
+        k = 2 if self.coupling == "affine" else 1
+        net = GlowCouplingNet(n_a, self.hidden, k * (channels - n_a))
+        return [
+            ActNorm(channels),
+            InvConv1x1(channels),
+            Coupling(mask, net, self.coupling, "sigmoid"),
+        ]
+
+    def _level(self, channels: int, levels: int, steps: int) -> Flow:
+        c = 4 * channels
+        layers: list[Flow] = [Squeeze()]
+        for _ in range(steps):
+            layers += self._step(c)
+        if levels > 1:
+            kept = c - c // 2
+            prior = _zero_conv(kept, 2 * (c // 2)) if self.learned_prior else None
+            layers.append(Split(c, self._level(kept, levels - 1, steps), prior))
+        layers.append(Unsqueeze())
+        return FlowSequence(*layers)
