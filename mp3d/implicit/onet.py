@@ -24,7 +24,10 @@ the loss differs). Each step takes `shapes_per_batch` shapes, and for each, `que
 labelled points (a `near_fraction` of them from the shape's near-surface set, the rest from
 its uniform set in the padded unit cube) and a new input cloud: `cloud_points` points
 drawn from its surface samples plus Gaussian noise of std `cloud_noise` (ONet: 300 points,
-0.005, in the same unit cube).
+0.005, in the same unit cube). After the last step, batch norm's running statistics are
+set afresh to their plain average over `bn_recalibration` training batches at the final
+weights ("precise BN"): the momentum average over the last steps lags behind weights that
+were still moving, and eval mode, which every field uses, depends on those statistics.
 
 Data: mp3d.implicit.shape_set.ShapeSamples (unit cube, labelled by winding number).
 A trained model turns a new cloud into a field, points [N,3] -> logits [N], with
@@ -275,6 +278,7 @@ class ONetConfig(TrainerConfig):
     shapes_per_batch: int = 16  # B (ONet: 64)
     lr: float = 5e-4
     lr_final_factor: float = 0.1  # lr decays exponentially to lr * this at the budget's end
+    bn_recalibration: int = 32  # batches that set batch norm's running statistics at the end
     checkpoint_every: int = 500
     log_every: int = 25
 
@@ -292,6 +296,7 @@ class ONetConfig(TrainerConfig):
         check_int("shapes_per_batch", self.shapes_per_batch, 1, 1 << 16)
         check_float("lr", self.lr, 0.0, 1.0, exclusive_minimum=True)
         check_float("lr_final_factor", self.lr_final_factor, 0.0, 1.0, exclusive_minimum=True)
+        check_int("bn_recalibration", self.bn_recalibration, 0, 100_000)
 
     @property
     def model_options(self) -> dict[str, int]:
@@ -372,6 +377,32 @@ class _PackedShapes:
             )
         queries = torch.cat(parts, dim=1)
         return cloud, self.points[queries], self.occupancy[queries]
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(
+    model: OccupancyNetwork, data: _PackedShapes, config: ONetConfig, seed: int
+) -> bool:
+    """Sets the running statistics of every batch norm to their plain average over
+    config.bn_recalibration training batches at the final weights ("precise BN"), in place
+    of the momentum average over the last steps, which lags behind weights that moved;
+    whether there were any to set."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or config.bn_recalibration == 0:
+        return False
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(config.bn_recalibration):
+        cloud, queries, _ = data.batch(config, generator)
+        model(queries, cloud)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
+    return True
 
 
 def _check_shapes(shapes, config: ONetConfig) -> None:
@@ -473,6 +504,9 @@ def train_onet(
         run.advance(loss=losses[-1])
         if run.checkpoint_due():
             run.save(payload_now())
+    # Its own generator, seeded by the step: a resumed run ends as an uninterrupted one.
+    if recalibrate_batch_norm(model, data, config, seed=config.seed * 1_000_003 + run.step):
+        run.save(payload_now())  # even when the last step's checkpoint was just written
     model.train_stats = run.finish(payload_now())
     model.train_losses = losses
     return model.eval()

@@ -66,6 +66,9 @@ def test_training_lowers_the_loss(shapes):
     assert model.train_stats["steps"] == 100 and not model.training
     first, last = losses[:10].mean(), losses[-20:].mean()  # about 0.55 and 0.40
     assert last < 0.85 * first, (first, last)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 2 * TINY["blocks"] + 1  # running statistics set afresh at the end
+    assert all(int(m.num_batches_tracked) == 32 and m.momentum == 0.1 for m in norms)
 
 
 def test_shapes_of_codes_logits_and_fields():
