@@ -95,6 +95,8 @@ def run_dvr(name, train_views, eval_views, config, out: Path | None, gt_mesh, n_
         "ssim": metrics["ssim"],
         "mask_iou": metrics["mask_iou"],
     }
+    if "last_s" in model.train_stats:
+        row["s"] = model.train_stats["last_s"]
     if gt_mesh is not None:
         row.update(mesh_scores(model, gt_mesh, n_points))
     row["total_s"] = time.perf_counter() - start
@@ -147,6 +149,8 @@ def show(row: dict) -> None:
             f"  Chamfer-L1 {row['chamfer_l1']:.5f}  NC {row['normal_consistency']:.4f}"
             f"  F@1% {row['fscore']:.4f}"
         )
+    if "s" in row:
+        text += f"  s {row['s']:.0f}"
     print(text + f"  ({row['total_s']:.0f} s in all)", flush=True)
 
 

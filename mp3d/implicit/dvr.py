@@ -434,6 +434,7 @@ class DVRLayout(Config):
     n_samples: int = 32  # volume renderer: stratified sections per ray
     n_importance: int = 16  # volume renderer: extra section edges near the surface
     importance_inv_s: float = 64.0
+    cull_weight: float = 1e-3  # volume renderer: sections weighing less are not rendered
     init_variance: float = 0.3  # NeuS: s = exp(10 v)
 
     def validate(self) -> None:
@@ -474,6 +475,7 @@ class DVRLayout(Config):
         check_int("n_samples", self.n_samples, 1, 4096)
         check_int("n_importance", self.n_importance, 0, 4096)
         check_float("importance_inv_s", self.importance_inv_s, 0.0, exclusive_minimum=True)
+        check_float("cull_weight", self.cull_weight, 0.0, 0.5)
         check_float("init_variance", self.init_variance, -1.0, 1.0)
 
     @property
@@ -678,6 +680,7 @@ class DVRModel(nn.Module):
             background=bg,
             jitter=train,
             generator=generator,
+            cull_weight=self.spec.cull_weight,
         )
         out["depth"] = out["depth"] / self.scale
         if not train:  # normals at the expected surface point, for normal maps
@@ -771,7 +774,7 @@ class DVRConfig(TrainerConfig, DVRLayout):
     mask_alpha_start: float = 50.0
     mask_alpha_end: float = 800.0
     mask_point: str = "min"  # "min" (IDR) or "random" (DVR) point along a ray
-    variance_lr: float | None = None  # NeuS's s (None: lr)
+    variance_lr: float = 1e-2  # NeuS's v in s = exp(10 v): s from 20 to ~150 in 60 steps
     checkpoint_every: int = 500
     log_every: int = 25
 
@@ -791,8 +794,7 @@ class DVRConfig(TrainerConfig, DVRLayout):
         check_float("mask_alpha_start", self.mask_alpha_start, 0.0, exclusive_minimum=True)
         check_float("mask_alpha_end", self.mask_alpha_end, 0.0, exclusive_minimum=True)
         check_choice("mask_point", self.mask_point, MASK_POINTS)
-        if self.variance_lr is not None:
-            check_float("variance_lr", self.variance_lr, 0.0, exclusive_minimum=True)
+        check_float("variance_lr", self.variance_lr, 0.0, exclusive_minimum=True)
 
     @property
     def mask_loss_weight(self) -> float:
@@ -897,8 +899,7 @@ def _optimizer(model: DVRModel, config: DVRConfig) -> torch.optim.Optimizer:
     groups = [{"params": rest, "lr": config.lr, "base_lr": config.lr}]
     if tables:
         groups.append({"params": tables, "lr": config.hash_lr, "base_lr": config.hash_lr})
-    variance_lr = config.variance_lr or config.lr
-    groups.append({"params": variance, "lr": variance_lr, "base_lr": variance_lr})
+    groups.append({"params": variance, "lr": config.variance_lr, "base_lr": config.variance_lr})
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
 
 

@@ -137,37 +137,63 @@ def render_sdf_volume(
     background: torch.Tensor | float | None = None,
     jitter: bool = False,
     generator: torch.Generator | None = None,
+    cull_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Volume-renders the SDF `sdf_fn` (points [N,3] -> [N]) with colours `colour_fn`
     (points [N,3], unit directions [N,3] -> [N,3]) along rays origins/directions [R,3]
     between near and far [R] (rays with far <= near get no samples: opacity 0, the
     background). Returns {"rgb" [R,3], "opacity" [R], "depth" [R] (sum w t), "weights" [S],
-    "t_starts", "t_ends", "ray_indices" [S] (packed sections), "points" [S,3] (midpoints)}."""
+    "t_starts", "t_ends", "ray_indices" [S] (packed sections), "points" [S,3] (midpoints)}.
+
+    With cull_weight > 0, a gradient-free pass first weighs every section, and only those
+    of weight above cull_weight are rendered (their SDF evaluated again, with gradients,
+    and their colour): the rest are nearly transparent or hidden, as mp3d.nerf culls."""
     n_rays = origins.shape[0]
     valid = torch.nonzero(far > near)[:, 0]
     o, d = origins[valid], directions[valid]
     bins = stratified_bins(near[valid], far[valid], n_samples, jitter, generator)
+    known = None  # gradient-free SDF at the edges, when already evaluated
     if n_importance > 0 and len(valid) > 0:
         with torch.no_grad():
             sdf = sdf_fn(_edge_points(o, d, bins)).reshape(bins.shape)
-            t_starts, t_ends, local = pack_bins(bins)
-            alpha = neus_alpha(sdf[:, :-1].reshape(-1), sdf[:, 1:].reshape(-1), importance_inv_s)
-            weights = render_weights(
-                alpha_to_sigma(alpha, t_starts, t_ends), t_starts, t_ends, local, len(valid)
-            )
+            weights = _section_weights(sdf, bins, importance_inv_s)
             extra = importance_bins(
                 bins, weights.reshape(len(valid), n_samples), n_importance, jitter, generator
             )
-        bins = merge_bins(bins, extra)
-    sdf = sdf_fn(_edge_points(o, d, bins)).reshape(bins.shape)
+            if cull_weight > 0:  # merge the values with the edges (merge_bins' order)
+                extra_sdf = sdf_fn(_edge_points(o, d, extra)).reshape(extra.shape)
+                bins, order = torch.sort(torch.cat([bins, extra], dim=-1), dim=-1)
+                known = torch.cat([sdf, extra_sdf], dim=-1).gather(-1, order)
+            else:
+                bins = merge_bins(bins, extra)
     t_starts, t_ends, local = pack_bins(bins)
+    if cull_weight > 0 and len(valid) > 0:
+        with torch.no_grad():
+            if known is None:
+                known = sdf_fn(_edge_points(o, d, bins)).reshape(bins.shape)
+            sdf = known
+            inv_s_value = inv_s.detach() if isinstance(inv_s, torch.Tensor) else inv_s
+            keep = (_section_weights(sdf, bins, inv_s_value) > cull_weight).reshape(len(valid), -1)
+        if torch.is_grad_enabled():  # the kept sections' ends again, with gradients
+            ends = torch.nn.functional.pad(keep, (0, 1)) | torch.nn.functional.pad(keep, (1, 0))
+            rows, cols = torch.nonzero(ends, as_tuple=True)
+            values = sdf_fn(o[rows] + d[rows] * bins[rows, cols, None])
+            sdf = sdf.index_put((rows, cols), values)
+        keep = keep.reshape(-1)
+    else:
+        sdf = sdf_fn(_edge_points(o, d, bins)).reshape(bins.shape)
+        keep = None
+    sdf_start, sdf_end = sdf[:, :-1].reshape(-1), sdf[:, 1:].reshape(-1)
+    if keep is not None:
+        t_starts, t_ends, local = t_starts[keep], t_ends[keep], local[keep]
+        sdf_start, sdf_end = sdf_start[keep], sdf_end[keep]
     ray_indices = valid[local]
     mids = 0.5 * (t_starts + t_ends)
     points = origins[ray_indices] + directions[ray_indices] * mids[:, None]
     rgbs = colour_fn(points, directions[ray_indices])
     rgb, opacity, depth, weights = render_sdf_sections(
-        sdf[:, :-1].reshape(-1),
-        sdf[:, 1:].reshape(-1),
+        sdf_start,
+        sdf_end,
         rgbs,
         t_starts,
         t_ends,
@@ -186,3 +212,11 @@ def render_sdf_volume(
         "ray_indices": ray_indices,
         "points": points,
     }
+
+
+def _section_weights(sdf: torch.Tensor, bins: torch.Tensor, inv_s) -> torch.Tensor:
+    """Weights [R*B] of the sections of bins [R,B+1] whose edges have SDF sdf [R,B+1]."""
+    t_starts, t_ends, local = pack_bins(bins)
+    alpha = neus_alpha(sdf[:, :-1].reshape(-1), sdf[:, 1:].reshape(-1), inv_s)
+    sigmas = alpha_to_sigma(alpha, t_starts, t_ends)
+    return render_weights(sigmas, t_starts, t_ends, local, bins.shape[0])

@@ -161,6 +161,33 @@ def test_a_sphere_renders_its_silhouette_and_depth():
     assert int((out["ray_indices"] == 4).sum()) == 0
 
 
+def test_culling_light_sections_keeps_the_image_and_its_gradients():
+    torch.manual_seed(0)
+    plane = Plane(1.3)
+    origins = torch.zeros(6, 3, dtype=torch.float64)
+    directions = torch.nn.functional.normalize(
+        torch.randn(6, 3, dtype=torch.float64) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
+    )
+    near, far = torch.zeros(6, dtype=torch.float64), torch.full((6,), 3.0, dtype=torch.float64)
+
+    def colour(points, dirs):
+        return torch.sigmoid(points)
+
+    runs = {}
+    for cull in (0.0, 1e-4):
+        plane.offset.grad = None
+        out = render_sdf_volume(
+            plane, colour, origins, directions, near, far, 100.0, 48, 16, cull_weight=cull
+        )
+        (out["rgb"].sum() + out["depth"].sum()).backward()
+        runs[cull] = (out, plane.offset.grad.clone())
+    (full, full_grad), (culled, culled_grad) = runs[0.0], runs[1e-4]
+    assert len(culled["t_starts"]) < 0.5 * len(full["t_starts"])
+    for key in ("rgb", "opacity", "depth"):
+        torch.testing.assert_close(culled[key], full[key], rtol=0, atol=2e-3)
+    torch.testing.assert_close(culled_grad, full_grad, rtol=1e-2, atol=1e-3)
+
+
 def test_a_few_volume_steps_improve_the_model():
     views = sphere_views()
     config = DVRConfig(renderer="volume", steps=40, seed=0, **TINY)
