@@ -10,7 +10,7 @@ from mp3d.generative.base import ModelSpec
 
 __all__ = ["model_spec", "models"]
 
-FAMILIES = ("baselines", "autoregressive", "latent", "flows")
+FAMILIES = ("baselines", "autoregressive", "latent", "flows", "adversarial")
 
 
 @cache
