@@ -377,6 +377,28 @@ def _write_blender(folder, views, alpha: bool = True, break_pose: bool = False):
     return folder
 
 
+def test_the_jobs_behind_the_command_line(tmp_path):
+    from mp3d.implicit.dvr import mesh_dvr_checkpoint, render_dvr_checkpoint
+
+    folder = _write_blender(tmp_path / "scene", sphere_views(4, 16))
+    config = DVRConfig(field="hash", steps=2, **TINY)
+    summary = fit_dvr_scene(
+        folder, tmp_path / "run", config, holdout=2, mesh_upsampling_steps=1, progress=False
+    )
+    assert summary["steps"] == 2 and 0 <= summary["mask_iou"] <= 1
+    assert summary["mesh"].is_file() and (tmp_path / "run" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "test" / "r_0_normal.png").is_file()
+    meshed = mesh_dvr_checkpoint(
+        tmp_path / "run" / "checkpoint.pt", tmp_path / "m.ply", initial=8, upsampling_steps=1
+    )
+    assert meshed["faces"] > 0 and meshed["mesh"].is_file()
+    rendered = render_dvr_checkpoint(
+        tmp_path / "run" / "checkpoint.pt", tmp_path / "render", n_frames=2, progress=False
+    )
+    assert rendered["turntable"].is_file() and rendered["normals"].is_file()
+    assert math.isfinite(rendered["psnr"])  # the held-out views, from the data folder
+
+
 def test_views_without_masks_are_refused_naming_the_folder(tmp_path):
     folder = _write_blender(tmp_path / "nomask", sphere_views(4, 8), alpha=False)
     train_views, _, _ = load_scene(folder, holdout=2, progress=False)
