@@ -343,7 +343,7 @@ SPECS = [
         "vqvae",
         _vqvae,
         "binarised",
-        "VQ-VAE (7x7 codes, EMA codebook) with a gated PixelCNN prior trained jointly",
+        "VQ-VAE (7x7 grid of 32 codes, EMA codebook) with a jointly trained gated PixelCNN prior",
         {},
         batch_size=64,
         lr=1e-3,

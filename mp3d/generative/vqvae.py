@@ -8,8 +8,9 @@ binarised digits.
   N_k and the EMA sum m_k of the encoder outputs assigned to it, e_k = m_k / N_k with
   Laplace smoothing of the counts; so the codebook is a buffer that gets no gradient and
   moves only by that update (in training-mode calls of loss()). A code whose EMA count
-  falls below ``dead_threshold`` is restarted at a random encoder output of the batch.
-  The codebook starts at random encoder outputs of the first training batch.
+  falls below ``dead_threshold`` (default 1: less than one assignment per batch on average)
+  is restarted at a random encoder output of the batch, as Jukebox does against codebook
+  collapse. The codebook starts at random encoder outputs of the first training batch.
 - Straight-through estimator: the decoder gets z_e + sg(z_q - z_e), so the decoder's
   gradient with respect to z_q is passed to z_e unchanged.
 - Decoder: ConvDecoder, z_q -> Bernoulli logits [B,1,28,28].
@@ -66,7 +67,7 @@ class VectorQuantizer(nn.Module):
         code_dim: int,
         decay: float = 0.99,
         epsilon: float = 1e-5,
-        dead_threshold: float = 0.1,
+        dead_threshold: float = 1.0,
     ) -> None:
         super().__init__()
         check_int("codebook_size", codebook_size, 2, 1 << 16)
@@ -224,13 +225,13 @@ class VQVAE(ImageModel):
 
     def __init__(
         self,
-        codebook_size: int = 64,
+        codebook_size: int = 32,
         code_dim: int = 16,
         width: int = 32,
         res_blocks: int = 1,
         commitment: float = 0.25,
         decay: float = 0.99,
-        dead_threshold: float = 0.1,
+        dead_threshold: float = 1.0,
         prior_channels: int = 32,
         prior_layers: int = 6,
         image_shape: Sequence[int] = (1, 28, 28),
