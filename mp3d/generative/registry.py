@@ -10,7 +10,7 @@ from mp3d.generative.base import ModelSpec
 
 __all__ = ["model_spec", "models"]
 
-FAMILIES = ("baselines", "autoregressive", "latent", "flows", "adversarial")
+FAMILIES = ("baselines", "autoregressive", "latent", "flows", "adversarial", "diffusion")
 
 
 @cache
