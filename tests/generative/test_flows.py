@@ -129,6 +129,7 @@ LAYERS = {
         (1, 4, 4),
     ),
     "scaling": (lambda: Scaling(8), (8,)),
+    "scaling with shift (image)": (lambda: Scaling((2, 3, 3), shift=True), (2, 3, 3)),
     "actnorm (image)": (lambda: ActNorm(3), (3, 4, 4)),
     "actnorm (vector)": (lambda: ActNorm(5), (5,)),
     "invconv LU (image)": (lambda: InvConv1x1(4, gen(1)), (4, 4, 4)),
@@ -240,6 +241,35 @@ def test_actnorm_data_dependent_init_standardises_the_init_batch():
     assert not layer.init_pending
     y2, _ = layer(x + 1.0)  # initialised once: later batches do not move it
     torch.testing.assert_close(y2, y + torch.exp(layer.log_scale).view(1, 3, 1, 1))
+
+
+def test_scaling_data_dependent_init_standardises_each_entry_down_to_min_std():
+    std = torch.tensor([0.5, 2.0, 7.0, 0.01])
+    x = torch.randn(256, 4, generator=gen()) * std + torch.tensor([1.0, -3.0, 10.0, -2.9])
+    layer = Scaling(4, shift=True, min_std=0.3)
+    with data_dependent_init(layer):
+        y, logdet = layer(x)
+    torch.testing.assert_close(y.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
+    sample_std = x.std(0, correction=0)
+    expected = sample_std / sample_std.clamp_min(0.3)
+    torch.testing.assert_close(y.std(0, correction=0), expected, atol=1e-5, rtol=1e-5)
+    assert expected[3] < 0.1  # the nearly constant entry is not blown up
+    plain = Scaling(4)  # without shift: unit root mean square
+    with data_dependent_init(plain):
+        y, _ = plain(x)
+    assert torch.all(y.pow(2).mean(0).sqrt() <= 1 + 1e-5)
+
+
+def test_fresh_couplings_are_the_identity():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 28, 28, generator=gen())
+    y, _ = logit_transform(x)
+    for model in (NICE(hidden=8, depth=1), RealNVP(hidden=4, blocks=1)):
+        z, logdet = model.flow(y)
+        torch.testing.assert_close(z.reshape(y.shape), y, atol=1e-6, rtol=0)
+        assert torch.equal(logdet, torch.zeros(2))
+    glow_net = Glow(levels=1, steps=1, hidden=4).flow.flows[3].net
+    assert torch.equal(glow_net(torch.randn(1, 2, 14, 14)), torch.zeros(1, 4, 14, 14))
 
 
 def test_glow_on_train_start_initialises_every_actnorm_from_the_data():
@@ -435,6 +465,8 @@ def test_train_generative_runs_a_flow_and_scores_it_in_bits_per_dim():
         (lambda: NICE(depth=1.5), "depth"),
         (lambda: NICE(alpha=0.5), "alpha"),
         (lambda: NICE(image_shape=(28, 28)), "image_shape"),
+        (lambda: NICE(shift=1), "shift"),
+        (lambda: Scaling(4, min_std=0.0), "min_std"),
         (lambda: RealNVP(scales=4), "scales"),
         (lambda: RealNVP(scales=0), "scales"),
         (lambda: RealNVP(blocks=-1), "blocks"),

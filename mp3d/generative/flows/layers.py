@@ -232,26 +232,57 @@ class Coupling(Flow):
 
 
 class Scaling(Flow):
-    """NICE's diagonal scaling y = x * exp(s), one learned s per entry of the event shape."""
+    """NICE's diagonal scaling y = x * exp(s), one learned s per entry of the event shape;
+    with ``shift``, y = (x + b) * exp(s) (an elementwise affine map: a learned diagonal
+    Gaussian base written as a flow layer, as Glow's learned top prior).
 
-    def __init__(self, shape: int | Sequence[int]) -> None:
+    Inside ``data_dependent_init`` the first forward sets b and s from that batch so that
+    each entry has zero mean (with shift) and unit standard deviation (its RMS without
+    shift), no standard deviation taken below ``min_std``.
+    """
+
+    def __init__(
+        self, shape: int | Sequence[int], shift: bool = False, min_std: float = 1e-2
+    ) -> None:
         super().__init__()
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         for size in shape:
             check_int("shape", size, 1)
+        self.min_std = check_float("min_std", min_std, 0.0, exclusive_minimum=True)
         self.log_scale = nn.Parameter(torch.zeros(shape))
+        self.bias = nn.Parameter(torch.zeros(shape)) if shift else None
+        self.init_pending = False
 
-    def forward(self, x):
+    @torch.no_grad()
+    def initialise(self, x: torch.Tensor) -> None:
+        """Sets b and s from x [B,*shape] (see the class docstring)."""
+        if self.bias is not None:
+            self.bias.copy_(-x.mean(0))
+            std = x.std(0, correction=0)
+        else:
+            std = x.pow(2).mean(0).sqrt()
+        self.log_scale.copy_(-torch.log(std.clamp_min(self.min_std)))
+
+    def _check(self, x: torch.Tensor) -> None:
         if tuple(x.shape[1:]) != tuple(self.log_scale.shape):
             raise ValueError(
                 f"Scaling expects x of shape [B, {', '.join(map(str, self.log_scale.shape))}], "
                 f"got {list(x.shape)}"
             )
+
+    def forward(self, x):
+        self._check(x)
+        if self.init_pending:
+            self.initialise(x)
+            self.init_pending = False
         logdet = self.log_scale.sum().expand(x.shape[0])
-        return x * torch.exp(self.log_scale), logdet
+        shifted = x if self.bias is None else x + self.bias
+        return shifted * torch.exp(self.log_scale), logdet
 
     def inverse(self, y):
-        return y * torch.exp(-self.log_scale)
+        self._check(y)
+        x = y * torch.exp(-self.log_scale)
+        return x if self.bias is None else x - self.bias
 
 
 class ActNorm(Flow):
@@ -294,8 +325,9 @@ class ActNorm(Flow):
 
 @contextlib.contextmanager
 def data_dependent_init(module: nn.Module) -> Iterator[None]:
-    """Inside: the next forward through each ActNorm of module initialises it from its input."""
-    actnorms = [m for m in module.modules() if isinstance(m, ActNorm)]
+    """Inside: the next forward through each ActNorm and Scaling of module initialises it
+    from its input (data-dependent initialisation)."""
+    actnorms = [m for m in module.modules() if isinstance(m, ActNorm | Scaling)]
     for m in actnorms:
         m.init_pending = True
     try:

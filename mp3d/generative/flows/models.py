@@ -41,7 +41,15 @@ from mp3d.generative.flows.layers import (
 from mp3d.nn import MLP, ResBlock2d, group_norm
 from mp3d.training import check_choice, check_float, check_int
 
-__all__ = ["NICE", "Glow", "ImageFlow", "RealNVP", "ResNetCouplingNet", "GlowCouplingNet"]
+__all__ = [
+    "NICE",
+    "Glow",
+    "ImageFlow",
+    "RealNVP",
+    "ResNetCouplingNet",
+    "GlowCouplingNet",
+    "ZeroConv2d",
+]
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -67,11 +75,33 @@ def _check_halvings(
         )
 
 
-def _zero_conv(in_channels: int, out_channels: int, kernel: int = 3) -> nn.Conv2d:
-    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+class ZeroConv2d(nn.Module):
+    """Glow's Conv2dZeros: a zero-initialised conv (so a fresh coupling is the identity)
+    whose outputs are scaled by exp(factor * g) per channel, g learned from 0, so that
+    large log-scales and shifts are reached in fewer steps (Glow's factor 3; 0: a plain
+    zero-initialised conv)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int = 3, factor: float = 3.0
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.factor = check_float("factor", factor, 0.0)
+        self.gain = nn.Parameter(torch.zeros(out_channels)) if factor else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.gain is None:
+            return out
+        return out * torch.exp(self.factor * self.gain).view(1, -1, 1, 1)
 
 
 class ImageFlow(ImageModel):
@@ -135,8 +165,8 @@ class ImageFlow(ImageModel):
 
     @torch.no_grad()
     def on_train_start(self, batch: torch.Tensor) -> None:
-        """Initialises every ActNorm from this batch (data-dependent init); nothing without."""
-        if any(isinstance(m, ActNorm) for m in self.modules()):
+        """Initialises every ActNorm and Scaling from this batch (data-dependent init)."""
+        if any(isinstance(m, ActNorm | Scaling) for m in self.modules()):
             with data_dependent_init(self):
                 self.encode(batch)
 
@@ -147,13 +177,19 @@ class ImageFlow(ImageModel):
 class NICE(ImageFlow):
     """NICE (Dinh et al. 2014): additive couplings on the flattened pixels, alternating
     between the odd and the even ones, each shift an MLP of ``depth`` hidden layers of
-    ``hidden`` ReLU units, then a diagonal scaling."""
+    ``hidden`` ReLU units (the last layer zero-initialised), then a diagonal scaling; with
+    ``shift`` (mp3d's addition) the scaling also shifts each pixel. on_train_start sets the
+    scaling (and shift) from the first batch, so that each pixel starts at zero mean and unit
+    standard deviation (no standard deviation taken below 0.3 in logit units: the pixels that
+    are background in every image of that batch would otherwise be scaled up ~50x and punish
+    any stroke there)."""
 
     def __init__(
         self,
         couplings: int = 4,
         hidden: int = 1000,
         depth: int = 5,
+        shift: bool = True,
         image_shape: Sequence[int] = (1, 28, 28),
         alpha: float = DEFAULT_ALPHA,
     ) -> None:
@@ -172,7 +208,7 @@ class NICE(ImageFlow):
             nn.init.zeros_(net.net[-1].weight)
             nn.init.zeros_(net.net[-1].bias)
             layers.append(Coupling(mask, net, transform="additive"))
-        layers.append(Scaling(dims))
+        layers.append(Scaling(dims, shift=_check_bool("shift", shift), min_std=0.3))
         super().__init__(FlowSequence(*layers), shape, alpha, latent_shape=(dims,))
 
 
@@ -188,7 +224,7 @@ class ResNetCouplingNet(nn.Module):
         self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.blocks = nn.Sequential(*(ResBlock2d(hidden, hidden) for _ in range(blocks)))
         self.norm = group_norm(hidden)
-        self.conv_out = _zero_conv(hidden, out_channels)
+        self.conv_out = ZeroConv2d(hidden, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.conv_in(x))
@@ -217,15 +253,13 @@ class RealNVP(ImageFlow):
         check_int("couplings", couplings, 1, 64)
         check_int("hidden", hidden, 1, 1 << 14)
         check_int("blocks", blocks, 0, 64)
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"batch_norm must be a bool, got {batch_norm!r}")
+        _check_bool("batch_norm", batch_norm)
         shape = _check_image_shape(image_shape)
         _check_halvings("scales", scales, shape, scales - 1)
         if scales > 1 and 2 * shape[0] < 2:
             raise ValueError(f"image_shape {image_shape} has too few channels to split")
         self.hidden, self.blocks_per_net, self.batch_norm = hidden, blocks, batch_norm
-        flow = self._scale(shape, scales, couplings)
-        super().__init__(flow, shape, alpha)
+        super().__init__(self._scale(shape, scales, couplings), shape, alpha)
 
     def _coupling(self, mask: torch.Tensor, channels: int) -> list[Flow]:
         if mask.dim() == 1:  # channel coupling: the net sees the kept channels
@@ -268,7 +302,7 @@ class GlowCouplingNet(nn.Module):
             nn.ReLU(),
             nn.Conv2d(hidden, hidden, 1),
             nn.ReLU(),
-            _zero_conv(hidden, out_channels),
+            ZeroConv2d(hidden, out_channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,8 +330,7 @@ class Glow(ImageFlow):
         check_int("steps", steps, 1, 256)
         check_int("hidden", hidden, 1, 1 << 14)
         check_choice("coupling", coupling, ("affine", "additive"))
-        if not isinstance(learned_prior, bool):
-            raise ValueError(f"learned_prior must be a bool, got {learned_prior!r}")
+        _check_bool("learned_prior", learned_prior)
         shape = _check_image_shape(image_shape)
         _check_halvings("levels", levels, shape, levels)
         self.hidden, self.coupling, self.learned_prior = hidden, coupling, learned_prior
@@ -321,7 +354,7 @@ class Glow(ImageFlow):
             layers += self._step(c)
         if levels > 1:
             kept = c - c // 2
-            prior = _zero_conv(kept, 2 * (c // 2)) if self.learned_prior else None
+            prior = ZeroConv2d(kept, 2 * (c // 2)) if self.learned_prior else None
             layers.append(Split(c, self._level(kept, levels - 1, steps), prior))
         layers.append(Unsqueeze())
         return FlowSequence(*layers)
