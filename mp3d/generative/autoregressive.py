@@ -248,8 +248,9 @@ class NADE(AutoregressiveImageModel):
         self._init_output_bias(self.b, batch)
 
     def _chunk_logits(self, flat: torch.Tensor) -> torch.Tensor:
-        running = torch.cumsum(flat[:, :, None] * self.W, dim=1)  # [B, D, H]: sum_{j<=d}
-        pre = self.c + F.pad(running[:, :-1], (0, 0, 1, 0))  # shifted: sum_{j<d}
+        previous = F.pad(flat[:, :-1], (1, 0))  # pixel d-1 at d (0 at d = 0)
+        weights = F.pad(self.W[:-1], (0, 0, 1, 0))  # W_{d-1} at d
+        pre = self.c + torch.cumsum(previous[:, :, None] * weights, dim=1)  # [B, D, H]
         return torch.einsum("bdh,dh->bd", torch.sigmoid(pre), self.V) + self.b
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
