@@ -8,17 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.base import ImageModel, ModelSpec, bernoulli_sample, check_images
 from mp3d.training import check_int
 
 __all__ = ["SPECS", "BernoulliMixture", "IndependentBernoulli"]
-
-
-def _check_images(x: torch.Tensor, shape: tuple[int, int, int]) -> None:
-    if x.dim() != 4 or tuple(x.shape[1:]) != shape:
-        raise ValueError(
-            f"x must have shape [B, {', '.join(map(str, shape))}], got {list(x.shape)}"
-        )
 
 
 class BernoulliMixture(ImageModel):
@@ -41,7 +34,7 @@ class BernoulliMixture(ImageModel):
 
     def log_prob_components(self, x: torch.Tensor) -> torch.Tensor:
         """log pi_k + log p(x | k) [B,K]."""
-        _check_images(x, self.image_shape)
+        check_images(x, self.image_shape)
         flat = x.flatten(1)
         # log Bernoulli(x; sigmoid(l)) = x l - softplus(l)
         log_px = flat @ self.logits.T - F.softplus(self.logits).sum(1)
@@ -54,7 +47,7 @@ class BernoulliMixture(ImageModel):
     def sample(self, n, temperature=1.0, generator=None):
         k = torch.multinomial(F.softmax(self.mixture_logits, 0), n, True, generator=generator)
         probs = torch.sigmoid(self.logits[k] / temperature)
-        x = torch.bernoulli(probs, generator=generator)
+        x = bernoulli_sample(probs, generator)
         return x.view(n, *self.image_shape)
 
 

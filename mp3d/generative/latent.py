@@ -29,9 +29,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.base import (
+    ImageModel,
+    ModelSpec,
+    bernoulli_log_prob,
+    bernoulli_sample,
+    check_image_shape,
+    check_images,
+)
 from mp3d.nn import MLP, ResBlock2d
 from mp3d.training import check_float, check_int
 
@@ -40,50 +46,11 @@ __all__ = [
     "VAE",
     "ConvDecoder",
     "ConvEncoder",
-    "bernoulli_log_prob",
-    "bernoulli_sample",
-    "check_images",
     "gaussian_kl",
 ]
 
 ARCHS = ("mlp", "conv")
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def bernoulli_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """{0,1} draws of Bernoulli(probs), same shape; the uniforms are drawn on the
-    generator's device (a CPU generator samples a CUDA model), then moved to probs'."""
-    device = generator.device if generator is not None else probs.device
-    u = torch.rand(probs.shape, generator=generator, device=device).to(probs.device)
-    return (u < probs).to(probs.dtype)
-
-
-def check_images(x: torch.Tensor, shape: tuple[int, int, int]) -> None:
-    """ValueError unless x is a batch [B, *shape]."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
-        got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must have shape [B, {', '.join(map(str, shape))}], got {got}")
-
-
-def check_image_shape(image_shape: Sequence[int], multiple: int = 1) -> tuple[int, int, int]:
-    """image_shape as (C, H, W) of positive ints, H and W multiples of `multiple`."""
-    shape = tuple(image_shape)
-    if (
-        len(shape) != 3
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
-        or shape[1] % multiple
-        or shape[2] % multiple
-    ):
-        extra = f" with H and W multiples of {multiple}" if multiple > 1 else ""
-        raise ValueError(f"image_shape must be (C, H, W) of positive ints{extra}, got {shape!r}")
-    return shape  # type: ignore[return-value]
-
-
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) of independent Bernoulli pixels [..., C,H,W] with these logits (logits and x
-    broadcast), summed over the last three dimensions: [...] in nats."""
-    logits, x = torch.broadcast_tensors(logits, x)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((-3, -2, -1))
 
 
 def gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

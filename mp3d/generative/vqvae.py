@@ -42,15 +42,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mp3d.generative.base import ImageModel
-from mp3d.generative.latent import (
-    ConvDecoder,
-    ConvEncoder,
+from mp3d.generative.base import (
+    ImageModel,
     bernoulli_log_prob,
     bernoulli_sample,
     check_image_shape,
     check_images,
 )
+from mp3d.generative.latent import ConvDecoder, ConvEncoder
 from mp3d.nn import GatedPixelCNNStack
 from mp3d.training import check_float, check_int
 

@@ -16,7 +16,8 @@ import torch
 
 from mp3d.data.mnist import MNIST, evaluation_view, load_mnist
 from mp3d.generative import GenerativeConfig, model_spec, train_generative
-from mp3d.generative.latent import SPECS, VAE, bernoulli_log_prob, gaussian_kl
+from mp3d.generative.base import bernoulli_log_prob
+from mp3d.generative.latent import SPECS, VAE, gaussian_kl
 from mp3d.generative.vqvae import VQVAE, CodePrior, VectorQuantizer
 
 MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
