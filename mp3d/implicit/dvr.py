@@ -870,8 +870,7 @@ def _check_views(views: PosedViews, config: DVRConfig, source=None):
         raise ValueError(
             f"{where}: views.aabb must be 6 finite numbers, min below max, got {aabb.tolist()}"
         )
-    needs_masks = config.mask_loss_weight > 0 or config.renderer == "surface"
-    masks = view_masks(views, source) if needs_masks else None
+    masks = view_masks(views, source) if config.mask_loss_weight > 0 else None
     if masks is not None and not bool(masks.any()):
         raise ValueError(f"{where}: the views' masks are empty (alpha <= 0.5 everywhere)")
     depths = None
@@ -987,7 +986,7 @@ def _train_step(model, optimizer, data, masks, depths, config, progress, generat
     if depth is not None:
         out["z_factor"] = (directions * data.c2ws[image, :3, 2]).sum(-1)
     if config.renderer == "surface":
-        if mask is None:  # mask_weight = 0 and no masks: every hit is a foreground pixel
+        if mask is None:  # mask_weight = 0: the RGB loss on every hit, as if in the mask
             mask = out["hit"]
         losses = _surface_losses(model, out, target, mask, depth, config, progress, generator)
     else:

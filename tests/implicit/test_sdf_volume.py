@@ -22,6 +22,16 @@ from mp3d.implicit.sdf_volume import (
 from tests.implicit.test_dvr import TINY, sphere_views
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: these small tensors gain little from two, and on shared cores
+    (other jobs running) two OpenMP threads ran these tests 5-8x slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _plane_ray(n_sections: int = 64, plane_t: float = 1.3, dtype=torch.float64):
     """One ray along +z from z = 0 crossing the plane z = plane_t head-on: section edges
     [n+1] over [0, 3], and the plane's SDF at them (positive before the plane)."""
