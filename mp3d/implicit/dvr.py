@@ -757,9 +757,11 @@ def dvr_mesh(model: DVRModel, initial: int = 32, upsampling_steps: int = 3, devi
 @dataclass
 class DVRConfig(TrainerConfig, DVRLayout):
     """How to train a DVR or NeuS model on posed images (defaults sized for a few CPU
-    minutes at 64-128 pixels). Unset weights and rates take the renderer's or field's
-    default (mask_weight: 100 for surface, IDR's, with its 1/alpha; 0.1 for volume, NeuS's;
-    lr: 1e-3 for the MLP parts; hash_lr: 1e-2 for the hash tables)."""
+    minutes at 64-128 pixels; on spot at 128x128, 10 minutes of a busy 2-core CPU reached
+    mask IoU 0.975 / 0.981 for surface / volume). Adam at lr for the networks, hash_lr for
+    hash tables, variance_lr for NeuS's s, decaying to lr_final_factor times that. An unset
+    mask_weight takes the renderer's: 100 for surface (IDR's, on its BCE / alpha), 0.1 for
+    volume (NeuS's, on BCE(opacity, mask))."""
 
     steps: int | None = 2000
     batch_rays: int = 1024

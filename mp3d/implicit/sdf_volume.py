@@ -26,8 +26,10 @@ Samples: stratified bins between each ray's near and far (its entry and exit of 
 plus `n_importance` edges drawn from the weights of those bins at a fixed sharp s
 (`importance_inv_s`, NeuS's up-sampling: the new edges land near the zero level set from
 the first step of training, whatever the learned s is). The SDF is evaluated at every edge
-of the merged bins (with gradients), the colour at each section's midpoint. The eikonal
-regulariser is mp3d.implicit.igr.eikonal_loss, on points the trainer chooses.
+of the merged bins (with gradients), the colour at each section's midpoint; with
+`cull_weight`, a gradient-free pass first drops the sections weighing less (transparent or
+hidden), as mp3d.nerf culls its samples. The eikonal regulariser is
+mp3d.implicit.igr.eikonal_loss, on points the trainer chooses.
 """
 
 from __future__ import annotations
