@@ -104,10 +104,13 @@ __all__ = [
     "fit_dvr_scene",
     "implicit_surface_points",
     "load_dvr",
+    "mask_iou",
     "mesh_dvr_checkpoint",
+    "normal_image",
     "render_dvr_checkpoint",
     "secant_refine",
     "train_dvr",
+    "view_masks",
 ]
 
 FORMAT, VERSION = "mp3d.dvr", 1
