@@ -46,6 +46,7 @@ COMMANDS = {
     "mesh": "compare meshes with the standard reconstruction metrics",
     "sdf": "fit a signed-distance field to a point cloud or mesh (IGR)",
     "data": "make datasets: render a mesh into posed images",
+    "dvr": "learn a surface from posed images (DVR surface or NeuS volume rendering)",
     "gen": "train, score and sample generative image models (MNIST)",
     "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
 }
@@ -596,6 +597,89 @@ def data_render_mesh(args: argparse.Namespace) -> int:
         f"rendered    {args.views} training and {args.test_views} test views of {args.mesh} "
         f"at {args.resolution}x{args.resolution} -> {out}"
     )
+    return 0
+
+
+# ----------------------------------------------------------------------------- dvr
+
+
+def dvr_train(args: argparse.Namespace) -> int:
+    """Learns a signed-distance surface and its colour from the posed images of a Blender
+    folder (masks from the alpha channel; e.g. made by mp3d data render-mesh): by surface
+    rendering (DVR: ray marching, secant refinement, implicit differentiation, mask losses)
+    or by NeuS volume rendering on the volume-rendering kernel, with the eikonal term.
+    Evaluates the held-out views (PSNR, SSIM, mask IoU, normal maps) and writes the mesh,
+    extracted by MISE in the scene's coordinates. OUT/checkpoint.pt is resumed."""
+    from mp3d.implicit.dvr import DVRConfig, fit_dvr_scene
+
+    config = _config(
+        DVRConfig,
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+        field=args.field,
+        renderer=args.renderer,
+    )
+    summary = fit_dvr_scene(
+        args.data,
+        args.out,
+        config,
+        downscale=args.downscale,
+        background=args.background,
+        holdout=args.holdout,
+        turntable_frames=args.frames,
+        device=args.device,
+        progress=not args.quiet,
+        fresh=args.fresh,
+    )
+    resumed = f", resumed from step {summary['start_step']}" if summary["start_step"] else ""
+    print(
+        f"trained     {args.renderer} renderer, {args.field} field, {summary['steps']} steps "
+        f"in {summary['seconds']:.0f} s{resumed}"
+    )
+    print(
+        f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f}, mask IoU "
+        f"{summary['mask_iou']:.3f} over {summary['eval_views']} views -> {summary['images']}"
+    )
+    if "mesh" in summary:
+        print(f"mesh        {summary['mesh']}  ({summary['vertices']} vertices)")
+    else:
+        print("mesh        none: the field has no surface in the scene box yet")
+    print(f"checkpoint  {summary['checkpoint']}")
+    if "turntable" in summary:
+        print(f"turntable   {summary['turntable']}")
+    return 0
+
+
+def dvr_mesh(args: argparse.Namespace) -> int:
+    """Extracts the surface of a DVR checkpoint by MISE as a mesh in the scene's
+    coordinates."""
+    from mp3d.implicit.dvr import mesh_dvr_checkpoint
+
+    summary = mesh_dvr_checkpoint(
+        args.checkpoint, args.out, args.initial, args.upsampling_steps, args.device
+    )
+    print(
+        f"mesh        {summary['mesh']}  ({summary['vertices']} vertices, {summary['faces']} faces)"
+    )
+    return 0
+
+
+def dvr_render(args: argparse.Namespace) -> int:
+    """Renders a DVR checkpoint: turntables of colour and normals around its training
+    cameras, and the held-out views with metrics when its training data is still there."""
+    from mp3d.implicit.dvr import render_dvr_checkpoint
+
+    summary = render_dvr_checkpoint(
+        args.checkpoint, args.out, args.frames, args.renderer, args.device, not args.quiet
+    )
+    print(f"turntable   {summary['turntable']}")
+    print(f"normals     {summary['normals']}")
+    if "psnr" in summary:
+        print(
+            f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f}, mask IoU "
+            f"{summary['mask_iou']:.3f} -> {summary['images']}"
+        )
     return 0
 
 
@@ -1549,6 +1633,65 @@ def add_data_commands(commands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_dvr_commands(commands) -> None:
+    """`mp3d dvr train | mesh | render`."""
+    from mp3d.implicit.dvr import FIELDS, RENDERERS, DVRConfig
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    dvr = commands.add_parser("dvr", help=COMMANDS["dvr"], description="Surfaces from images.")
+    dvr_commands = dvr.add_subparsers(dest="dvr_command", metavar="COMMAND", required=True)
+    p = _add_command(dvr_commands, "train", dvr_train, "learn a surface from a Blender folder")
+    add_scene_options(p)
+    add_trainer_options(p, _field_default(DVRConfig, "steps"))
+    p.add_argument(
+        "--field",
+        choices=FIELDS,
+        default=_field_default(DVRConfig, "field"),
+        help="signed-distance network: an MLP or a hash grid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default=_field_default(DVRConfig, "renderer"),
+        help="surface (DVR) or volume (NeuS) rendering (default: %(default)s)",
+    )
+
+    p = _add_command(dvr_commands, "mesh", dvr_mesh, "the mesh of a DVR checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
+    )
+    p.add_argument(
+        "--initial",
+        type=int_in(1, 256),
+        default=32,
+        help="MISE: cells per axis of the coarse grid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--upsampling-steps",
+        type=int_in(0, 6),
+        default=3,
+        help="MISE: subdivisions, final grid initial * 2^steps + 1 (default: %(default)s)",
+    )
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+
+    p = _add_command(dvr_commands, "render", dvr_render, "turntables of a DVR checkpoint")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file")
+    p.add_argument("--out", required=True, type=folder_type, help="output folder")
+    _frames_option(p, 36)
+    p.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default=None,
+        help="render with this renderer (default: the one it was trained with)",
+    )
+    p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_gen_commands(commands) -> None:
     """`mp3d gen train`, `mp3d gen eval` and `mp3d gen sample`."""
     from mp3d.generative import GenerativeConfig, models
@@ -1692,6 +1835,7 @@ _GROUPS = {
     "mesh": add_mesh_commands,
     "sdf": add_sdf_commands,
     "data": add_data_commands,
+    "dvr": add_dvr_commands,
     "gen": add_gen_commands,
     "implicit": add_implicit_commands,
 }

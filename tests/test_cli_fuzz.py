@@ -672,6 +672,44 @@ CASES = [
         ["implicit", "reconstruct", "{onet_ckpt}", "{sphere}", "--out", "{out}/m.txt"],
         "--out",
     ),
+    # dvr train / mesh / render
+    ("dvr-train-missing-data", ["dvr", "train", "{out}/noscene", "--out", "{out}"], "noscene"),
+    (
+        "dvr-train-bad-renderer",
+        ["dvr", "train", "{blender}", "--out", "{out}", "--renderer", "raster"],
+        "raster",
+    ),
+    (
+        "dvr-train-zero-camera",
+        ["dvr", "train", "{zero_camera}", "--out", "{out}", "--quiet"],
+        "{zero_camera}",
+    ),
+    (
+        "dvr-train-steps-zero",
+        ["dvr", "train", "{blender}", "--out", "{out}", "--steps", "0"],
+        "--steps",
+    ),
+    (
+        "dvr-mesh-missing-checkpoint",
+        ["dvr", "mesh", "{out}/none.pt", "--out", "{out}/m.ply"],
+        "none.pt",
+    ),
+    (
+        "dvr-mesh-nerf-checkpoint",
+        ["dvr", "mesh", "{nerf_ckpt}", "--out", "{out}/m.ply"],
+        "{nerf_ckpt}",
+    ),
+    ("dvr-mesh-bad-suffix", ["dvr", "mesh", "{nerf_ckpt}", "--out", "{out}/m.txt"], "--out"),
+    (
+        "dvr-render-pickled-callable",
+        ["dvr", "render", "{ckpt_pickled_callable}", "--out", "{out}"],
+        "{ckpt_pickled_callable}",
+    ),
+    (
+        "dvr-render-frames-zero",
+        ["dvr", "render", "{nerf_ckpt}", "--out", "{out}", "--frames", "0"],
+        "--frames",
+    ),
     # gen train / eval / sample
     (
         "gen-train-unknown-model",
@@ -806,7 +844,7 @@ def test_pickled_callable_would_run_if_loaded_unsafely(inputs, tmp_path):
 def test_cases_cover_every_command():
     commands = {
         tuple(argv[:2])
-        if argv[0] in ("nerf", "splat", "body", "mesh", "sdf", "implicit", "data", "gen")
+        if argv[0] in ("nerf", "splat", "body", "mesh", "sdf", "implicit", "data", "gen", "dvr")
         else (argv[0],)
         for _, argv, _ in CASES
     }
@@ -825,6 +863,9 @@ def test_cases_cover_every_command():
         ("implicit", "train"),
         ("implicit", "reconstruct"),
         ("data", "render-mesh"),
+        ("dvr", "train"),
+        ("dvr", "mesh"),
+        ("dvr", "render"),
         ("gen", "train"),
         ("gen", "eval"),
         ("gen", "sample"),
