@@ -205,6 +205,37 @@ def _steps(args: argparse.Namespace, default: int | None) -> int | None:
 # ----------------------------------------------------------------------------- doctor
 
 
+def _trainer_config(config_class: type, args: argparse.Namespace, **fields):
+    """config_class with the TRAINER options (--steps, --minutes, --seed) and `fields`."""
+    return _config(
+        config_class,
+        steps=_steps(args, args.default_steps),
+        minutes=args.minutes,
+        seed=args.seed,
+        **fields,
+    )
+
+
+def _scene_run_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of a scene pipeline (fit_scene and its kin) from the SCENE
+    and TRAINER options."""
+    return {
+        "downscale": args.downscale,
+        "background": args.background,
+        "holdout": args.holdout,
+        "turntable_frames": args.frames,
+        "device": args.device,
+        "progress": not args.quiet,
+        "fresh": args.fresh,
+    }
+
+
+def _resumed(stats: dict) -> str:
+    """ ", resumed from step N" when a run continued a checkpoint, else ""."""
+    start = stats.get("start_step", 0)
+    return f", resumed from step {start}" if start else ""
+
+
 def _version_line(command: list[str], last: bool = False) -> str:
     """The first (or last) non-empty line a tool prints, or "not found"."""
     if shutil.which(command[0]) is None:
@@ -406,12 +437,10 @@ def nerf_train(args: argparse.Namespace) -> int:
     from mp3d.nerf import TrainConfig
     from mp3d.nerf.pipeline import fit_scene
 
-    config = _config(
+    config = _trainer_config(
         TrainConfig,
+        args,
         model=args.model,
-        steps=_steps(args, args.default_steps),
-        minutes=args.minutes,
-        seed=args.seed,
         batch_rays=args.batch_rays,
         background=args.train_background,
     )
@@ -419,13 +448,7 @@ def nerf_train(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         config,
-        downscale=args.downscale,
-        background=args.background,
-        holdout=args.holdout,
-        turntable_frames=args.frames,
-        device=args.device,
-        progress=not args.quiet,
-        fresh=args.fresh,
+        **_scene_run_options(args),
     )
     _print_fit(summary)
     return 0
@@ -505,10 +528,9 @@ def sdf_fit(args: argparse.Namespace) -> int:
     points, normals = _surface_samples(args.source, args.points)
     if args.no_normals:
         normals = None
-    config = IGRConfig(
-        steps=_steps(args, args.default_steps),
-        minutes=args.minutes,
-        seed=args.seed,
+    config = _trainer_config(
+        IGRConfig,
+        args,
         field=args.field,
     )
     field, normalisation = fit_igr(
@@ -522,10 +544,9 @@ def sdf_fit(args: argparse.Namespace) -> int:
     )
     mesh = sdf_mesh(field, normalisation, args.initial, args.upsampling_steps, device=args.device)
     stats = field.train_stats
-    resumed = f", resumed from step {stats['start_step']}" if stats["start_step"] else ""
     print(
         f"fitted      {len(points)} points ({'with' if normals is not None else 'without'} "
-        f"normals), {stats['steps']} steps in {stats['seconds']:.0f} s{resumed}"
+        f"normals), {stats['steps']} steps in {stats['seconds']:.0f} s{_resumed(stats)}"
     )
     print(
         f"mesh        {save_mesh(mesh, args.out)}  ({len(mesh.vertices)} vertices, "
@@ -612,11 +633,9 @@ def dvr_train(args: argparse.Namespace) -> int:
     extracted by MISE in the scene's coordinates. OUT/checkpoint.pt is resumed."""
     from mp3d.implicit.dvr import DVRConfig, fit_dvr_scene
 
-    config = _config(
+    config = _trainer_config(
         DVRConfig,
-        steps=_steps(args, args.default_steps),
-        minutes=args.minutes,
-        seed=args.seed,
+        args,
         field=args.field,
         renderer=args.renderer,
     )
@@ -624,18 +643,11 @@ def dvr_train(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         config,
-        downscale=args.downscale,
-        background=args.background,
-        holdout=args.holdout,
-        turntable_frames=args.frames,
-        device=args.device,
-        progress=not args.quiet,
-        fresh=args.fresh,
+        **_scene_run_options(args),
     )
-    resumed = f", resumed from step {summary['start_step']}" if summary["start_step"] else ""
     print(
         f"trained     {args.renderer} renderer, {args.field} field, {summary['steps']} steps "
-        f"in {summary['seconds']:.0f} s{resumed}"
+        f"in {summary['seconds']:.0f} s{_resumed(summary)}"
     )
     print(
         f"test views  PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.3f}, mask IoU "
@@ -704,21 +716,18 @@ def gen_train(args: argparse.Namespace) -> int:
     from mp3d.generative import GenerativeConfig, train_generative
 
     data = load_mnist(args.data)
-    config = _config(
+    config = _trainer_config(
         GenerativeConfig,
+        args,
         model=args.model,
-        steps=_steps(args, args.default_steps),
-        minutes=args.minutes,
-        seed=args.seed,
         batch_size=args.batch_size,
         lr=args.lr,
     )
     model = train_generative(data, config, args.out, args.device, not args.quiet, args.fresh)
     stats = model.train_stats
-    resumed = f", resumed from step {stats['start_step']}" if stats["start_step"] else ""
     print(
         f"trained     {args.model} on {len(data.train_images)} images, {stats['steps']} "
-        f"steps in {stats['seconds']:.0f} s{resumed}"
+        f"steps in {stats['seconds']:.0f} s{_resumed(stats)}"
     )
     _print_scores_nll(model.test_scores)
     out = Path(args.out)
@@ -819,11 +828,9 @@ def implicit_train(args: argparse.Namespace) -> int:
     training = [(name, mesh) for name, mesh in meshes if name not in args.hold_out]
     if not training and args.procedural == 0:
         raise ValueError("--hold-out leaves no mesh to train on; add --procedural shapes")
-    config = _config(
+    config = _trainer_config(
         space.config_class,
-        steps=_steps(args, args.default_steps),
-        minutes=args.minutes,
-        seed=args.seed,
+        args,
     )
     out = Path(args.out)
     shapes = prepared_shape_set(
@@ -831,10 +838,9 @@ def implicit_train(args: argparse.Namespace) -> int:
     )
     model = space.train(shapes, config, out, args.device, not args.quiet, args.fresh)
     stats = model.train_stats
-    resumed = f", resumed from step {stats['start_step']}" if stats.get("start_step") else ""
     print(
         f"trained     {args.model} on {len(shapes)} shapes, {stats['steps']} steps in "
-        f"{stats['seconds']:.0f} s{resumed}"
+        f"{stats['seconds']:.0f} s{_resumed(stats)}"
     )
     report: dict = {"model": args.model, "train_shapes": len(shapes), **stats}
     held_out = [(name, mesh) for name, mesh in meshes if name in args.hold_out]
@@ -913,23 +919,15 @@ def splat_train(args: argparse.Namespace) -> int:
     from mp3d.splat import SplatConfig
     from mp3d.splat.pipeline import fit_scene
 
-    config = _config(
-        SplatConfig, steps=_steps(args, args.default_steps), minutes=args.minutes, seed=args.seed
-    )
+    config = _trainer_config(SplatConfig, args)
     summary = fit_scene(
         args.data,
         args.out,
         config,
-        downscale=args.downscale,
-        background=args.background,
-        holdout=args.holdout,
         init_points=args.init_points,
         sh_degree=args.sh_degree,
         carve=not args.no_carve,
-        turntable_frames=args.frames,
-        device=args.device,
-        progress=not args.quiet,
-        fresh=args.fresh,
+        **_scene_run_options(args),
     )
     _print_splat_fit(summary)
     return 0
