@@ -30,6 +30,9 @@ TINY = {
     "dcgan": lambda: DCGAN(latent_dim=8, width=4),
     "wgan-gp": lambda: WGANGP(latent_dim=8, width=4, n_critic=2),
     "cgan": lambda: CGAN(latent_dim=8, hidden_g=(32,), hidden_d=(32,), embed_dim=4),
+    "cgan-concat": lambda: CGAN(
+        latent_dim=8, hidden_g=(32,), hidden_d=(32,), embed_dim=4, discriminator="concat"
+    ),
     "unrolled": lambda: UnrolledGAN(latent_dim=8, hidden_g=(32,), hidden_d=(32,), unrolled_steps=2),
 }
 
@@ -204,6 +207,13 @@ def test_cgan_samples_follow_their_labels():
     ones = model.sample(4, 1.0, torch.Generator().manual_seed(0), labels=1)
     assert not torch.allclose(zeros, ones)
     assert model.sample(5, 1.0, torch.Generator().manual_seed(0)).shape == (5, 1, 28, 28)
+    x = torch.rand(3, 1, 28, 28)
+    for critic in (model, TINY["cgan-concat"]()):  # D reads the label: projection and concat
+        a, b = (
+            critic.discriminate(x, torch.zeros(3, dtype=torch.int64)),
+            critic.discriminate(x, torch.ones(3, dtype=torch.int64)),
+        )
+        assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="labels must be"):
         model.sample(3, labels=torch.tensor([0, 1, 10]))
     with pytest.raises(ValueError, match="labels must be"):
@@ -225,6 +235,7 @@ def test_bad_options_are_refused_naming_the_argument():
         (lambda: WGANGP(gp_weight=-1.0), "gp_weight"),
         (lambda: UnrolledGAN(unrolled_steps=-1), "unrolled_steps"),
         (lambda: CGAN(embed_dim=0), "embed_dim"),
+        (lambda: CGAN(discriminator="hinge"), "discriminator"),
         (lambda: train_ring_gan("wgan-gp", steps=1), "kind"),
     ]
     for make, name in cases:
