@@ -8,6 +8,14 @@ The shape set is sampled once and cached (--cache), so reruns go straight to tra
 The published figures are ONet's on ShapeNet (13 classes, thousands of shapes, days of GPU
 training): other data, other budget, printed only for scale, never comparable.
 
+On a machine shared with other jobs, --threads 1 trains far faster than torch's two
+threads (measured here under a load of about 7: 0.59 steps/s against 0.07).
+
+Measured (python bench/quality_onet.py --threads 1, cached shapes, load about 7 on the
+2 cores: 238 steps in 6.5 minutes, 773 s in all): IoU / Chamfer-L1 / normal consistency /
+F-score@1% of (a) 0.461 / 0.0903 / 0.817 / 0.050, (b) 0.272 / 0.0854 / 0.683 / 0.060,
+(c) 0.372 / 0.0874 / 0.751 / 0.048: a few hundred steps, far from ONet's convergence.
+
     python bench/quality_onet.py                          # about 12 minutes on 2 cores
     python bench/quality_onet.py --minutes 2 --metrics iou
     python bench/quality_onet.py --hold-out homer --out runs/onet   # checkpoints, resume
