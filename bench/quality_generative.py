@@ -49,7 +49,8 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"MNIST not found at {args.data} (see shared/data/README.md)")
     data = load_mnist(args.data)
-    names = args.models or list(models())
+    # Models without a likelihood (GANs, diffusion) are scored by bench/quality_gan_diffusion.py.
+    names = args.models or [name for name, spec in models().items() if spec.view != "grey"]
     print(f"{data.source}; {args.minutes:g} minutes of training per model")
     rows = []
     for name in names:

@@ -698,12 +698,22 @@ def dvr_render(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- gen
 
 
-def _print_scores_nll(scores: dict) -> None:
-    kind = "" if scores["nll_kind"] == "exact" else f" ({scores['nll_kind']})"
-    print(
-        f"test NLL    {scores['nats']:.2f} nats per image, {scores['bits_per_dim']:.4f} "
-        f"bits/dim{kind}, {scores['images']} images"
-    )
+def _print_gen_scores(scores: dict) -> None:
+    """The test NLL of a likelihood model, or the sample scores of another."""
+    if "nats" in scores:
+        kind = "" if scores["nll_kind"] == "exact" else f" ({scores['nll_kind']})"
+        print(
+            f"test NLL    {scores['nats']:.2f} nats per image, {scores['bits_per_dim']:.4f} "
+            f"bits/dim{kind}, {scores['images']} images"
+        )
+    elif scores.get("fd") is None:
+        print(f"samples     not scored: {scores.get('note', 'no digit classifier')}")
+    else:
+        line = f"samples     FD {scores['fd']:.1f} ({scores['fd_samples']} samples"
+        line += f" vs {scores['fd_reference_images']} test images)"
+        if scores.get("conditional_accuracy") is not None:
+            line += f", conditional accuracy {scores['conditional_accuracy']:.3f}"
+        print(line)
 
 
 def gen_train(args: argparse.Namespace) -> int:
@@ -729,7 +739,7 @@ def gen_train(args: argparse.Namespace) -> int:
         f"trained     {args.model} on {len(data.train_images)} images, {stats['steps']} "
         f"steps in {stats['seconds']:.0f} s{_resumed(stats)}"
     )
-    _print_scores_nll(model.test_scores)
+    _print_gen_scores(model.test_scores)
     out = Path(args.out)
     print(f"samples     {out / 'samples.png'}")
     print(f"checkpoint  {out / 'checkpoint.pt'}")
@@ -738,15 +748,18 @@ def gen_train(args: argparse.Namespace) -> int:
 
 def gen_eval(args: argparse.Namespace) -> int:
     """Scores a trained model (CKPT: its checkpoint or run folder) on the evaluation
-    images of --data: NLL in nats per image and bits per dimension."""
+    images of --data: NLL in nats per image and bits per dimension, or, for models without
+    a likelihood (GANs, diffusion), the Fréchet distance of 1,000 samples in the features of
+    the digit classifier made by scripts/train_digit_classifier.py (and the conditional
+    accuracy of conditional models)."""
     from mp3d.data.mnist import load_mnist
-    from mp3d.generative import evaluate_nll, load_generative
+    from mp3d.generative import evaluate_model, load_generative
 
     model = load_generative(args.checkpoint, args.device)
     data = load_mnist(args.data)
-    scores = evaluate_nll(model, data.test_images)
+    scores = evaluate_model(model, data)
     print(f"model       {type(model).__name__} ({args.checkpoint})")
-    _print_scores_nll(scores)
+    _print_gen_scores(scores)
     if args.json is not None:
         from mp3d.rendering import write_json
 

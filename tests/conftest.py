@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Runs a module's tests on one torch thread, restoring the count afterwards. For tests
+    of tiny models: on a 2-core machine busy with other work, two intra-op threads made such
+    tests 5-30x slower than one (each small op waits on the other thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def lego_dir() -> Path:
     if not (LEGO / "transforms_train.json").is_file():

@@ -28,13 +28,7 @@ from mp3d.generative import (
 from mp3d.generative.baselines import BernoulliMixture, IndependentBernoulli
 from mp3d.io import write_checkpoint
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +207,26 @@ def test_gen_sample_passes_conditions_only_to_models_that_take_them(digits, tmp_
     argv = ["gen", "sample", str(tmp_path / "run"), "--out", str(tmp_path / "g.png")]
     assert main([*argv, "--label", "3"]) == 2
     assert "--label: IndependentBernoulli models do not take it" in capsys.readouterr().err
+
+
+def test_gen_train_reports_models_without_a_likelihood(tmp_path, capsys, monkeypatch):
+    """A GAN has no NLL: without the digit classifier its samples are left unscored, with
+    the command that makes the classifier."""
+    from mp3d.cli import main
+    from mp3d.data.mnist import IMAGES_MAGIC, LABELS_MAGIC
+
+    monkeypatch.setenv("MP3D_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "digits"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    images = (rng.random((1050, 28, 28)) < 0.2).astype(np.uint8) * 255
+    header = np.array([IMAGES_MAGIC, 1050, 28, 28], dtype=">u4").tobytes()
+    (data / "tiny-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    labels = (np.arange(1050) % 10).astype(np.uint8)
+    header = np.array([LABELS_MAGIC, 1050], dtype=">u4").tobytes()
+    (data / "tiny-labels-idx1-ubyte").write_bytes(header + labels.tobytes())
+    argv = ["gen", "train", "gan", "--data", str(data), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--steps", "2", "--batch-size", "10", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "not scored" in printed and "train_digit_classifier.py" in printed
+    assert (tmp_path / "run" / "samples.png").is_file()

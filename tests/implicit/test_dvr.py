@@ -32,15 +32,7 @@ from mp3d.implicit.dvr import (
 from mp3d.implicit.igr import IGRField
 from mp3d.rendering import evaluate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these small tensors gain little from two, and on shared cores
-    (other jobs running) two OpenMP threads ran these tests 5-8x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Tiny networks so that every training test takes seconds on two cores.

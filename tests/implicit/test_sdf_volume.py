@@ -21,15 +21,7 @@ from mp3d.implicit.sdf_volume import (
 )
 from tests.implicit.test_dvr import TINY, sphere_views
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these small tensors gain little from two, and on shared cores
-    (other jobs running) two OpenMP threads ran these tests 5-8x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _plane_ray(n_sections: int = 64, plane_t: float = 1.3, dtype=torch.float64):

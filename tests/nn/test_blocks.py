@@ -31,15 +31,7 @@ from mp3d.nn import (
     sinusoidal_embedding,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: with 2 intra-op threads on a busy 2-core machine each op waits
-    on the other thread (measured 30x slower), so run them on one and restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def generator(seed: int = 0) -> torch.Generator:
