@@ -26,6 +26,8 @@ from mp3d.implicit.shapes import procedural_shape
 from mp3d.io import write_checkpoint
 from mp3d.mesh.metrics import volumetric_iou
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(
     latent=16,
     hidden=32,
