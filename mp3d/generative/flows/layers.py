@@ -384,9 +384,14 @@ class InvConv1x1(Flow):
 class BatchNormFlow(Flow):
     """RealNVP's batch normalisation as a flow: y = (x - m) / sqrt(v + eps) * exp(g) + b
     per channel, with the batch's mean and variance in training mode (the running averages
-    updated) and the running averages in eval mode and in ``inverse``."""
+    updated) and the running averages in eval mode and in ``inverse``.
 
-    def __init__(self, channels: int, momentum: float = 0.05, eps: float = 1e-4) -> None:
+    The default momentum 0.3 is high (RealNVP: 0.05) because the activations' statistics
+    drift fast in short runs: after 75 steps on the digits a 0.05 average scored 3.66
+    bits/dim in eval mode where the batch statistics gave 2.29, and 0.3 gave 2.22. A
+    batch of images holds many values per channel, so a few batches average them well."""
+
+    def __init__(self, channels: int, momentum: float = 0.3, eps: float = 1e-4) -> None:
         super().__init__()
         check_int("channels", channels, 1)
         self.momentum = check_float("momentum", momentum, 0.0, 1.0, exclusive_minimum=True)
