@@ -390,6 +390,7 @@ def test_sampling_decodes_gaussian_latents_at_the_temperature(tiny):
     expected = model.decode(0.5 * z).clamp(0, 1)
     torch.testing.assert_close(model.sample(4, 0.5, gen(2)), expected)
     assert model.sample(0).shape == (0, *model.image_shape)
+    assert model.nll(pixels_like(model, 0)).shape == (0,)
 
 
 @pytest.mark.parametrize("name", TINY)

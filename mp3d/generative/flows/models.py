@@ -146,7 +146,7 @@ class ImageFlow(ImageModel):
     @staticmethod
     def log_prior(z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, I) [B] of z [B,...]."""
-        return -0.5 * (z.flatten(1).pow(2).sum(1) + z[0].numel() * LOG_2PI)
+        return -0.5 * (z.flatten(1).pow(2).sum(1) + math.prod(z.shape[1:]) * LOG_2PI)
 
     def nll(self, x: torch.Tensor) -> torch.Tensor:
         z, logdet = self.encode(x)
