@@ -234,7 +234,7 @@ class NADE(AutoregressiveImageModel):
     image; batches are processed ``chunk`` images at a time to bound the [B, D, H] memory.
     """
 
-    def __init__(self, hidden: int = 500, image_shape=MNIST_SHAPE, chunk: int = 16) -> None:
+    def __init__(self, hidden: int = 250, image_shape=MNIST_SHAPE, chunk: int = 16) -> None:
         super().__init__(image_shape)
         _check_positive(hidden=hidden, chunk=chunk)
         d = self.n_dims
@@ -521,8 +521,8 @@ class WaveNet(AutoregressiveImageModel):
 
     def __init__(
         self,
-        residual_channels: int = 32,
-        skip_channels: int = 64,
+        residual_channels: int = 24,
+        skip_channels: int = 48,
         dilations: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
         kernel_size: int = 2,
         coordinates: bool = True,
@@ -585,15 +585,16 @@ class WaveNet(AutoregressiveImageModel):
 
 class PixelTransformer(AutoregressiveImageModel):
     """A causal transformer over the raster sequence: token t is a start vector (t = 0) or a
-    linear embedding of pixel t-1, plus a learned position; ``n_layers`` TransformerBlocks of
-    ``dim`` with ``n_heads``, a final LayerNorm and a linear head give the logit of pixel t.
-    Sampling caches each layer's keys and values."""
+    linear embedding of pixel t-1, plus learned positions of pixel t (one per pixel, plus
+    one per row and one per column, which every pixel of that row or column trains);
+    ``n_layers`` TransformerBlocks of ``dim`` with ``n_heads``, a final LayerNorm and a
+    linear head give the logit of pixel t. Sampling caches each layer's keys and values."""
 
     def __init__(
         self,
-        dim: int = 32,
-        n_layers: int = 4,
-        n_heads: int = 2,
+        dim: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
         mlp_ratio: int = 4,
         dropout: float = 0.0,
         image_shape=MNIST_SHAPE,
@@ -608,18 +609,27 @@ class PixelTransformer(AutoregressiveImageModel):
         self.dim, self.n_heads = dim, n_heads
         self.start = nn.Parameter(torch.randn(dim) * 0.02)
         self.pixel = nn.Linear(1, dim)
+        _, height, width = self.image_shape
         self.positions = PositionalEmbedding(self.n_dims, dim, "learned")
+        self.rows = PositionalEmbedding(height, dim, "learned")
+        self.columns = PositionalEmbedding(width, dim, "learned")
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, n_heads, mlp_ratio, dropout) for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 1)
 
+    def position_table(self) -> torch.Tensor:
+        """[D, dim]: the learned position of every pixel (its own + its row's + column's)."""
+        _, height, width = self.image_shape
+        grid = self.rows(height)[:, None] + self.columns(width)[None, :]  # [H, W, dim]
+        return self.positions(self.n_dims) + grid.reshape(self.n_dims, self.dim)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(1)
-        b, d = flat.shape
+        b = flat.shape[0]
         tokens = self.pixel(2 * flat[:, :-1, None] - 1)  # [B, D-1, dim]: pixels 0 .. D-2
-        tokens = torch.cat([self.start.expand(b, 1, -1), tokens], dim=1) + self.positions(d)
+        tokens = torch.cat([self.start.expand(b, 1, -1), tokens], dim=1) + self.position_table()
         for block in self.blocks:
             tokens = block(tokens)
         return self.head(self.norm(tokens)).view_as(x)
@@ -627,16 +637,18 @@ class PixelTransformer(AutoregressiveImageModel):
     def _start(self, n, x):
         hd = self.dim // self.n_heads
         shape = (n, self.n_heads, self.n_dims, hd)
-        return [(x.new_zeros(shape), x.new_zeros(shape)) for _ in self.blocks]
+        return self.position_table(), [
+            (x.new_zeros(shape), x.new_zeros(shape)) for _ in self.blocks
+        ]
 
     def _step(self, x, d, state):
-        n = len(x)
+        n, (positions, caches) = len(x), state
         if d == 0:
             token = self.start.expand(n, -1)
         else:
             token = self.pixel(2 * x[:, d - 1, None] - 1)
-        token = token + self.positions.table[d]
-        for block, (keys, values) in zip(self.blocks, state):
+        token = token + positions[d]
+        for block, (keys, values) in zip(self.blocks, caches):
             attention = block.attention
             q, k, v = attention.qkv(block.norm1(token)).view(n, 3, self.n_heads, -1).unbind(1)
             keys[:, :, d], values[:, :, d] = k, v
@@ -661,9 +673,9 @@ SPECS = [
         "nade",
         NADE,
         "binarised",
-        "NADE, 500 hidden units shared by all conditionals (O(DH) recurrence)",
-        {"hidden": 500},
-        lr=2e-3,
+        "NADE, 250 hidden units shared by all conditionals (O(DH) recurrence)",
+        {"hidden": 250},
+        lr=5e-3,
         batch_size=32,
     ),
     ModelSpec(
@@ -672,7 +684,7 @@ SPECS = [
         "binarised",
         "MADE, 1000 hidden units, 8 connectivity-agnostic mask sets (ensemble NLL)",
         {"hidden_sizes": [1000], "n_masks": 8},
-        lr=1e-3,
+        lr=3e-3,
         batch_size=64,
     ),
     ModelSpec(
@@ -698,7 +710,7 @@ SPECS = [
         WaveNet,
         "binarised",
         "WaveNet over the 784-pixel raster sequence (receptive field 1025 pixels)",
-        {"residual_channels": 32, "skip_channels": 64},
+        {"residual_channels": 24, "skip_channels": 48},
         lr=2e-3,
         batch_size=32,
     ),
@@ -706,9 +718,9 @@ SPECS = [
         "transformer",
         PixelTransformer,
         "binarised",
-        "causal transformer over the pixels (4 blocks of 32, learned positions)",
-        {"dim": 32, "n_layers": 4, "n_heads": 2},
-        lr=2e-3,
+        "causal transformer over the pixels (2 blocks of 64, learned positions)",
+        {"dim": 64, "n_layers": 2, "n_heads": 4},
+        lr=3e-3,
         batch_size=16,
     ),
 ]
