@@ -12,8 +12,8 @@ the evaluation digits beside the floor at that count (real training digits).
 Both sides: T = 1000, the linear schedule (1e-4..0.02), epsilon prediction with the simple
 loss, images scaled to [-1, 1] inside, predicted x_0 clipped to [-1, 1] while sampling.
 Rows: ``ours`` (the registered "ddpm": base 32, mults 1-2-2, one res block a level, the
-U-Net on 2x2 pixel-unshuffled images), ``ours-full`` (the same U-Net on full-resolution
-pixels), ``peer`` (Unet(dim=32, dim_mults=(1, 2, 2)): two res blocks a level, linear
+U-Net on 2x2 pixel-unshuffled images with a full-resolution head), ``ours-full`` (the same
+U-Net on full-resolution pixels), ``peer`` (Unet(dim=32, dim_mults=(1, 2, 2)): two res blocks a level, linear
 attention at every level and full attention in the middle, full resolution).
 
 denoising-diffusion-pytorch imports torchvision at the top of its module for its Trainer's
@@ -132,7 +132,9 @@ def main() -> None:
     parser.add_argument("--rate-samples", type=int, default=64, help="samples timed for /s")
     parser.add_argument("--fd-samples", type=int, default=500, help="0: no FD")
     parser.add_argument("--rows", nargs="+", default=["ours", "ours-full", "peer"])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="1: 2 threads on a busy 2-core machine ran 5x slower"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench_out/diffusion_peer"))
     args = parser.parse_args()

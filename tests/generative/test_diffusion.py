@@ -338,7 +338,7 @@ def test_latent_diffusion_trains_the_autoencoder_then_diffuses_its_latents():
 def test_guidance_weight_0_is_the_conditional_model_and_w_mixes_in_the_null_label():
     torch.manual_seed(0)
     model = DDPM(**TINY, num_classes=10).eval()
-    torch.nn.init.normal_(model.net.unet.conv_out.weight, std=0.1)  # a non-zero predictor
+    torch.nn.init.normal_(model.net.conv_out.weight, std=0.1)  # a non-zero predictor
     net = model.sampling_net
     x = torch.randn(4, 1, 28, 28)
     t = torch.tensor([0, 3, 10, 19])
@@ -358,14 +358,14 @@ def test_guidance_weight_0_is_the_conditional_model_and_w_mixes_in_the_null_labe
     # label -1 is the null label: an unconditional draw, the same at any weight
     a = model.sample(2, labels=-1, guidance=0.0, steps=4, noise=noise[:2])
     b = model.sample(2, labels=-1, guidance=5.0, steps=4, noise=noise[:2])
-    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a, b, atol=1e-3)  # (6 u - 5 u) is u up to rounding
 
 
 @pytest.mark.parametrize("drop", [0.0, 0.5, 1.0])
 def test_conditioning_dropout_uses_the_null_label(drop):
     torch.manual_seed(0)
     model = DDPM(**TINY, num_classes=10, cond_drop=drop)
-    torch.nn.init.normal_(model.net.unet.conv_out.weight, std=0.1)  # else no gradient flows back
+    torch.nn.init.normal_(model.net.conv_out.weight, std=0.1)  # else no gradient flows back
     seen = []
     model.net.label.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
     x = torch.rand(400, 1, 28, 28)

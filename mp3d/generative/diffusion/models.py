@@ -43,6 +43,7 @@ from mp3d.generative.diffusion.schedule import (
     ddpm_sample,
 )
 from mp3d.nn import TimestepEmbedding, UNet
+from mp3d.nn.conv import group_norm
 from mp3d.training import check_choice, check_float, check_int
 
 __all__ = ["DDPM", "DiffusionModel", "EpsilonNet"]
@@ -53,7 +54,11 @@ class EpsilonNet(nn.Module):
     on TimestepEmbedding(t) plus, when num_classes > 0, a label embedding (num_classes + 1
     rows; the last is the null label). ``patch`` > 1 runs the U-Net on
     pixel_unshuffle(x, patch) (patch^2 C channels at H/patch x W/patch: about patch^2 times
-    cheaper), and shuffles its output back. The last conv starts at zero (eps_theta = 0)."""
+    cheaper) to base_channels features, then a full-resolution head: nearest upsampling,
+    joined with x, a 3x3 conv, GroupNorm-SiLU and a 3x3 conv to C channels. (Shuffling the
+    U-Net's output back instead gave each of the patch^2 pixel phases its own output
+    weights, and early samples a striped texture.) The last conv starts at zero
+    (eps_theta = 0)."""
 
     def __init__(
         self,
@@ -75,10 +80,9 @@ class EpsilonNet(nn.Module):
         self.num_classes = num_classes
         self.time = TimestepEmbedding(emb_dim)
         self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
-        inner = channels * patch * patch
         self.unet = UNet(
-            inner,
-            inner,
+            channels * patch * patch,
+            channels if patch == 1 else base_channels,
             base_channels,
             tuple(channel_mults),
             n_res_blocks,
@@ -86,8 +90,23 @@ class EpsilonNet(nn.Module):
             attention_levels=tuple(attention_levels),
             dropout=dropout,
         )
-        nn.init.zeros_(self.unet.conv_out.weight)
-        nn.init.zeros_(self.unet.conv_out.bias)
+        self.head = None
+        if patch > 1:
+            self.head = nn.ModuleDict(
+                {
+                    "conv": nn.Conv2d(base_channels + channels, base_channels, 3, padding=1),
+                    "norm": group_norm(base_channels),
+                    "out": nn.Conv2d(base_channels, channels, 3, padding=1),
+                }
+            )
+        last = self.unet.conv_out if self.head is None else self.head["out"]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    @property
+    def conv_out(self) -> nn.Conv2d:
+        """The last conv (zero at the start)."""
+        return self.unet.conv_out if self.head is None else self.head["out"]
 
     @property
     def null_label(self) -> int:
@@ -109,7 +128,10 @@ class EpsilonNet(nn.Module):
                     f"x's height and width must be multiples of patch={self.patch}, "
                     f"got {list(x.shape)}"
                 )
-            return F.pixel_shuffle(self.unet(F.pixel_unshuffle(x, self.patch), emb), self.patch)
+            h = self.unet(F.pixel_unshuffle(x, self.patch), emb)
+            h = F.interpolate(h, scale_factor=self.patch, mode="nearest")
+            h = self.head["conv"](torch.cat([h, x], dim=1))
+            return self.head["out"](F.silu(self.head["norm"](h)))
         return self.unet(x, emb)
 
 
