@@ -13,8 +13,9 @@ Both sides: T = 1000, the linear schedule (1e-4..0.02), epsilon prediction with 
 loss, images scaled to [-1, 1] inside, predicted x_0 clipped to [-1, 1] while sampling.
 Rows: ``ours`` (the registered "ddpm": base 32, mults 1-2-2, one res block a level, the
 U-Net on 2x2 pixel-unshuffled images with a full-resolution head), ``ours-full`` (the same
-U-Net on full-resolution pixels), ``peer`` (Unet(dim=32, dim_mults=(1, 2, 2)): two res blocks a level, linear
-attention at every level and full attention in the middle, full resolution).
+U-Net on full-resolution pixels), ``peer`` (Unet(dim=32, dim_mults=(1, 2, 2)): two res
+blocks a level, linear attention at every level and full attention in the middle, full
+resolution).
 
 denoising-diffusion-pytorch imports torchvision at the top of its module for its Trainer's
 datasets; the only torchvision the registry offers for torch 2.13 here is a CUDA build that
