@@ -15,6 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
 from mp3d.data.mnist import load_mnist
 from mp3d.generative import GenerativeConfig, models, sample_grid, train_generative
 
@@ -45,13 +47,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=MNIST)
     parser.add_argument("--out", type=Path, default=Path("bench_out/generative"))
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: fastest on a shared CPU)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if not args.data.is_dir():
         raise SystemExit(f"MNIST not found at {args.data} (see shared/data/README.md)")
     data = load_mnist(args.data)
     # Models without a likelihood (GANs, diffusion) are scored by bench/quality_gan_diffusion.py.
     names = args.models or [name for name, spec in models().items() if spec.view != "grey"]
-    print(f"{data.source}; {args.minutes:g} minutes of training per model")
+    print(f"{data.source}; {args.minutes:g} min of training per model, {args.threads} thread(s)")
     rows = []
     for name in names:
         start = time.perf_counter()
