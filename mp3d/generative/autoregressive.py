@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mp3d.generative.base import ImageModel, ModelSpec
+from mp3d.generative.base import ImageModel, ModelSpec, bernoulli_log_prob, check_image_shape
 from mp3d.nn import (
     GatedPixelCNNStack,
     MADENet,
@@ -71,20 +71,6 @@ __all__ = [
 MNIST_SHAPE = (1, 28, 28)
 
 
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(image_shape)
-    except TypeError:
-        shape = ()
-    if (
-        len(shape) != 3
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape)
-        or shape[0] != 1
-    ):
-        raise ValueError(f"image_shape must be (1, H, W) with H, W >= 1, got {image_shape!r}")
-    return shape
-
-
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         check_int(name, value, 1, 1 << 16)
@@ -108,11 +94,6 @@ def _check_sizes(name: str, sizes, allow_empty: bool = False) -> tuple[int, ...]
     return sizes
 
 
-def _bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Sum over pixels of -log Bernoulli(x; sigmoid(logits)), [B,...] -> [B] nats."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-
-
 class AutoregressiveImageModel(ImageModel):
     """Base of the models here: exact NLL from ``logits`` and ancestral sampling through
     ``_step`` (the logit of one pixel given the pixels before it; by default the full model)."""
@@ -122,7 +103,7 @@ class AutoregressiveImageModel(ImageModel):
 
     def __init__(self, image_shape=MNIST_SHAPE) -> None:
         super().__init__()
-        self.image_shape = _check_image_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape, channels=1)
 
     @abstractmethod
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +120,7 @@ class AutoregressiveImageModel(ImageModel):
 
     def nll(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        return _bernoulli_nll(self.logits(x), x)
+        return -bernoulli_log_prob(self.logits(x), x)
 
     # --- one pixel at a time ---------------------------------------------------------------
 
@@ -336,11 +317,11 @@ class MADE(AutoregressiveImageModel):
         """Exact NLL [B] under one mask set (the current one if index is None)."""
         self._check(x)
         if index is None:
-            return _bernoulli_nll(self.logits(x), x)
+            return -bernoulli_log_prob(self.logits(x), x)
         current = int(self.net.mask_index)
         self.net.set_mask(index)
         try:
-            return _bernoulli_nll(self.logits(x), x)
+            return -bernoulli_log_prob(self.logits(x), x)
         finally:
             self.net.set_mask(current)
 

@@ -158,17 +158,27 @@ def check_images(x: torch.Tensor, shape: tuple[int, int, int]) -> None:
         raise ValueError(f"x must have shape [B, {', '.join(map(str, shape))}], got {got}")
 
 
-def check_image_shape(image_shape: Sequence[int], multiple: int = 1) -> tuple[int, int, int]:
-    """image_shape as (C, H, W) of positive ints, H and W multiples of `multiple`."""
-    shape = tuple(image_shape)
+def check_image_shape(
+    image_shape: Sequence[int], multiple: int = 1, channels: int | None = None
+) -> tuple[int, int, int]:
+    """image_shape as (C, H, W) of positive ints, H and W multiples of `multiple`, C equal to
+    `channels` when given."""
+    try:
+        shape = tuple(image_shape)
+    except TypeError:
+        shape = ()
     if (
         len(shape) != 3
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
         or shape[1] % multiple
         or shape[2] % multiple
+        or (channels is not None and shape[0] != channels)
     ):
+        c = "C" if channels is None else str(channels)
         extra = f" with H and W multiples of {multiple}" if multiple > 1 else ""
-        raise ValueError(f"image_shape must be (C, H, W) of positive ints{extra}, got {shape!r}")
+        raise ValueError(
+            f"image_shape must be ({c}, H, W) of positive ints{extra}, got {image_shape!r}"
+        )
     return shape  # type: ignore[return-value]
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mp3d.data.mnist import DEFAULT_ALPHA, logit_inverse, logit_transform
-from mp3d.generative.base import ImageModel
+from mp3d.generative.base import ImageModel, check_image_shape
 from mp3d.generative.flows.layers import (
     ActNorm,
     BatchNormFlow,
@@ -52,15 +52,6 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape)
-    if len(shape) != 3 or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape
-    ):
-        raise ValueError(f"image_shape must be three positive ints (C, H, W), got {image_shape!r}")
-    return shape
 
 
 def _check_halvings(
@@ -118,7 +109,7 @@ class ImageFlow(ImageModel):
         latent_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.image_shape = _check_image_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape)
         self.alpha = check_float("alpha", alpha, 0.0, 0.5, exclusive_minimum=True)
         if self.alpha >= 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
@@ -196,7 +187,7 @@ class NICE(ImageFlow):
         check_int("couplings", couplings, 1, 64)
         check_int("hidden", hidden, 1, 1 << 16)
         check_int("depth", depth, 1, 64)
-        shape = _check_image_shape(image_shape)
+        shape = check_image_shape(image_shape)
         dims = math.prod(shape)
         if dims < 2:
             raise ValueError(f"image_shape must have at least 2 pixels, got {image_shape!r}")
@@ -256,7 +247,7 @@ class RealNVP(ImageFlow):
         check_int("hidden", hidden, 1, 1 << 14)
         check_int("blocks", blocks, 0, 64)
         _check_bool("batch_norm", batch_norm)
-        shape = _check_image_shape(image_shape)
+        shape = check_image_shape(image_shape)
         _check_halvings("scales", scales, shape, scales - 1)
         if scales > 1 and 2 * shape[0] < 2:
             raise ValueError(f"image_shape {image_shape} has too few channels to split")
@@ -333,7 +324,7 @@ class Glow(ImageFlow):
         check_int("hidden", hidden, 1, 1 << 14)
         check_choice("coupling", coupling, ("affine", "additive"))
         _check_bool("learned_prior", learned_prior)
-        shape = _check_image_shape(image_shape)
+        shape = check_image_shape(image_shape)
         _check_halvings("levels", levels, shape, levels)
         self.hidden, self.coupling, self.learned_prior = hidden, coupling, learned_prior
         super().__init__(self._level(shape[0], levels, steps), shape, alpha)
