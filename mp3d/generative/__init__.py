@@ -1,6 +1,7 @@
 """Likelihood-based generative models of images, on the tensors, training layer and
 command line of the rest of mp3d: baselines, autoregressive models, VAEs and VQ-VAE, and
-normalizing flows (see mp3d.generative.registry for the names)."""
+normalizing flows; GANs, image-to-image translation (pix2pix, CycleGAN) and diffusion (see
+mp3d.generative.registry for the names)."""
 
 from mp3d.generative.base import GenerativeModel, ImageModel, ModelSpec
 from mp3d.generative.registry import model_spec, models

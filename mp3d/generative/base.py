@@ -104,6 +104,21 @@ class GenerativeModel(nn.Module, ABC):
         channels, height, width = self.image_shape
         return channels * height * width
 
+    def epoch_batches(self, images, labels, batch_size: int, epoch: int, seed: int):
+        """One epoch of training batches (x, labels) of uint8 digits images [N,H,W] with
+        labels [N], fixed by (seed, epoch): mp3d.data.mnist.training_batches in the model's
+        view ([B,1,H,W], [B]) unless a model trains on other batches (CycleGAN's two
+        unpaired domains)."""
+        from mp3d.data.mnist import training_batches
+
+        return training_batches(
+            images, batch_size, self.view, epoch=epoch, seed=seed, labels=labels
+        )
+
+    def batches_per_epoch(self, n_images: int, batch_size: int) -> int:
+        """How many batches epoch_batches gives for n_images (the last partial one dropped)."""
+        return n_images // batch_size
+
     def on_train_start(self, batch: torch.Tensor) -> None:
         """Called once with the first training batch before any step (e.g. Glow's
         data-dependent actnorm initialisation); nothing by default."""

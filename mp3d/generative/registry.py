@@ -10,7 +10,15 @@ from mp3d.generative.base import ModelSpec
 
 __all__ = ["model_spec", "models"]
 
-FAMILIES = ("baselines", "autoregressive", "latent", "flows", "adversarial", "diffusion")
+FAMILIES = (
+    "baselines",
+    "autoregressive",
+    "latent",
+    "flows",
+    "adversarial",
+    "translation",
+    "diffusion",
+)
 
 
 @cache

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mp3d.data.mnist import MNIST, bits_per_dim, evaluation_batches, training_batches
+from mp3d.data.mnist import MNIST, bits_per_dim, evaluation_batches
 from mp3d.generative.base import GenerativeModel, ImageModel, ModelSpec
 from mp3d.generative.registry import model_spec
 from mp3d.training import TrainerConfig, TrainingRun, check_float, check_int, resolve_device
@@ -99,19 +99,36 @@ def sample_grid(
     n: int = 64,
     temperature: float = 1.0,
     seed: int = 0,
+    data: MNIST | None = None,
     **conditions,
 ) -> Path:
     """Writes n samples of the model as one PNG grid (rows of ceil(sqrt(n))); conditions
-    (labels, guidance, steps) go to the model's sampler."""
+    (labels, guidance, steps) go to the model's sampler. A translation model
+    (mp3d.generative.translation) instead translates n evaluation digits of `data`
+    (required for it, unused by the others) and shows each source beside its translation
+    and its known target."""
+    from mp3d.generative.translation import TranslationModel, translation_panels
     from mp3d.io import save_image
 
     check_int("n", n, 1, 1024)
     check_float("temperature", temperature, 0.0, 10.0, exclusive_minimum=True)
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    images = model.sample(n, temperature, generator, **conditions).float().clamp(0, 1).cpu()
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
+    if isinstance(model, TranslationModel):
+        if data is None:
+            raise ValueError(
+                f"data is required: a {type(model).__name__} grid translates evaluation "
+                f"digits (mp3d gen sample --data DIR)"
+            )
+        if conditions:
+            given = ", ".join(conditions)
+            raise ValueError(f"{given}: {type(model).__name__} grids take no sampling conditions")
+        images, columns = translation_panels(model, data.test_images, n, seed)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        images = model.sample(n, temperature, generator, **conditions)
+        columns = math.ceil(math.sqrt(n))
+    images = images.float().clamp(0, 1).cpu()
+    rows = math.ceil(len(images) / columns)
     _, height, width = images.shape[1:]
     grid = torch.ones(rows * (height + 2), columns * (width + 2))
     for index, image in enumerate(images):
@@ -146,6 +163,11 @@ def train_generative(
     images = data.train_images
     if len(images) < batch_size:
         raise ValueError(f"batch_size {batch_size} is more than the {len(images)} images")
+    if model.batches_per_epoch(len(images), batch_size) < 1:
+        raise ValueError(
+            f"batch_size {batch_size} leaves {spec.name} no full batch of the {len(images)} "
+            f"training images"
+        )
     run = TrainingRun(
         config,
         out_dir,
@@ -162,9 +184,7 @@ def train_generative(
     labels = data.train_labels
 
     def epoch_batches(epoch: int):
-        return training_batches(
-            images, batch_size, spec.view, epoch=epoch, seed=config.seed, labels=labels
-        )
+        return model.epoch_batches(images, labels, batch_size, epoch, config.seed)
 
     if payload is None:
         model.on_train_start(next(epoch_batches(0))[0].to(device))
@@ -183,7 +203,7 @@ def train_generative(
             "options": options,
         }
 
-    per_epoch = len(images) // batch_size
+    per_epoch = model.batches_per_epoch(len(images), batch_size)
     model.train()
     while run.running():
         epoch, offset = divmod(run.step, per_epoch)
@@ -210,11 +230,18 @@ def train_generative(
 
 
 def evaluate_model(model: GenerativeModel, data: MNIST, batch_size: int = 500) -> dict:
-    """The test scores of a model: its NLL (evaluate_nll) when it has a likelihood, else
-    the scores of its samples (mp3d.generative.evaluation.sample_scores: the Fréchet
-    distance of the repo's digit classifier's features, and more)."""
+    """The test scores of a model: its NLL (evaluate_nll) when it has a likelihood; for a
+    translation model the scores of its translations of the evaluation digits
+    (mp3d.generative.translation.translation_scores: L1 to the known targets, the digit
+    classifier's accuracy on them); else the scores of its samples
+    (mp3d.generative.evaluation.sample_scores: the Fréchet distance of the repo's digit
+    classifier's features, and more)."""
+    from mp3d.generative.translation import TranslationModel, translation_scores
+
     if isinstance(model, ImageModel):
         return evaluate_nll(model, data.test_images, batch_size)
+    if isinstance(model, TranslationModel):
+        return translation_scores(model, data, batch_size=batch_size)
     from mp3d.generative.evaluation import sample_scores
 
     return sample_scores(model, data)
@@ -228,7 +255,7 @@ def _write_outputs(
     scores = evaluate_model(model, data, config.eval_batch_size)
     model.test_scores = scores
     write_json(out / "metrics.json", {"model": config.model, **scores, **model.train_stats})
-    sample_grid(model, out / "samples.png", config.samples, seed=config.seed)
+    sample_grid(model, out / "samples.png", config.samples, seed=config.seed, data=data)
 
 
 def load_generative(path: str | Path, device=None) -> GenerativeModel:
