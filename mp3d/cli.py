@@ -699,8 +699,21 @@ def dvr_render(args: argparse.Namespace) -> int:
 
 
 def _print_gen_scores(scores: dict) -> None:
-    """The test NLL of a likelihood model, or the sample scores of another."""
-    if "nats" in scores:
+    """The test NLL of a likelihood model, the translation scores of a translation model,
+    or the sample scores of another."""
+    if "directions" in scores:
+        for name, row in scores["directions"].items():
+            line = f"translation {name}: L1 {row['l1']:.4f} to the targets (the inputs: "
+            line += f"{row['copy_l1']:.4f})"
+            if row["accuracy"] is not None:
+                line += (
+                    f", classifier accuracy {row['accuracy']:.3f} (targets "
+                    f"{row['target_accuracy']:.3f}, inputs {row['source_accuracy']:.3f})"
+                )
+            print(f"{line}, {scores['images']} images")
+        if scores.get("note"):
+            print(f"            accuracy not scored: {scores['note']}")
+    elif "nats" in scores:
         kind = "" if scores["nll_kind"] == "exact" else f" ({scores['nll_kind']})"
         print(
             f"test NLL    {scores['nats']:.2f} nats per image, {scores['bits_per_dim']:.4f} "
@@ -725,6 +738,18 @@ def gen_train(args: argparse.Namespace) -> int:
     from mp3d.data.mnist import load_mnist
     from mp3d.generative import GenerativeConfig, train_generative
 
+    options = None
+    if args.task is not None:
+        from mp3d.generative import model_spec
+
+        spec = model_spec(args.model)
+        if "task" not in spec.options:
+            raise ValueError(f"--task: {args.model} takes no task (pix2pix and cyclegan do)")
+        try:
+            spec.make(task=args.task)
+        except ValueError as error:
+            raise ValueError(f"--task: {error}") from None
+        options = {"task": args.task}
     data = load_mnist(args.data)
     config = _trainer_config(
         GenerativeConfig,
@@ -733,7 +758,9 @@ def gen_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
     )
-    model = train_generative(data, config, args.out, args.device, not args.quiet, args.fresh)
+    model = train_generative(
+        data, config, args.out, args.device, not args.quiet, args.fresh, options
+    )
     stats = model.train_stats
     print(
         f"trained     {args.model} on {len(data.train_images)} images, {stats['steps']} "
@@ -770,7 +797,8 @@ def gen_eval(args: argparse.Namespace) -> int:
 def gen_sample(args: argparse.Namespace) -> int:
     """Draws --n samples from a trained model at --temperature (of the digit --label, with
     classifier-free --guidance, in --steps sampling steps, where the model takes them) and
-    writes them as one PNG grid."""
+    writes them as one PNG grid; a translation model (pix2pix, cyclegan) translates --n
+    evaluation digits of --data instead, each source beside its translation and target."""
     import inspect
 
     import torch
@@ -790,7 +818,14 @@ def gen_sample(args: argparse.Namespace) -> int:
     for name in conditions:
         if name not in accepted:
             raise ValueError(f"{option[name]}: {type(model).__name__} models do not take it")
-    path = sample_grid(model, args.out, args.n, args.temperature, args.seed, **conditions)
+    data = None
+    if args.data is not None:
+        from mp3d.data.mnist import load_mnist
+
+        data = load_mnist(args.data)
+    path = sample_grid(
+        model, args.out, args.n, args.temperature, args.seed, data=data, **conditions
+    )
     given = "".join(
         f", {option[k]} {v if k != 'labels' else args.label}" for k, v in conditions.items()
     )
@@ -1726,6 +1761,12 @@ def add_gen_commands(commands) -> None:
         default=None,
         help="Adam learning rate (default: the model's own)",
     )
+    p.add_argument(
+        "--task",
+        default=None,
+        help="the digit task of a translation model: pix2pix edges|half (edge map or top "
+        "half -> digit), cyclegan thicken|invert (default: edges, thicken)",
+    )
     add_trainer_options(p, _field_default(GenerativeConfig, "steps"))
 
     p = _add_command(gen_commands, "eval", gen_eval, "test NLL of a trained model")
@@ -1745,6 +1786,12 @@ def add_gen_commands(commands) -> None:
         help="sampling temperature (default: 1)",
     )
     p.add_argument("--label", type=int_in(0, 9), default=None, help="digit class to draw")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="folder of MNIST IDX files: the digits a translation model translates (required "
+        "for pix2pix and cyclegan)",
+    )
     p.add_argument(
         "--guidance",
         type=number_in(0.0, 100.0),
