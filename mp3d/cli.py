@@ -49,6 +49,7 @@ COMMANDS = {
     "dvr": "learn a surface from posed images (DVR surface or NeuS volume rendering)",
     "gen": "train, score and sample generative image models (MNIST)",
     "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
+    "seq": "train, score and sample sequence models (char-level LMs, sequential MNIST)",
 }
 
 
@@ -1884,6 +1885,14 @@ def add_implicit_commands(commands) -> None:
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
 
 
+def add_seq_commands(commands) -> None:
+    """`mp3d seq train | eval | sample` (built in mp3d.sequence.commands, imported here
+    so that `mp3d --help` stays fast)."""
+    from mp3d.sequence.commands import add_seq_commands as add
+
+    add(commands)
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
@@ -1896,6 +1905,7 @@ _GROUPS = {
     "dvr": add_dvr_commands,
     "gen": add_gen_commands,
     "implicit": add_implicit_commands,
+    "seq": add_seq_commands,
 }
 
 
