@@ -86,7 +86,8 @@ def truncated_bptt(
     return total, state
 
 
-def bptt(forward: Callable, loss_fn: Callable, inputs: torch.Tensor, targets: torch.Tensor,
-         state=None) -> tuple[float, object]:  # fmt: skip
+def bptt(
+    forward: Callable, loss_fn: Callable, inputs: torch.Tensor, targets: torch.Tensor, state=None
+) -> tuple[float, object]:
     """Full backpropagation through time: truncated_bptt with one window of all T steps."""
     return truncated_bptt(forward, loss_fn, inputs, targets, max(inputs.shape[1], 1), state)

@@ -163,8 +163,14 @@ class Recurrent(nn.Module):
 class RNN(Recurrent):
     """Elman RNN (tanh or relu); same parameters and outputs as torch.nn.RNN(batch_first=True)."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        **kwargs,
+    ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, **kwargs)
@@ -173,8 +179,9 @@ class RNN(Recurrent):
 class LeakyRNN(Recurrent):
     """Leaky-unit RNN: h' = (1 - alpha) h + alpha tanh(...); alpha = 1 is the Elman RNN."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 alpha: float = 0.5, **kwargs):  # fmt: skip
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, alpha: float = 0.5, **kwargs
+    ):
         super().__init__("leaky", input_size, hidden_size, num_layers, alpha=alpha, **kwargs)
 
 

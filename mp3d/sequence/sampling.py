@@ -56,17 +56,24 @@ def generate(
     return torch.cat([prompt, *(ids[:, None] for ids in drawn)], dim=1)
 
 
+def default_prompt(vocab: CharVocab) -> str:
+    """A newline if the vocabulary has one (text starts after a line break), else its first
+    character."""
+    return "\n" if "\n" in vocab.index else vocab.chars[0]
+
+
 def sample_text(
     model: CharModel,
     vocab: CharVocab,
-    prompt: str = "\n",
+    prompt: str | None = None,
     length: int = 500,
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int = 0,
 ) -> str:
-    """The prompt and `length` characters drawn after it (prompt's characters must be in
-    the vocabulary; ValueError naming the prompt otherwise)."""
+    """The prompt (None: default_prompt) and `length` characters drawn after it (prompt's
+    characters must be in the vocabulary; ValueError naming the prompt otherwise)."""
+    prompt = default_prompt(vocab) if prompt is None else prompt
     if not prompt:
         raise ValueError("prompt must hold at least one character, got ''")
     device = next(model.parameters()).device

@@ -263,7 +263,7 @@ def _write_outputs(
 
     sample = ""
     if config.sample_chars:
-        sample = sample_text(model, corpus.vocab, "\n", config.sample_chars, seed=config.seed)
+        sample = sample_text(model, corpus.vocab, None, config.sample_chars, seed=config.seed)
         with atomic_path(out / "sample.txt") as tmp:
             tmp.write_text(sample, encoding="utf-8")
     write_json(
