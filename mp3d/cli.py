@@ -50,6 +50,7 @@ COMMANDS = {
     "gen": "train, score and sample generative image models (MNIST)",
     "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
     "seq": "train, score and sample sequence models (char-level LMs, sequential MNIST)",
+    "rl": "train and evaluate reinforcement-learning agents on gymnasium environments",
 }
 
 
@@ -1893,6 +1894,14 @@ def add_seq_commands(commands) -> None:
     add(commands)
 
 
+def add_rl_commands(commands) -> None:
+    """`mp3d rl train | eval` (built in mp3d.rl.commands, imported here so that
+    `mp3d --help` stays fast)."""
+    from mp3d.rl.commands import add_rl_commands as add
+
+    add(commands)
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
@@ -1906,6 +1915,7 @@ _GROUPS = {
     "gen": add_gen_commands,
     "implicit": add_implicit_commands,
     "seq": add_seq_commands,
+    "rl": add_rl_commands,
 }
 
 
