@@ -36,13 +36,13 @@ def test_layers_equal_torch_outputs_states_and_gradients(kind, layers, bidirecti
     out, state_ours = ours(x, state)
     assert out.shape == (4, 6, 7 * (1 + bidirectional))
     assert torch.allclose(out, out_ref, atol=1e-6, rtol=0)
-    for a, b in zip(torch.utils._pytree.tree_leaves(state_ours),
-                    torch.utils._pytree.tree_leaves(state_ref)):  # fmt: skip
+    for a, b in zip(
+        torch.utils._pytree.tree_leaves(state_ours), torch.utils._pytree.tree_leaves(state_ref)
+    ):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
     (out_ref.square().sum()).backward()
     (out.square().sum()).backward()
-    for (name, p_ref), (name_ours, p) in zip(reference.named_parameters(),
-                                             ours.named_parameters()):  # fmt: skip
+    for (name, p_ref), (name_ours, p) in zip(reference.named_parameters(), ours.named_parameters()):
         assert name == name_ours
         assert torch.allclose(p.grad, p_ref.grad, atol=1e-6, rtol=0), name
 
