@@ -196,7 +196,8 @@ class ImagePool(nn.Module):
         fakes = fakes.detach()
         if self.size == 0:
             return fakes
-        stored = self.images.to(fakes) if self.images is not None else fakes[:0].clone()
+        # a copy: the stored tensor may be shared with a state dict taken earlier
+        stored = self.images.to(fakes, copy=True) if self.images is not None else fakes[:0]
         out = []
         for fake in fakes:
             if len(stored) < self.size:
@@ -216,7 +217,7 @@ class ImagePool(nn.Module):
 
     def set_extra_state(self, state: dict) -> None:
         images = state["images"]
-        self.images = images if images.numel() else None
+        self.images = images.clone() if images.numel() else None
 
 
 def _check_batch(x: object, name: str = "x", channels: int = 1, what: str = "") -> None:
