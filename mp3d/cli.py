@@ -49,6 +49,7 @@ COMMANDS = {
     "dvr": "learn a surface from posed images (DVR surface or NeuS volume rendering)",
     "gen": "train, score and sample generative image models (MNIST)",
     "implicit": "learn shape spaces (occupancy networks, DeepSDF), reconstruct from points",
+    "view": "look at meshes, splats, checkpoints, bodies and datasets in a browser",
     "seq": "train, score and sample sequence models (char-level LMs, sequential MNIST)",
     "rl": "train and evaluate reinforcement-learning agents on gymnasium environments",
 }
@@ -1902,6 +1903,13 @@ def add_rl_commands(commands) -> None:
     add(commands)
 
 
+def add_view_commands(commands) -> None:
+    """`mp3d view` (the viewer, mp3d.viewer, is imported only when its group is built)."""
+    from mp3d.viewer.cli import add_view_commands as add
+
+    add(commands)
+
+
 _GROUPS = {
     "doctor": add_doctor_commands,
     "demo": add_demo_commands,
@@ -1914,6 +1922,7 @@ _GROUPS = {
     "dvr": add_dvr_commands,
     "gen": add_gen_commands,
     "implicit": add_implicit_commands,
+    "view": add_view_commands,
     "seq": add_seq_commands,
     "rl": add_rl_commands,
 }
