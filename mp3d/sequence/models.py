@@ -1,7 +1,11 @@
 """The character models by name, each with the defaults it trains well with.
 
-Defaults are sized for a few minutes to tens of minutes on a small CPU (see the figures in
-the package docstring); ``options`` override the model's constructor arguments.
+Defaults are sized for about 10 minutes on one thread of a 2-core CPU (bench/
+quality_sequence.py): the transformer is nanoGPT's CPU-sized character model (4 blocks of
+128, 4 heads) with a context of 128 and 16 x 128 = 2,048 characters a step, more
+characters than nanoGPT's 12 x 64 because a 10-minute budget affords them; the recurrent
+models read 32 streams x 64 characters a step. ``options`` override the model's
+constructor arguments.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ SPECS = {
             "char-level causal transformer, 4 pre-norm blocks of 128, learned positions",
             CharTransformer,
             {"dim": 128, "layers": 4, "heads": 4, "block": 128, "dropout": 0.0},
-            batch_size=32,
+            batch_size=16,
             block=128,
             lr=2e-3,
         ),
