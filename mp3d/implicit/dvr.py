@@ -62,7 +62,13 @@ from torch import nn
 
 from mp3d._backend import IMPLS
 from mp3d.cameras import Camera, orbit_of_views, random_rays
-from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene
+from mp3d.data.scene import (
+    DEFAULT_HOLDOUT,
+    load_scene,
+    metadata_cameras,
+    metadata_eval_views,
+    scene_metadata,
+)
 from mp3d.data.views import PosedViews
 from mp3d.encodings import PositionalEncoding, SphericalHarmonics
 from mp3d.implicit.evaluation import field_mesh
@@ -1188,25 +1194,13 @@ def fit_dvr_scene(
     out_dir/test/ (images, normal maps, metrics.json), out_dir/mesh.ply, out_dir/metrics.json
     (and out_dir/turntable.gif with turntable_frames > 0). Returns a summary dict."""
     from mp3d.mesh.marching_cubes import save_mesh
-    from mp3d.nerf.pipeline import _orbit_dict
 
     config = config if config is not None else DVRConfig()
     out_dir, data_dir = check_out_dir(out_dir), Path(data_dir)
     check_int("turntable_frames", turntable_frames, 0)
     device = resolve_device(device)
     train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout, progress)
-    orbit = orbit_of_views(train_views.c2ws)
-    meta = {
-        "data": str(data_dir.resolve()),
-        "format": kind,
-        "downscale": downscale,
-        "holdout": holdout,
-        "background": train_views.background_rgb.tolist(),
-        "width": train_views.width,
-        "height": train_views.height,
-        "K": train_views.Ks[0].tolist(),
-        "orbit": _orbit_dict(orbit),
-    }
+    meta = scene_metadata(data_dir, kind, train_views, downscale, holdout)
     model = train_dvr(
         train_views, config, out_dir, device, progress, fresh, meta=meta, source=data_dir
     )
@@ -1228,7 +1222,7 @@ def fit_dvr_scene(
         if len(surface.faces):
             summary["mesh"] = save_mesh(surface, out_dir / "mesh.ply")
     if turntable_frames > 0:
-        cameras = orbit.cameras(
+        cameras = orbit_of_views(train_views.c2ws).cameras(
             train_views.Ks[0], train_views.width, train_views.height, turntable_frames
         )
         summary["turntable"] = render_turntable(
@@ -1276,26 +1270,15 @@ def render_dvr_checkpoint(
     """Re-renders a DVR checkpoint: turntables of colour (turntable.gif) and normals
     (normals.gif) around its training cameras' orbit, and, when the training data is still
     where it was, the held-out views with metrics (out_dir/test)."""
-    from mp3d.nerf.pipeline import _camera_metadata
-
     check_int("frames", n_frames, 1)
     if renderer is not None:
         check_choice("renderer", renderer, RENDERERS)
     out_dir = check_out_dir(out_dir)
     model, payload = load_dvr(checkpoint, device)
     meta = payload["meta"]
-    orbit, K, (width, height) = _camera_metadata(meta, checkpoint)
+    orbit, K, (width, height) = metadata_cameras(meta, checkpoint)
     background = meta.get("background", [1.0, 1.0, 1.0])
-    eval_views = None
-    data = Path(str(meta.get("data", "")))
-    if meta.get("data") and data.is_dir():
-        _, eval_views, _ = load_scene(
-            data,
-            int(meta.get("downscale", 1)),
-            background,
-            int(meta.get("holdout", DEFAULT_HOLDOUT)),
-            progress,
-        )
+    eval_views = metadata_eval_views(meta, progress)
     cameras = orbit.cameras(K, width, height, n_frames)
     summary = {
         "turntable": render_turntable(

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from mp3d import distributed
-from mp3d.cameras import Orbit, orbit_of_views
-from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene
+from mp3d.cameras import orbit_of_views
+from mp3d.data.scene import (
+    DEFAULT_HOLDOUT,
+    load_scene,
+    metadata_cameras,
+    metadata_eval_views,
+    scene_metadata,
+)
 from mp3d.mesh.marching_cubes import save_mesh
 from mp3d.nerf.checkpoint import load_checkpoint
 from mp3d.nerf.export import extract_mesh
@@ -38,18 +42,7 @@ def fit_scene(
     out_dir, data_dir = check_out_dir(out_dir), Path(data_dir)
     device = resolve_device(device)
     train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout, progress)
-    orbit = orbit_of_views(train_views.c2ws)
-    meta = {
-        "data": str(data_dir.resolve()),
-        "format": kind,
-        "downscale": downscale,
-        "holdout": holdout,
-        "background": train_views.background_rgb.tolist(),
-        "width": train_views.width,
-        "height": train_views.height,
-        "K": train_views.Ks[0].tolist(),
-        "orbit": _orbit_dict(orbit),
-    }
+    meta = scene_metadata(data_dir, kind, train_views, downscale, holdout)
     model = train(
         train_views,
         config,
@@ -74,7 +67,7 @@ def fit_scene(
     if not distributed.is_main_process():  # under torchrun, rank 0 evaluates and writes
         return {**summary, **paths, "psnr": float("nan"), "ssim": float("nan"), "model": model}
     metrics = evaluate(model, eval_views, paths["images"], progress=progress)
-    cameras = orbit.cameras(
+    cameras = orbit_of_views(train_views.c2ws).cameras(
         train_views.Ks[0], train_views.width, train_views.height, turntable_frames
     )
     render_turntable(
@@ -83,15 +76,6 @@ def fit_scene(
     summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
     write_json(paths["metrics"], {**summary, "views": metrics["views"]})
     return {**summary, **paths, "model": model}
-
-
-def _orbit_dict(orbit: Orbit) -> dict:
-    return {
-        "centre": orbit.centre.tolist(),
-        "up": orbit.up.tolist(),
-        "radius": orbit.radius,
-        "elevation_deg": orbit.elevation_deg,
-    }
 
 
 def render_checkpoint(
@@ -108,18 +92,9 @@ def render_checkpoint(
     out_dir = check_out_dir(out_dir)
     model, payload = load_checkpoint(checkpoint, device=resolve_device(device))
     meta = payload["meta"]
-    orbit, K, size = _camera_metadata(meta, checkpoint)
+    orbit, K, size = metadata_cameras(meta, checkpoint)
     background = meta.get("background", [1.0, 1.0, 1.0])
-    eval_views = None
-    data = Path(str(meta.get("data", "")))
-    if meta.get("data") and data.is_dir():  # read before writing anything: no partial output
-        _, eval_views, _ = load_scene(
-            data,
-            int(meta.get("downscale", 1)),
-            background,
-            int(meta.get("holdout", DEFAULT_HOLDOUT)),
-            progress,
-        )
+    eval_views = metadata_eval_views(meta, progress)  # read before writing: no partial output
     cameras = orbit.cameras(K, size[0], size[1], n_frames)
     summary = {
         "turntable": render_turntable(
@@ -130,34 +105,6 @@ def render_checkpoint(
         metrics = evaluate(model, eval_views, out_dir / "test", progress=progress)
         summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"], images=out_dir / "test")
     return summary
-
-
-def _camera_metadata(meta: dict, checkpoint) -> tuple[Orbit, torch.Tensor, tuple[int, int]]:
-    """The orbit, intrinsics K [3,3] and (width, height) stored with a checkpoint."""
-    orbit = meta.get("orbit")
-    needed = {"centre", "up", "radius", "elevation_deg"}
-    if (
-        not {"K", "width", "height"} <= meta.keys()
-        or not isinstance(orbit, dict)
-        or not needed <= orbit.keys()
-    ):
-        raise ValueError(
-            f"{checkpoint}: has no camera metadata to render with (K, width, "
-            f"height and orbit, written by `mp3d nerf train`): retrain it"
-        )
-    try:
-        return (
-            Orbit(
-                torch.tensor(orbit["centre"], dtype=torch.float32),
-                torch.tensor(orbit["up"], dtype=torch.float32),
-                float(orbit["radius"]),
-                float(orbit["elevation_deg"]),
-            ),
-            torch.tensor(meta["K"], dtype=torch.float32).reshape(3, 3),
-            (check_int("width", meta["width"], 1), check_int("height", meta["height"], 1)),
-        )
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"{checkpoint}: its camera metadata is not valid ({error})") from error
 
 
 def mesh_checkpoint(

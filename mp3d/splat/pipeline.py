@@ -20,7 +20,7 @@ from mp3d import distributed
 from mp3d.cameras import intrinsics_from_fov, invert_rigid, orbit_of_views, project
 from mp3d.data.blender import BlenderScene, parse_background
 from mp3d.data.colmap import ColmapScene
-from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene
+from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene, scene_metadata
 from mp3d.data.views import PosedViews
 from mp3d.ops.gaussians import MAX_SH_DEGREE
 from mp3d.rendering import evaluate, render_turntable, write_json
@@ -140,15 +140,7 @@ def fit_scene(
     train_views, eval_views, kind = load_scene(data_dir, downscale, background, holdout, progress)
     model = initial_gaussians(train_views, init_points, sh_degree, config.seed, device, carve)
     initial = len(model)
-    meta = {
-        "data": str(data_dir.resolve()),
-        "format": kind,
-        "downscale": downscale,
-        "holdout": holdout,
-        "width": train_views.width,
-        "height": train_views.height,
-        "background": train_views.background_rgb.tolist(),
-    }
+    meta = scene_metadata(data_dir, kind, train_views, downscale, holdout)
     train(
         train_views,
         model,
