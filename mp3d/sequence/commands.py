@@ -59,12 +59,13 @@ def _model_options(args: argparse.Namespace) -> dict:
         "layers": args.layers,
         "heads": args.heads,
         "dropout": args.dropout,
+        "impl": args.impl,
     }
     options = {}
     for name, value in given.items():
         if value is None:
             continue
-        if name not in spec.options:
+        if name not in spec.options and not (name == "impl" and "kind" in spec.options):
             option = "--hidden" if name in ("dim", "hidden") else f"--{name}"
             raise ValueError(f"{option}: the {args.model} model does not take it")
         options[name] = value
@@ -130,6 +131,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
             f"takes one of {CLASSIFIER_KINDS}, got {args.model!r}"
         )
     for option, value in (
+        ("--impl", args.impl),
         ("--block", args.block),
         ("--heads", args.heads),
         ("--dropout", args.dropout),
@@ -242,6 +244,7 @@ def add_seq_commands(commands) -> None:
     """`mp3d seq train`, `mp3d seq eval` and `mp3d seq sample`."""
     from mp3d.sequence.classify import CLASSIFIER_KINDS
     from mp3d.sequence.models import SPECS
+    from mp3d.sequence.recurrent import IMPLS
     from mp3d.sequence.train import SequenceConfig
 
     seq = commands.add_parser("seq", help=_help(), description="Sequence models.")
@@ -288,6 +291,13 @@ def add_seq_commands(commands) -> None:
         type=int_in(1, 256),
         default=None,
         help="attention heads (transformer; default: 4)",
+    )
+    p.add_argument(
+        "--impl",
+        choices=IMPLS,
+        default=None,
+        help="rnn, lstm, gru: torch's fused layers (the default, faster) or mp3d's loop over "
+        "the cells written from their equations; the same weights and outputs",
     )
     p.add_argument(
         "--dropout",

@@ -147,3 +147,13 @@ def test_bad_input_exits_2_naming_the_culprit(text, lstm_run, tmp_path, capsys):
     _fails(["seq", "eval", other, "--data", text], "nerf.pt", capsys)
     _fails(["seq", "eval", tmp_path / "none.pt", "--data", text], "none.pt", capsys)
     _fails(["seq", "eval", lstm_run, "--data", empty], "empty.txt", capsys)
+
+
+def test_impl_equations_trains_and_is_refused_where_it_does_not_apply(text, tmp_path, capsys):
+    out = tmp_path / "eq"
+    argv = ["seq", "train", "gru", "--data", str(text), "--out", str(out), "--steps", "3"]
+    assert main([*argv, *TINY_LSTM, "--impl", "equations", "--quiet"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    argv = ["seq", "train", "transformer", "--data", text, "--out", bad, "--impl", "equations"]
+    _fails(argv, "--impl", capsys, bad)
