@@ -2,20 +2,27 @@
 budget on this machine, scored by the Fréchet distance (FD) of 1,000 samples against the
 1,000 evaluation digits in the features of the repo's digit classifier, with conditional
 accuracy for class-conditional models (and for guided diffusion at several guidance
-weights), DDIM at fewer steps where a sampler takes ``steps``, and the plain vs the
-unrolled GAN on the 2D ring of 8 Gaussians; one table each, beside the goals of issue 14.
+weights), DDIM at fewer steps where a sampler takes ``steps``, the translation models
+(pix2pix, CycleGAN) by L1 to the known targets of the evaluation digits and the classifier's
+accuracy on their translations, and the plain vs the unrolled GAN on the 2D ring of 8
+Gaussians; one table each, beside the goals of issue 14.
 
     python scripts/train_digit_classifier.py                 # once: the classifier FD uses
     python bench/quality_gan_diffusion.py                    # every model, 10 minutes each
     python bench/quality_gan_diffusion.py --models gan cgan --minutes 1 --ring-steps 500
+    python bench/quality_gan_diffusion.py --models pix2pix cyclegan --ring-steps 0
 
-Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled) and the diffusion models
-(ddpm, ddpm-cfg, ldm, ldm-cfg) when mp3d.generative registers them; guided sampling for the
-conditional models whose sampler takes ``guidance``, DDIM step counts for the unconditional
-ones whose sampler takes ``steps``. FD depends on the sample counts (see
-mp3d.generative.evaluation); the "real digits" row is the floor at these counts: 1,000
-training digits against the evaluation digits. Timings on a 2-core machine shared with other
-jobs can be several times slower than on a quiet one: compare rows of one run.
+Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled), the translation models
+(pix2pix on edge maps -> digits, cyclegan between digits and thickened digits: their
+default tasks) and the diffusion models (ddpm, ddpm-cfg, ldm, ldm-cfg), those that
+mp3d.generative registers; guided sampling for the conditional models whose sampler takes
+``guidance``, DDIM step counts for the unconditional ones whose sampler takes ``steps``.
+Translations are scored per direction by L1 (mean per pixel, [0,1] units) and accuracy,
+beside what copying the input scores and the classifier's accuracy on the true targets.
+FD depends on the sample counts (see mp3d.generative.evaluation); the "real digits" row is
+the floor at these counts: 1,000 training digits against the evaluation digits. Timings on
+a 2-core machine shared with other jobs can be several times slower than on a quiet one:
+compare rows of one run.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from mp3d.generative.evaluation import (
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 GANS = ("gan", "dcgan", "wgan-gp", "cgan", "unrolled")
 DIFFUSION = ("ddpm", "ddpm-cfg", "ldm", "ldm-cfg")
+TRANSLATION = ("pix2pix", "cyclegan")
 GUIDANCE = (0.0, 1.0, 3.0, 5.0)
 DDIM_STEPS = (50, 100, 250)
 
@@ -104,7 +112,10 @@ def plot_guidance(rows: list[tuple[float, float, float]], path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=None, help="default: GANs, and diffusion if registered"
+        "--models",
+        nargs="+",
+        default=None,
+        help="default: GANs, translation and diffusion models (those registered)",
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget each")
     parser.add_argument("--samples", type=int, default=1000, help="samples per FD")
@@ -126,7 +137,7 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     data = load_mnist(args.data)
     registered = models()
-    names = args.models or [n for n in (*GANS, *DIFFUSION) if n in registered]
+    names = args.models or [n for n in (*GANS, *TRANSLATION, *DIFFUSION) if n in registered]
     unknown = [n for n in names if n not in registered]
     if unknown:
         raise SystemExit(f"not registered: {', '.join(unknown)} (have {', '.join(registered)})")
@@ -137,14 +148,23 @@ def main() -> None:
         f"classifier's {classifier.feature_dim} features (classifier accuracy "
         f"{classifier.accuracy:.2%}); real digits: FD {floor:.1f}"
     )
-    rows, guidance_rows, ddim_rows = [], {}, {}
+    rows, guidance_rows, ddim_rows, translation_rows = [], {}, {}, []
     for name in names:
         config = GenerativeConfig(model=name, steps=None, minutes=args.minutes, seed=args.seed)
         model = train_generative(
             data, config, args.out / name, device=args.device, progress=False, fresh=True
         )
-        sample_grid(model, args.out / f"{name}.png", 64, seed=args.seed)
+        sample_grid(model, args.out / f"{name}.png", 64, seed=args.seed, data=data)
         scores = model.test_scores  # sample_scores, with the model's default sampler
+        if "directions" in scores:  # a translation model: translation_scores
+            translation_rows.append((name, model, scores))
+            for direction, row in scores["directions"].items():
+                print(
+                    f"  {name} {direction}: L1 {row['l1']:.4f} (copy {row['copy_l1']:.4f}), "
+                    f"accuracy {_fmt(row['accuracy'], '.1%')}, "
+                    f"{model.train_stats['steps']} steps"
+                )
+            continue
         rows.append((name, model, scores))
         print(
             f"  {name}: FD {_fmt(scores['fd'])}, conditional accuracy "
@@ -178,6 +198,19 @@ def main() -> None:
             f"{model.train_stats['steps']:>8}{model.train_stats['seconds']:>9.0f}"
             f"{_fmt(per_k, '.1f'):>14}"
         )
+    if translation_rows:
+        print("\ntranslation of the evaluation digits: L1 to the known target (mean per pixel,")
+        print("[0,1] units) and the classifier's accuracy on the translations vs the source labels")
+        print(f"{'model':<10}{'direction':<18}{'L1':>8}{'copy L1':>9}{'accuracy':>10}"
+              f"{'inputs':>8}{'targets':>9}{'steps':>7}{'train s':>9}")  # fmt: skip
+        for name, model, scores in translation_rows:
+            for direction, row in scores["directions"].items():
+                print(
+                    f"{name:<10}{direction:<18}{row['l1']:>8.4f}{row['copy_l1']:>9.4f}"
+                    f"{_fmt(row['accuracy'], '.1%'):>10}{_fmt(row['source_accuracy'], '.1%'):>8}"
+                    f"{_fmt(row['target_accuracy'], '.1%'):>9}{model.train_stats['steps']:>7}"
+                    f"{model.train_stats['seconds']:>9.0f}"
+                )
     for name, table in guidance_rows.items():
         print(f"\n{name}: classifier-free guidance (accuracy / diversity trade-off)")
         print(f"{'weight':>8}{'cond. acc':>11}{'FD':>8}")

@@ -13,8 +13,8 @@ layer: the 70x70 PatchGAN of pix2pix scaled to 28-pixel digits).
   the digit; D sees the input paired with an image, cat([input, image]) [B,2,28,28], and
   is trained by binary cross-entropy on (input, digit) as real and (input, G(input)) as fake,
   its loss halved as in the paper; G minimises the non-saturating loss -log D(input,
-  G(input)) + l1_weight (100) |G(input) - digit|_1 (mean, in [-1,1] units). Adam 2e-4,
-  betas (0.5, 0.999); D batch norm (as the paper).
+  G(input)) + l1_weight (100) |G(input) - digit|_1 (mean, in [-1,1] units). Adam betas
+  (0.5, 0.999); D batch norm (as the paper).
 - "cyclegan" (Zhu et al. 2017): G_AB (digits -> domain B), G_BA (B -> digits), D_A, D_B;
   least-squares GAN losses (D: (D(real) - 1)^2 + D(fake)^2, halved; G: (D(G(x)) - 1)^2),
   cycle-consistency cycle_weight (10) (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1) and
@@ -26,8 +26,13 @@ layer: the 70x70 PatchGAN of pix2pix scaled to 28-pixel digits).
 
 Training (through mp3d.generative.train_generative): ``configure_optimizers(lr)`` gives
 [Adam over the generator(s), Adam over the discriminator(s)]; each ``training_step`` is one
-update of each. Scalars returned: "loss" (G's whole objective), its parts, "d_loss" and D's
-mean outputs.
+update of each. The registered learning rate is 1e-3, not the papers' 2e-4 (at batch 1):
+in short runs on a busy 2-core CPU (1 thread, batch 32 / 16, 200 evaluation digits),
+pix2pix on edges reached L1 0.031 and 98% accuracy after 60 steps at 1e-3 against 0.167 and
+8% at 2e-4 (0.014 and 99.5% after 150 steps at 1e-3; on "half" 0.069 and 81% after 60, the
+inputs alone 0.089 and 46%), and CycleGAN on thicken L1 0.146 / 0.141 after 30 steps at
+1e-3 against 0.230 / 0.205 at 2e-4. Scalars returned: "loss" (G's whole objective), its
+parts, "d_loss" and D's mean outputs.
 
 Evaluation (``translation_scores``) translates the evaluation digits' known pairs in each
 direction and reports, per direction: "l1", the mean |translation - target| per pixel in
@@ -648,7 +653,7 @@ SPECS = [
         "loss; --task edges (edge map -> digit) or half (top half -> digit)",
         {"task": "edges"},
         batch_size=32,
-        lr=2e-4,
+        lr=1e-3,
     ),
     ModelSpec(
         "cyclegan",
@@ -658,6 +663,6 @@ SPECS = [
         "unpaired halves; --task thicken (digit <-> thick strokes) or invert",
         {"task": "thicken"},
         batch_size=16,
-        lr=2e-4,
+        lr=1e-3,
     ),
 ]
