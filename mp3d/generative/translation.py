@@ -126,8 +126,8 @@ class PatchDiscriminator(nn.Module):
     ``n_layers`` stride-2 4x4 convolutions (width, 2 width, ... channels, capped at 8 width;
     no norm on the first), one stride-1 4x4 convolution with norm, then a stride-1 4x4
     convolution to one channel, LeakyReLU(0.2) between (pix2pix's layout). Each logit sees
-    a ``receptive_field``-pixel square: 16 for n_layers = 1 (28x28 -> 12x12 logits), 34 for
-    n_layers = 2 (5x5 logits).
+    a ``receptive_field``-pixel square: 7 for n_layers = 0 (26x26 logits on 28x28 images),
+    16 for 1 (12x12 logits), 34 for 2 (5x5), 70 for 3 (1x1: pix2pix's 70x70 PatchGAN).
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         check_int("in_channels", in_channels, 1, 64)
         check_int("width", width, 1, 1024)
-        check_int("n_layers", n_layers, 0, 4)
+        check_int("n_layers", n_layers, 0, 3)  # 3: one logit for a 28x28 image
         check_choice("norm", norm, NORMS)
 
         def norm_layer(channels: int) -> nn.Module:
@@ -347,6 +347,8 @@ class Pix2Pix(TranslationModel):
         super().__init__()
         self.task = check_task(task, tuple(PAIRED_TASKS))
         self.l1_weight = check_float("l1_weight", l1_weight, 0.0)
+        check_int("d_width", d_width, 1, 1024)
+        check_int("d_layers", d_layers, 0, 3)
         self.generator = UNetGenerator(base_channels, channel_mults, n_res_blocks, dropout)
         self.discriminator = PatchDiscriminator(2, d_width, d_layers, "batch")
         self.directions = (Direction(f"{task}->digit", task, "digit"),)
@@ -424,6 +426,8 @@ class CycleGAN(TranslationModel):
         self.task = check_task(task, tuple(UNPAIRED_TASKS))
         self.cycle_weight = check_float("cycle_weight", cycle_weight, 0.0)
         self.identity_weight = check_float("identity_weight", identity_weight, 0.0)
+        check_int("d_width", d_width, 1, 1024)
+        check_int("d_layers", d_layers, 0, 3)
         self.g_ab = UNetGenerator(base_channels, channel_mults, n_res_blocks)
         self.g_ba = UNetGenerator(base_channels, channel_mults, n_res_blocks)
         self.d_a = PatchDiscriminator(1, d_width, d_layers, "instance")

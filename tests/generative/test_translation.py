@@ -229,6 +229,8 @@ def test_bad_input_is_refused_naming_the_argument(digits, tmp_path, capsys):
         (lambda: CycleGAN(pool_size=-1), "pool_size"),
         (lambda: Pix2Pix(channel_mults=()), "channel_mults"),
         (lambda: PatchDiscriminator(1, norm="layer"), "norm"),
+        (lambda: Pix2Pix(d_layers=4), "d_layers"),
+        (lambda: CycleGAN(d_width=0), "d_width"),
         (lambda: unpaired_split(1), "n must be"),
         (
             lambda: next(unpaired_batches(digits.train_images, 21, "thicken", epoch=0)),
