@@ -164,3 +164,26 @@ def test_sequential_mnist_classifier_learns_and_resumes(bars, tmp_path):
     assert torch.equal(loaded(x), resumed(x))
     with pytest.raises(ValueError, match="model must be one of"):
         ClassifierConfig(model="transformer")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "leaky"])
+def test_elman_and_leaky_classifiers_learn_bars_that_reach_the_last_row(bars, kind):
+    images = bars.train_images.copy()
+    images[:, 22:] = np.where(images[:, 21:22] == 255, 255, images[:, 22:])  # bars to the end
+    test_images = bars.test_images.copy()
+    test_images[:, 22:] = np.where(test_images[:, 21:22] == 255, 255, test_images[:, 22:])
+    data = MNIST(images, bars.train_labels, test_images, bars.test_labels, "long bars")
+    config = ClassifierConfig(model=kind, steps=40, hidden=16, batch_size=20, lr=3e-2)
+    torch.manual_seed(0)
+    untrained = SequenceClassifier(kind, hidden=16)
+    model = train_sequence_classifier(data, config, progress=False)
+    assert model.rnn.mode.lower() == ("leaky" if kind == "leaky" else "rnn_tanh")
+    pixels = torch.as_tensor(test_images).float() / 255
+    logits = model(pixels)
+    assert logits.shape == (40, 10) and torch.isfinite(logits).all()
+    assert model.test_scores["accuracy"] >= 0.9, model.test_scores
+    with torch.no_grad():
+        before = torch.nn.functional.cross_entropy(
+            untrained(pixels), torch.as_tensor(bars.test_labels).long()
+        )
+    assert model.test_scores["nll"] < 0.5 * before.item()
