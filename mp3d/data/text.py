@@ -87,6 +87,7 @@ class CharCorpus:
     val: torch.Tensor
     vocab: CharVocab
     source: str  # the file and the split, in words
+    path: str = ""  # the file, for messages
 
 
 def load_char_corpus(
@@ -109,7 +110,7 @@ def load_char_corpus(
         f"{path}: characters 0..{cut - 1} for training, {cut}..{len(ids) - 1} for "
         f"validation, {vocab.size} distinct"
     )
-    return CharCorpus(ids[:cut], ids[cut:], vocab, source)
+    return CharCorpus(ids[:cut], ids[cut:], vocab, source, str(path))
 
 
 def _check_sizes(ids: torch.Tensor, batch_size: int, block: int, streams: int) -> None:

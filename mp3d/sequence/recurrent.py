@@ -214,7 +214,9 @@ def make_recurrent(
 ) -> nn.Module:
     """A batch-first recurrent layer of `kind` (rnn, leaky, lstm, gru). impl 'equations' is
     this module's loop; 'torch' is torch.nn's fused one, with the same parameter names and
-    outputs (tested), several times faster on a CPU. The leaky RNN has the loop only."""
+    outputs (tested), about 1.6x faster on a CPU (forward and backward of a 2x256 LSTM
+    over 32 x 64 steps: 0.54 s against 0.86 s on one busy thread). The leaky RNN has the
+    loop only."""
     if kind not in CELL_KINDS:
         raise ValueError(f"kind must be one of {CELL_KINDS}, got {kind!r}")
     if impl not in IMPLS:

@@ -133,15 +133,17 @@ def evaluate_loss(
 
 def _check_fits(corpus: CharCorpus, batch_size: int, block: int, recurrent: bool) -> None:
     need = (batch_size if recurrent else 1) * block + 1
+    where = f"{corpus.path}: " if corpus.path else ""
     if len(corpus.train) < need:
+        streams = f"--batch-size {batch_size} streams x " if recurrent else ""
         raise ValueError(
-            f"the training text has {len(corpus.train)} characters; --batch-size "
-            f"{batch_size} x --block {block} needs at least {need}"
+            f"{where}the training text has {len(corpus.train)} characters; {streams}"
+            f"--block {block} need at least {need}: use a smaller --block or a longer text"
         )
     if len(corpus.val) < block + 1:
         raise ValueError(
-            f"the validation text (the last 10%) has {len(corpus.val)} characters; "
-            f"--block {block} needs at least {block + 1}"
+            f"{where}the validation text (the last 10%) has {len(corpus.val)} characters; "
+            f"--block {block} needs at least {block + 1}: use a smaller --block or a longer text"
         )
 
 
