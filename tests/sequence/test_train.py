@@ -127,7 +127,11 @@ def test_other_checkpoints_and_data_are_refused(corpus, tmp_path):
         train_sequence_model(
             other_text, config, tmp_path / "run", progress=False, options=TINY["rnn"]
         )
-    with pytest.raises(ValueError, match="--block 4096 needs at least"):
+    with pytest.raises(
+        ValueError,
+        match=r"words.txt: the training text has \d+ characters; --batch-size 32 streams x "
+        r"--block 4096 need at least",
+    ):
         train_sequence_model(corpus, SequenceConfig(model="rnn", block=4096), progress=False)
     with pytest.raises(ValueError, match="model must be one of"):
         SequenceConfig(model="wavenet")
