@@ -212,21 +212,6 @@ class ValueChecks:
 # ----------------------------------------------------------------------------- scalar arguments
 
 
-def check_int(
-    name: str, value: object, minimum: int | None = None, maximum: int | None = None
-) -> int:
-    """Checks that `value` is an integer (int or numpy integer, not a bool) in
-    [minimum, maximum]; returns it as int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
 def check_scalar(
     name: str,
     value: object,

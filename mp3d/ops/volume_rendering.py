@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 
 from mp3d._backend import Impl, resolve_impl
+from mp3d.checks import check_int
 from mp3d.ops._autograd import backward_kernel
 from mp3d.ops._validation import (
     FLOAT_DTYPES,
     ValueChecks,
     check_fits_in_memory,
-    check_int,
     check_length,
     check_same_device,
     check_same_dtype,

@@ -423,9 +423,9 @@ def _bad(**changes) -> dict:
         ({"viewmat": torch.eye(3)}, r"viewmat must have shape \[4, 4\], got \[3, 3\]"),
         ({"K": torch.eye(4)}, r"K must have shape \[3, 3\], got \[4, 4\]"),
         ({"K": torch.zeros(3, 3)}, "K must have positive focal lengths"),
-        ({"width": 0}, "width must be >= 1, got 0"),
-        ({"height": 6.0}, "height must be an int, got 6.0"),
-        ({"width": True}, "width must be an int, got True"),
+        ({"width": 0}, "width must be an int >= 1, got 0"),
+        ({"height": 6.0}, "height must be an int >= 1, got 6.0"),
+        ({"width": True}, "width must be an int >= 1, got True"),
         (
             {
                 "viewmat": torch.tensor(
@@ -497,7 +497,7 @@ def test_every_public_op_checks_its_scalars():
     camera = (s["viewmat"], s["K"])
     with pytest.raises(ValueError, match="near must be finite"):
         project_gaussians(s["means"], s["quats"], s["scales"], *camera, 8, 6, near=float("inf"))
-    with pytest.raises(ValueError, match="height must be >= 1, got -6"):
+    with pytest.raises(ValueError, match="height must be an int >= 1, got -6"):
         project_gaussians(s["means"], s["quats"], s["scales"], *camera, 8, -6)
     splats = (
         torch.zeros(1, 2),
@@ -510,7 +510,7 @@ def test_every_public_op_checks_its_scalars():
         rasterize_splats(*splats, 4, 4, background=float("nan"))
     with pytest.raises(ValueError, match="a 4x1000000000 image needs"):
         rasterize_splats(*splats, 4, 10**9)
-    with pytest.raises(ValueError, match="chunk_pixels must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="chunk_pixels must be an int >= 1, got 0"):
         rasterize_reference(*splats, 4, 4, chunk_pixels=0)
     with pytest.raises(ValueError, match="directions must be finite"):
         sh_colors(torch.zeros(1, 1, 3), torch.tensor([[float("nan"), 0.0, 1.0]]), 0)

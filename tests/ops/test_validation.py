@@ -3,16 +3,12 @@ scalar and size checks name the argument, the expected and the given."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from mp3d.ops._validation import (
-    HostReads,
-    ValueChecks,
-    check_fits_in_memory,
-    check_int,
-    check_scalar,
-)
+from mp3d.checks import check_int
+from mp3d.ops._validation import HostReads, ValueChecks, check_fits_in_memory, check_scalar
 
 
 def test_value_checks_read_once_and_judge_in_order():
@@ -55,6 +51,8 @@ def test_disabled_checks_queue_nothing():
 def test_scalar_checks():
     assert check_scalar("a", 2) == 2.0
     assert check_int("n", torch.tensor(3).item()) == 3
+    numpy_int = check_int("n", np.int64(3), 1)
+    assert numpy_int == 3 and type(numpy_int) is int
     with pytest.raises(ValueError, match="a must be finite, got nan"):
         check_scalar("a", float("nan"))
     with pytest.raises(ValueError, match=r"a must be in \(0, 1\], got 0"):
@@ -63,7 +61,7 @@ def test_scalar_checks():
         check_scalar("a", True)
     with pytest.raises(ValueError, match="n must be an int, got 2.0"):
         check_int("n", 2.0)
-    with pytest.raises(ValueError, match="n must be <= 4, got 5"):
+    with pytest.raises(ValueError, match="n must be an int <= 4, got 5"):
         check_int("n", 5, maximum=4)
 
 

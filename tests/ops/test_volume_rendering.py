@@ -323,7 +323,7 @@ def _bad_cases():
         "2-D sigmas": (case(sigmas=base["sigmas"][:, None]), "sigmas must have shape"),
         "list sigmas": (case(sigmas=base["sigmas"].tolist()), "sigmas must be a torch.Tensor"),
         "other device": (case(rgbs=base["rgbs"].to("meta")), "rgbs must be on the same device"),
-        "negative n_rays": (case(n_rays=-1), "n_rays must be >= 0, got -1"),
+        "negative n_rays": (case(n_rays=-1), "n_rays must be an int >= 0, got -1"),
         "float n_rays": (case(n_rays=6.0), "n_rays must be an int"),
     }
 
