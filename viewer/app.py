@@ -24,6 +24,7 @@ OUTPUTS = ("rgb", "depth", "opacity")
 OFF = "off"
 FOV_Y = math.radians(50.0)  # the first view's vertical field of view
 ELEVATION = math.radians(25.0)
+PANEL_WIDTH = 320  # pixels
 
 
 def _axis(name: str) -> np.ndarray:
@@ -118,8 +119,10 @@ class Viewer:
 
     def _build_controls(self) -> None:
         gui = self.server.gui
-        # A fixed side panel, as in nerfstudio: the canvas is never covered by controls.
-        gui.configure_theme(control_layout="fixed", show_share_button=False)
+        # A side panel docked right, as in nerfstudio: the canvas is never covered by controls.
+        gui.configure_theme(show_share_button=False)
+        gui.main_panel.dock_right()
+        gui.main_panel.set_width(PANEL_WIDTH)  # fixed: long labels must not resize the canvas
         with gui.add_folder("view"):
             self.up_control = gui.add_dropdown("up direction", UP_AXES, initial_value=self.up)
             self.up_control.on_update(lambda _: self.set_up(self.up_control.value))

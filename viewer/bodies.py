@@ -215,7 +215,11 @@ class FitLayer(BodyLayer):
         )
         segments = np.stack([joints[seen], lifted], axis=1).astype(np.float32)
         server.scene.add_line_segments(
-            f"{self.name}/residuals", segments, colors=KEYPOINT_COLOUR, line_width=2.0
+            f"{self.name}/residuals",
+            segments,
+            colors=KEYPOINT_COLOUR,
+            thickness=2.0,
+            thickness_units="screen",
         )
         from mp3d.viewer.cameras import fov_y_of, pose_from_viewmat
 

@@ -102,11 +102,11 @@ class DatasetLayer(Layer):
         return ("+" if up[axis] > 0 else "-") + "xyz"[axis]
 
     def frustum_scale(self) -> float:
-        """Frustum depth: a tenth of the median distance between camera centres and their
+        """Frustum depth: 0.15 of the median distance between camera centres and their
         centroid (world units)."""
         positions = self._c2ws()[:, :3, 3].numpy()
         spread = np.median(np.linalg.norm(positions - positions.mean(axis=0), axis=1))
-        return float(max(spread, 1e-3)) * 0.1
+        return float(max(spread, 1e-3)) * 0.15
 
     def attach(self, server) -> None:
         super().attach(server)

@@ -74,7 +74,8 @@ class FieldLayer(Layer):
             f"{self.name}/box",
             box_edges(self.model.aabb.detach().cpu().numpy()),
             colors=(150, 150, 150),
-            line_width=1.0,
+            thickness=1.0,
+            thickness_units="screen",
         )
 
     @torch.no_grad()

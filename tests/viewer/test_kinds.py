@@ -14,7 +14,7 @@ from mp3d.viewer.geometry import MeshLayer, PointCloudLayer
 from mp3d.viewer.kinds import open_path, ply_kind
 from mp3d.viewer.splats import SplatLayer, splat_arrays
 
-from tests.viewer.scenes import write_mesh, write_points, write_splats
+from tests.viewer.scenes import SPLAT_COLOURS, write_mesh, write_points, write_splats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,7 +35,8 @@ def test_mesh_point_cloud_and_splat_files(tmp_path):
 def test_splat_arrays_band_zero_colour_and_covariance(tmp_path):
     layer = open_path(write_splats(tmp_path / "splats.ply", n=50), "/0")
     arrays = splat_arrays(layer.model)
-    np.testing.assert_allclose(arrays["rgbs"], np.tile([1.0, 0.55, 0.1], (50, 1)), atol=1e-5)
+    expected = np.where(arrays["centers"][:, :1] > 0, *SPLAT_COLOURS.numpy()[:, None])
+    np.testing.assert_allclose(arrays["rgbs"], expected, atol=1e-5)
     np.testing.assert_allclose(arrays["opacities"], 0.9, atol=1e-5)
     # Isotropic scale 0.05: covariance 0.0025 I whatever the rotation.
     expected = np.tile(0.0025 * np.eye(3), (50, 1, 1))
