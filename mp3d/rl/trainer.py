@@ -115,6 +115,16 @@ class PlanningTrainer(Trainer):
         self.policy = state["policy"].long()
 
 
+def evaluated_policy(env, config: TabularConfig) -> np.ndarray:
+    """The probabilities [S, A] of the policy TD(0) evaluates (config.td_policy)."""
+    n_states, n_actions = int(env.observation_space.n), int(env.action_space.n)
+    uniform = np.full((n_states, n_actions), 1.0 / n_actions)
+    if config.td_policy == "uniform":
+        return uniform
+    optimal = dp.value_iteration(tabular_model(env), config.gamma).policy.numpy()
+    return (1.0 - config.td_epsilon) * np.eye(n_actions)[optimal] + config.td_epsilon * uniform
+
+
 class EpisodicTrainer(Trainer):
     """mc, td, sarsa, qlearning (mp3d.rl.tabular): a step is one episode, seeded by
     (config.seed, episode) for the environment and for exploration."""
@@ -129,6 +139,9 @@ class EpisodicTrainer(Trainer):
             self.learner = learner_class(
                 n_states, n_actions, config.gamma, config.alpha, config.constant_alpha
             )
+        elif config.algorithm == "td":
+            policy = evaluated_policy(self.env, config)
+            self.learner = learner_class(n_states, n_actions, config.gamma, config.alpha, policy)
         else:
             self.learner = learner_class(n_states, n_actions, config.gamma, config.alpha)
         total = config.steps or 1

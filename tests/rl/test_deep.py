@@ -159,7 +159,7 @@ def test_policy_gradient_updates_lower_the_losses_on_a_fixed_batch(discrete):
     first, last = _steps(surrogate, policy.parameters())
     assert last < first
     first, last = _steps(lambda: terms()["value"], value_net.parameters())
-    assert first == pytest.approx(float(start["value"])) and last < 0.5 * first
+    assert first == pytest.approx(float(start["value"].detach())) and last < 0.5 * first
 
 
 # ----------------------------------------------------------------------------- trainers

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from mp3d.io import write_checkpoint
-from mp3d.rl import evaluate, load_agent, make_config, make_env, resolve_env_id, train_rl
-from mp3d.rl.train import FORMAT, VERSION
+from mp3d.rl import (
+    evaluate,
+    load_agent,
+    make_config,
+    make_env,
+    resolve_env_id,
+    tabular_model,
+    train_rl,
+)
+from mp3d.rl.train import FORMAT, VERSION, reachable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,6 +80,21 @@ def test_deep_checkpoint_round_trip_and_resume(tmp_path, algorithm, fields):
     assert resumed.train_stats["env_steps"] > agent.train_stats["env_steps"]
 
 
+def test_td_run_compares_with_the_exact_values_where_episodes_go():
+    config = make_config("td", env="CliffWalking", steps=200, eval_episodes=0)
+    agent = train_rl(config, progress=False)
+    policy = agent.trainer.learner.q
+    assert np.allclose(policy.sum(axis=1), 1.0) and policy.max() == pytest.approx(0.85)
+    reached = reachable(tabular_model(make_env("CliffWalking")), policy)
+    # Never in the cliff cells, and never acting in the goal (reaching it ends the episode).
+    assert not reached[37:].any() and reached[:37].all()
+    # The start's value is about -75 under this policy; 200 episodes get within a few units.
+    assert agent.exact["exact_start_value"] == pytest.approx(-75.44, abs=0.01)
+    assert agent.exact["rms_value_error"] < 0.2 * abs(agent.exact["exact_start_value"])
+    uniform = make_config("td", env="FrozenLake", td_policy="uniform", steps=5, eval_episodes=0)
+    assert np.allclose(train_rl(uniform, progress=False).trainer.learner.q, 0.25)
+
+
 def test_evaluation_episodes_are_seeded_apart_from_training():
     agent = train_rl(make_config("vi", env="FrozenLake", eval_episodes=0), progress=False)
     a, b = evaluate(agent, 30, seed=0), evaluate(agent, 30, seed=0)
@@ -124,6 +147,8 @@ def test_bad_config_fields_are_named():
         make_config("a2c", n_envs=0)
     with pytest.raises(ValueError, match="hidden must be a non-empty tuple"):
         make_config("dqn", hidden=())
+    with pytest.raises(ValueError, match="td_policy must be one of"):
+        make_config("td", td_policy="greedy")
 
 
 def test_make_env_aliases():
