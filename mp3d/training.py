@@ -164,6 +164,13 @@ class Clock:
 # ----------------------------------------------------------------------------- the run
 
 
+# Watchers of every TrainingRun in this process, called on the main rank only (the viewer's
+# --view, mp3d.viewer.live): objects with step(run), after each step (it may block: pause),
+# wants_snapshot(run) -> bool, and snapshot(run, payload), given the trainer's checkpoint
+# payload (its model's current state) at the steps it wanted and at every checkpoint.
+OBSERVERS: list = []
+
+
 class TrainingRun:
     """The shared machinery of one training run (see the module docstring): budget, step
     count, progress bar, TensorBoard scalars (when installed), checkpoints in `out_dir`.
@@ -202,6 +209,7 @@ class TrainingRun:
         self.bar: tqdm | None = None
         self.writer = None
         self.last: dict[str, float] = {}
+        self._snapshot_only = False  # the next save() is for OBSERVERS, not the checkpoint
 
     # -- resuming
 
@@ -312,15 +320,27 @@ class TrainingRun:
             if self.writer is not None:
                 for name, value in self.last.items():
                     self.writer.add_scalar(f"train/{name}", value, self.step)
+        if self.main:
+            for observer in list(OBSERVERS):
+                observer.step(self)
 
     def checkpoint_due(self) -> bool:
-        """Whether this step is one to checkpoint at."""
-        return self.checkpoint is not None and self.step % self.config.checkpoint_every == 0
+        """Whether this step is one to checkpoint at, or one an observer wants a snapshot of
+        (then save() only hands the payload to OBSERVERS)."""
+        if self.checkpoint is not None and self.step % self.config.checkpoint_every == 0:
+            return True
+        self._snapshot_only = self.main and any(o.wants_snapshot(self) for o in list(OBSERVERS))
+        return self._snapshot_only
 
     def save(self, payload: Mapping[str, Any]) -> Path | None:
         """Writes `payload` (tensors and plain containers), with the format, version, step,
-        elapsed time, config and meta added, to the checkpoint atomically (rank 0 only)."""
-        if self.checkpoint is None:
+        elapsed time, config and meta added, to the checkpoint atomically (rank 0 only).
+        OBSERVERS see the payload first; a save only they asked for writes nothing."""
+        snapshot_only, self._snapshot_only = self._snapshot_only, False
+        if self.main:
+            for observer in list(OBSERVERS):
+                observer.snapshot(self, payload)
+        if snapshot_only or self.checkpoint is None:
             return None
         if self.main:
             write_checkpoint(
