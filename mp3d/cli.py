@@ -447,13 +447,14 @@ def nerf_train(args: argparse.Namespace) -> int:
         batch_rays=args.batch_rays,
         background=args.train_background,
     )
-    summary = fit_scene(
-        args.data,
-        args.out,
-        config,
-        **_scene_run_options(args),
-    )
-    _print_fit(summary)
+    with _live_view(args):
+        summary = fit_scene(
+            args.data,
+            args.out,
+            config,
+            **_scene_run_options(args),
+        )
+        _print_fit(summary)
     return 0
 
 
@@ -971,16 +972,17 @@ def splat_train(args: argparse.Namespace) -> int:
     from mp3d.splat.pipeline import fit_scene
 
     config = _trainer_config(SplatConfig, args)
-    summary = fit_scene(
-        args.data,
-        args.out,
-        config,
-        init_points=args.init_points,
-        sh_degree=args.sh_degree,
-        carve=not args.no_carve,
-        **_scene_run_options(args),
-    )
-    _print_splat_fit(summary)
+    with _live_view(args):
+        summary = fit_scene(
+            args.data,
+            args.out,
+            config,
+            init_points=args.init_points,
+            sh_degree=args.sh_degree,
+            carve=not args.no_carve,
+            **_scene_run_options(args),
+        )
+        _print_splat_fit(summary)
     return 0
 
 
@@ -1201,6 +1203,34 @@ def add_budget_options(
     p.set_defaults(default_steps=steps)
 
 
+def _live_view(args: argparse.Namespace):
+    """With --view, the viewer on the model being trained (mp3d.viewer.live); else nothing."""
+    if not args.view:
+        return contextlib.nullcontext()
+    from mp3d.viewer.live import live_view
+
+    return live_view(port=args.view_port, every=args.view_every)
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """--view, --view-port, --view-every: watch a trainer's model in the browser."""
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="show the model in the viewer while it trains (on 127.0.0.1; see mp3d view "
+        "--help for ssh forwarding); the viewer stays up after training until Ctrl-C",
+    )
+    p.add_argument(
+        "--view-port", type=int_in(1, 65535), default=8080, help="viewer port (default: 8080)"
+    )
+    p.add_argument(
+        "--view-every",
+        type=int_in(1),
+        default=100,
+        help="steps between viewer updates (default: %(default)s)",
+    )
+
+
 def add_scene_options(p: argparse.ArgumentParser) -> None:
     """What both trainers read a scene folder with: DATA, --downscale, --background,
     --holdout, --frames."""
@@ -1318,6 +1348,7 @@ def add_nerf_commands(commands) -> None:
     p = _add_command(nerf_commands, "train", nerf_train, "train on a Blender or COLMAP folder")
     add_scene_options(p)
     add_trainer_options(p, _field_default(TrainConfig, "steps"))
+    add_view_options(p)
     p.add_argument(
         "--model",
         choices=["hash", "vanilla"],
@@ -1384,6 +1415,7 @@ def add_splat_commands(commands) -> None:
     p = _add_command(splat_commands, "train", splat_train, "train on a Blender or COLMAP folder")
     add_scene_options(p)
     add_trainer_options(p, _field_default(SplatConfig, "steps"))
+    add_view_options(p)
     p.add_argument(
         "--init-points",
         type=int_in(2),
