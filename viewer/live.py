@@ -59,6 +59,7 @@ class LiveTraining:
         self._resume = threading.Event()
         self._resume.set()
         self._last_snapshot_step: int | None = None
+        self._run = None  # the TrainingRun being followed
         self._last_plot = 0.0
         self._unsupported: str | None = None
         self._build_controls()
@@ -121,8 +122,17 @@ class LiveTraining:
             training.OBSERVERS.remove(self)
         self.resume()
 
+    def _follow(self, run) -> None:
+        """Starts the history and the snapshot count over when another run begins."""
+        if run is not self._run:
+            self._run = run
+            self._last_snapshot_step = None
+            for values in self.history.values():
+                values.clear()
+
     def wants_snapshot(self, run) -> bool:
-        """The first step, then every `every` steps while someone is looking."""
+        """A run's first step, then every `every` steps while someone is looking."""
+        self._follow(run)
         if self._unsupported is not None:
             return False
         if self._last_snapshot_step is None:
@@ -167,6 +177,7 @@ class LiveTraining:
 
     def step(self, run) -> None:
         """Records the step's scalars, updates the page now and then, waits while paused."""
+        self._follow(run)
         self.history["step"].append(float(run.step))
         for name in CURVES:
             self.history[name].append(float(run.last.get(name, np.nan)))

@@ -140,3 +140,17 @@ def test_splat_training_is_shown(viewer, views):
 def test_bad_every(viewer):
     with pytest.raises(ValueError, match="every must be an int >= 1"):
         LiveTraining(viewer, every=0)
+
+
+def test_a_second_run_starts_over(viewer, views):
+    from mp3d.nerf import TrainConfig, train
+
+    live = LiveTraining(viewer, every=2).attach()
+    live.only_when_watched = False
+    try:
+        for _ in range(2):
+            train(views, TrainConfig(steps=4, **TINY_NERF), progress=False)
+    finally:
+        live.detach()
+    assert live.snapshots == 6  # steps 1, 3 and the end of each run
+    assert live.history["step"] == [1.0, 2.0, 3.0, 4.0]
