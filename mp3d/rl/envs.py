@@ -73,11 +73,6 @@ def episode_rng(seed: int, episode: int) -> np.random.Generator:
     return np.random.default_rng([seed, episode, 1])
 
 
-def space_summary(space) -> str:
-    """A short text for a gymnasium space, for error messages."""
-    return str(space)
-
-
 def is_discrete(space) -> bool:
     """Whether `space` is gymnasium.spaces.Discrete."""
     return isinstance(space, gymnasium().spaces.Discrete)
@@ -101,13 +96,11 @@ def require_spaces(
         space = getattr(env, f"{which}_space")
         if not checks[kind](space):
             wanted = "a Discrete" if kind == "discrete" else "a Box (continuous)"
-            raise ValueError(
-                f"{algorithm} needs {wanted} {which} space; env {env_id} has {space_summary(space)}"
-            )
+            raise ValueError(f"{algorithm} needs {wanted} {which} space; env {env_id} has {space}")
     if is_box(env.observation_space) and len(env.observation_space.shape) != 1:
         raise ValueError(
             f"{algorithm} needs flat (1-D) Box observations; env {env_id} has "
-            f"{space_summary(env.observation_space)}"
+            f"{env.observation_space}"
         )
 
 

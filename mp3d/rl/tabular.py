@@ -217,8 +217,3 @@ def greedy_path(env, policy: np.ndarray, seed: int = 0, max_steps: int = 1000) -
         if terminated or truncated:
             break
     return path
-
-
-def check_epsilon(epsilon: float) -> float:
-    """epsilon checked to be in [0, 1]."""
-    return check_float("epsilon", epsilon, 0.0, 1.0)

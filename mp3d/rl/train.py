@@ -35,6 +35,7 @@ def make_trainer(config: RLConfig, device: str | torch.device | None = None) -> 
     if not isinstance(config, RLConfig):
         raise ValueError(f"config must be an RLConfig, got {type(config).__name__}")
     env_id = resolve_env_id(config.env)
+    torch.manual_seed(config.seed)  # the networks' initial weights
     if config.algorithm in ("vi", "pi"):
         return PlanningTrainer(config, env_id)
     if config.algorithm in TABULAR:

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mp3d.io import write_checkpoint
 from mp3d.rl import (
@@ -154,3 +155,26 @@ def test_bad_config_fields_are_named():
 def test_make_env_aliases():
     assert make_env("cliffwalking").spec.id == "CliffWalking-v1"
     assert resolve_env_id("Pendulum-v1") == "Pendulum-v1"
+
+
+@pytest.mark.parametrize("algorithm", ["dqn", "a2c"])
+def test_deep_training_is_deterministic_given_the_seed(algorithm):
+    def run(seed: int):
+        config = make_config(
+            algorithm,
+            env="CartPole",
+            steps=40 if algorithm == "dqn" else 3,
+            seed=seed,
+            eval_episodes=0,
+            hidden=(16,),
+            **({"learning_starts": 10, "train_freq": 5} if algorithm == "dqn" else {}),
+        )
+        trainer = train_rl(config, progress=False).trainer
+        network = trainer.q_net if algorithm == "dqn" else trainer.policy
+        return [p.detach().clone() for p in network.parameters()], trainer.returns
+
+    (weights_a, returns_a), (weights_b, returns_b) = run(1), run(1)
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
+    assert returns_a == returns_b
+    weights_c, _ = run(2)
+    assert not all(torch.equal(a, c) for a, c in zip(weights_a, weights_c))
