@@ -7,5 +7,6 @@ Modules, one job each: cameras (viser <-> mp3d camera conversion), progressive (
 move), layers (what a shown item provides), geometry (meshes, point clouds), splats
 (Gaussian splat PLY and checkpoints), fields (NeRF/DVR checkpoints, rendered on the server),
 bodies (SMPL with sliders, body fits), datasets (Blender/COLMAP cameras), kinds (which layer
-a path opens as), app (the Viewer), cli (`mp3d view`).
+a path opens as), app (the Viewer), live (the model being trained, through
+mp3d.training.OBSERVERS), cli (`mp3d view`).
 """

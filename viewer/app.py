@@ -263,6 +263,7 @@ class Viewer:
             lambda camera, client=client: self._render_strip(client, camera),
             lambda image, level, client=client: self._show(client, image, level),
             settle_s=self.settle_s,
+            n_strips=self._render_strips,
             on_error=lambda error: self.report("server render", error),
             **self.render_settings,
         )
@@ -271,6 +272,10 @@ class Viewer:
         client.camera.on_update(lambda camera: renderer.request(view_of(camera)))
         for message in self.errors:
             client.add_notification("mp3d view: not shown", message, color="red")
+
+    def _render_strips(self) -> int:
+        layer = self.server_layer
+        return layer.render_strips if layer is not None else 1
 
     def _disconnect(self, client) -> None:
         with self._lock:

@@ -40,6 +40,9 @@ class Layer:
     kind = "item"
     renders_on_server = False  # True: render() draws it (NeRF, DVR, exact splats)
     server_only = False  # True: nothing shows it in the browser (NeRF, DVR): drawn at once
+    # Strips a server-side render is cut into (each a chance to abandon it): 1 where every
+    # call pays a fixed cost per item (the rasterizer projects every Gaussian each time).
+    render_strips = 8
 
     def __init__(self, path: Path | str, name: str) -> None:
         self.path = Path(path)

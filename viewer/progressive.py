@@ -75,7 +75,8 @@ class ProgressiveRenderer:
     abandoning a render when the camera moves again.
 
     render: camera -> image [h,w,3] float in [0,1] (one strip); show: (image [H,W,3],
-    level) -> None puts a finished image on the client. clock: seconds, monotonic.
+    level) -> None puts a finished image on the client. n_strips: strips per image (the
+    chances to abandon it), or a function giving it per render. clock: seconds, monotonic.
     """
 
     def __init__(
@@ -85,7 +86,7 @@ class ProgressiveRenderer:
         preview_side: int = 96,
         full_side: int = 384,
         settle_s: float = 0.25,
-        n_strips: int = 8,
+        n_strips: int | Callable[[], int] = 8,
         clock: Callable[[], float] = time.monotonic,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
@@ -167,7 +168,8 @@ class ProgressiveRenderer:
         start = self.clock()
         camera = job.view.camera(self.sides[job.level])
         image = np.zeros((camera.height, camera.width, 3), dtype=np.float32)
-        for top, strip in strip_cameras(camera, self.n_strips):
+        n_strips = self.n_strips() if callable(self.n_strips) else self.n_strips
+        for top, strip in strip_cameras(camera, n_strips):
             if not self._current(job.generation):
                 self.abandoned += 1
                 return False

@@ -46,6 +46,7 @@ class SplatLayer(Layer):
 
     kind = "splats"
     renders_on_server = True
+    render_strips = 1
 
     def __init__(self, path, name, model: GaussianModel) -> None:
         super().__init__(path, name)

@@ -147,3 +147,16 @@ def test_bad_settings():
         ProgressiveRenderer(lambda c: None, lambda i, l: None, preview_side=100, full_side=50)
     with pytest.raises(ValueError, match="settle_s must be"):
         ProgressiveRenderer(lambda c: None, lambda i, l: None, settle_s=-1.0)
+
+
+def test_strip_count_may_follow_the_content():
+    clock = Clock()
+    counts = iter([4, 1])
+    renderer, shown, strips = make(clock)
+    renderer.n_strips = lambda: next(counts)
+    renderer.request(view())
+    renderer.run_job(renderer.next_job())
+    assert len(strips) == 4
+    renderer.refresh()
+    renderer.run_job(renderer.next_job())
+    assert len(strips) == 5  # one more strip: the whole image at once
