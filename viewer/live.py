@@ -80,6 +80,7 @@ class LiveTraining:
                     data=empty,
                     series=({"label": "step"}, {"label": name, "stroke": colour, "width": 2}),
                     title=name,
+                    scales={"x": {"time": False}},  # steps, not timestamps
                     aspect=2.0,
                 )
                 for name, colour in zip(CURVES, ("#d9480f", "#1c7ed6"))

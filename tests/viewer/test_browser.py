@@ -72,15 +72,16 @@ def browser():
 class Session:
     """A Viewer on a free port and one browser page connected to it."""
 
-    def __init__(self, browser, **viewer_options) -> None:
+    def __init__(self, browser, viewport=None, **viewer_options) -> None:
         from mp3d.viewer.app import Viewer
 
         self.viewer = Viewer(port=free_port(), **viewer_options)
         self.page = None
         self.browser = browser
+        self.viewport = viewport or VIEWPORT
 
     def open(self) -> Session:
-        self.page = self.browser.new_page(viewport=VIEWPORT)
+        self.page = self.browser.new_page(viewport=self.viewport)
         self.page.goto(self.viewer.url)
         wait_for(lambda: self.viewer.server.get_clients(), what="the page to connect")
         self.client = next(iter(self.viewer.server.get_clients().values()))
@@ -358,3 +359,50 @@ def test_dataset_frusta_are_drawn_at_the_cameras(session, tiny_demo_scene):
         drawn += bool((np.abs(window - BACKGROUND).max(axis=2) > DIFFERENT).any())
     assert drawn >= 7, f"{drawn} of 8 camera centres have a frustum drawn around them"
     assert background_fraction(image, pixels, margin=60) > 0.9
+
+
+def test_live_training_shows_the_model_and_its_curves(session, tiny_demo_scene):
+    from mp3d.viewer.live import LiveTraining
+
+    from mp3d.data.blender import load_blender
+    from mp3d.nerf import TrainConfig, train
+
+    # Taller, so that the training panel's curves show in the screenshot.
+    s = session(
+        preview_side=32, full_side=128, settle_s=0.1, viewport={"width": 900, "height": 760}
+    )
+    live = LiveTraining(s.viewer, every=20)
+    s.open()
+    config = TrainConfig(
+        steps=60,
+        lr=3e-2,
+        model="hash",
+        batch_rays=256,
+        n_levels=4,
+        log2_table_size=12,
+        finest_resolution=64,
+        grid_resolution=16,
+        checkpoint_every=1000,
+    )
+    live.attach()
+    try:
+        train(load_blender(tiny_demo_scene, "train", progress=False), config, progress=False)
+    finally:
+        live.detach()
+    assert live.snapshots == 4  # steps 1, 21, 41 and the end
+    assert live.layer is s.viewer.server_layer and live.layer.step == 60
+    renderer = s.viewer.renderers[s.client.client_id]
+    wait_for(
+        lambda: renderer.next_job() is None and renderer.completed["full"] > 0,
+        timeout=60.0,
+        what="the refined render of the trained model",
+    )
+    live._plot(live._run)
+    assert "step 60" in live.status.content
+    image = s.screenshot()
+    folder = os.environ.get("MP3D_VIEWER_SCREENSHOTS")
+    if folder:  # the whole page: the model and the training panel with its curves
+        s.page.screenshot(path=str(Path(folder) / "training.png"))
+    centre = live.layer.bounds().mean(axis=0)
+    rng = np.random.default_rng(0)
+    assert drawn_fraction(image, s.project(centre + 0.15 * rng.normal(size=(200, 3)))) > 0.8

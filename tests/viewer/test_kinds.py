@@ -129,3 +129,29 @@ def test_errors_name_the_path(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty: not a folder the viewer knows"):
         open_path(tmp_path / "empty", "/0")
+
+
+def test_clicking_a_frustum_looks_through_its_camera():
+    from types import SimpleNamespace
+
+    from mp3d.viewer.cameras import pose_from_viewmat
+    from mp3d.viewer.datasets import _look_through
+
+    from mp3d.cameras import look_at
+
+    class Client:
+        def __init__(self) -> None:
+            self.camera = SimpleNamespace(fov=1.0, wxyz=None, position=None, look_at=None)
+
+        def atomic(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    wxyz, position = pose_from_viewmat(look_at(torch.tensor([0.0, -4.0, 0.0]), torch.zeros(3)))
+    client = Client()
+    _look_through(wxyz, position, 0.7, 0.2)(SimpleNamespace(client=client))
+    assert client.camera.fov == 0.7
+    np.testing.assert_allclose(client.camera.position, [0.0, -4.0, 0.0], atol=1e-6)
+    # It looks along the camera's +z axis (towards the origin), two units ahead.
+    np.testing.assert_allclose(client.camera.look_at, [0.0, -2.0, 0.0], atol=1e-5)
