@@ -155,3 +155,73 @@ def test_clicking_a_frustum_looks_through_its_camera():
     np.testing.assert_allclose(client.camera.position, [0.0, -4.0, 0.0], atol=1e-6)
     # It looks along the camera's +z axis (towards the origin), two units ahead.
     np.testing.assert_allclose(client.camera.look_at, [0.0, -2.0, 0.0], atol=1e-5)
+
+
+def test_colmap_folder_with_points(tiny_demo_scene, tmp_path):
+    from mp3d.cameras import invert_rigid
+    from mp3d.data.blender import load_blender
+    from mp3d.data.colmap import write_colmap_text
+    from mp3d.io import save_image
+
+    views = load_blender(tiny_demo_scene, "train", progress=False)
+    names = [f"view_{i}.png" for i in range(len(views))]
+    for name, image in zip(names, views.images):
+        save_image(image, tmp_path / "images" / name)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-0.5, 0.5, size=(50, 3))
+    write_colmap_text(
+        tmp_path,
+        views.Ks,
+        invert_rigid(views.c2ws),
+        names,
+        views.width,
+        views.height,
+        points,
+        rng.uniform(size=(50, 3)),
+    )
+    layer = open_path(tmp_path, "/0")
+    assert isinstance(layer, DatasetLayer) and layer.format == "colmap"
+    assert len(layer.splits["images"]) == len(views) and layer.points.shape == (50, 3)
+    np.testing.assert_allclose(layer.points, points, atol=1e-5)
+
+
+def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene):
+    """Each layer's scene nodes and controls are accepted by a real viser server."""
+    import socket
+
+    from mp3d.viewer.app import Viewer
+
+    from mp3d.body.smpl import BUILTIN_BODY
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    viewer = Viewer(port=port)
+    try:
+        paths = [
+            write_mesh(tmp_path / "mesh.ply"),
+            write_points(tmp_path / "cloud.npz"),
+            write_splats(tmp_path / "splats.ply", n=100),
+            tiny_demo_scene,
+        ]
+        for path in paths:
+            assert viewer.add(path) is not None, viewer.errors
+        assert viewer.add_layer(BodyLayer(BUILTIN_BODY, "/body")) is not None, viewer.errors
+        assert viewer.add(tmp_path / "missing.obj") is None
+        assert len(viewer.layers) == 5 and len(viewer.errors) == 1
+        assert "missing.obj" in viewer.errors[0] and "missing.obj" in viewer.problems.content
+        splats = viewer.layers[2]
+        assert viewer.draw_control.options == ("off", splats.label)
+        viewer.set_server_layer(splats)
+        assert not splats.handle.visible and viewer.draw_control.value == splats.label
+        viewer.set_server_layer(None)
+        assert splats.handle.visible
+        viewer.set_output("depth")
+        with pytest.raises(ValueError, match="output must be one of rgb, depth, opacity"):
+            viewer.set_output("normals")
+        with pytest.raises(ValueError, match="up must be one of"):
+            viewer.set_up("up")
+        box = viewer.bounds()
+        assert box.shape == (2, 3) and (box[1] > box[0]).all()
+    finally:
+        viewer.stop()
