@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from mp3d.viewer.layers import Layer, bounds_of
 
-__all__ = ["MAX_SHAPE_SLIDERS", "BodyLayer", "FitLayer", "backprojected_keypoints"]
+__all__ = [
+    "MAX_SHAPE_SLIDERS",
+    "BodyLayer",
+    "FitLayer",
+    "backprojected_keypoints",
+    "wrapped_axis_angle",
+]
 
 MAX_SHAPE_SLIDERS = 10  # betas beyond the first 10 change little
 SHAPE_RANGE = 3.0  # standard deviations
@@ -44,7 +50,7 @@ class BodyLayer(Layer):
             pose[0] = np.asarray(params["global_orient"], dtype=np.float64).reshape(3)
         if "body_pose" in params:
             pose[1:] = np.asarray(params["body_pose"], dtype=np.float64).reshape(-1, 3)
-        self.pose = pose  # [J,3] axis-angle, radians
+        self.pose = wrapped_axis_angle(pose)  # [J,3] axis-angle, radians, angles <= pi
         self.transl = np.asarray(params.get("transl", np.zeros(3)), dtype=np.float64).reshape(3)
         self.mesh_handle = None
         self.sliders: dict[tuple[str, int, int], object] = {}
@@ -107,6 +113,7 @@ class BodyLayer(Layer):
 
     def _slider(self, server, group: str, index: int, axis: int, label: str, lo, hi) -> None:
         value = self.betas[index] if group == "shape" else math.degrees(self.pose[index, axis])
+        value = min(max(float(value), lo), hi)  # fitted shapes may lie beyond the sliders
         slider = server.gui.add_slider(
             label, min=lo, max=hi, step=0.01 if group == "shape" else 1.0, initial_value=value
         )
@@ -138,6 +145,15 @@ class BodyLayer(Layer):
         """Rest pose and mean shape (the sliders follow)."""
         for slider in self.sliders.values():
             slider.value = 0.0  # its callback sets the value and re-poses
+
+
+def wrapped_axis_angle(rotations: np.ndarray) -> np.ndarray:
+    """Axis-angle vectors [...,3] (radians) with angles above pi replaced by the same
+    rotations turned the other way (angle - 2 pi), so each component lies in [-pi, pi]."""
+    rotations = np.asarray(rotations, dtype=np.float64)
+    angles = np.linalg.norm(rotations, axis=-1, keepdims=True)
+    factor = np.where(angles > math.pi, 1.0 - 2.0 * math.pi / np.maximum(angles, 1e-12), 1.0)
+    return rotations * factor
 
 
 def backprojected_keypoints(

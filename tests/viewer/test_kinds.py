@@ -72,11 +72,14 @@ def test_body_layer_poses_through_the_sliders():
         layer.set_value("size", 0, 0, 1.0)
 
 
-def test_fit_folder_with_keypoints(tmp_path):
+@pytest.fixture(scope="module")
+def fit_folder(tmp_path_factory):
+    """A `mp3d body fit` output folder (a short fit of the built-in body's own keypoints)."""
     from mp3d.body import SMPL
     from mp3d.body.fit import SMPLifyConfig, fit_smplify
     from mp3d.body.keypoints import keypoints_from_joints, save_fit
 
+    tmp_path = tmp_path_factory.mktemp("fit")
     model = SMPL()
     with torch.no_grad():
         joints = model().joints[0]
@@ -87,7 +90,12 @@ def test_fit_folder_with_keypoints(tmp_path):
     result = fit_smplify(model, keypoints, keypoint_file.K, confidences=confidences, config=config)
     info = {"keypoints": str(tmp_path / "kp.json"), "model": "built-in body"}
     save_fit(result, model, tmp_path / "fit", info=info)
-    layer = open_path(tmp_path / "fit", "/0")
+    return tmp_path / "fit", result
+
+
+def test_fit_folder_with_keypoints(fit_folder):
+    folder, result = fit_folder
+    layer = open_path(folder, "/0")
     assert isinstance(layer, FitLayer) and layer.keypoint_file is not None
     np.testing.assert_allclose(layer.joints, result.joints[0].numpy(), atol=1e-4)
 
@@ -185,7 +193,7 @@ def test_colmap_folder_with_points(tiny_demo_scene, tmp_path):
     np.testing.assert_allclose(layer.points, points, atol=1e-5)
 
 
-def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene):
+def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene, fit_folder):
     """Each layer's scene nodes and controls are accepted by a real viser server."""
     import socket
 
@@ -203,12 +211,13 @@ def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene):
             write_points(tmp_path / "cloud.npz"),
             write_splats(tmp_path / "splats.ply", n=100),
             tiny_demo_scene,
+            fit_folder[0],
         ]
         for path in paths:
             assert viewer.add(path) is not None, viewer.errors
         assert viewer.add_layer(BodyLayer(BUILTIN_BODY, "/body")) is not None, viewer.errors
         assert viewer.add(tmp_path / "missing.obj") is None
-        assert len(viewer.layers) == 5 and len(viewer.errors) == 1
+        assert len(viewer.layers) == 6 and len(viewer.errors) == 1
         assert "missing.obj" in viewer.errors[0] and "missing.obj" in viewer.problems.content
         splats = viewer.layers[2]
         assert viewer.draw_control.options == ("off", splats.label)
@@ -225,3 +234,19 @@ def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene):
         assert box.shape == (2, 3) and (box[1] > box[0]).all()
     finally:
         viewer.stop()
+
+
+def test_wrapped_axis_angle_keeps_the_rotation():
+    from mp3d.viewer.bodies import wrapped_axis_angle
+
+    from mp3d.transforms import axis_angle_to_matrix
+
+    rotations = np.array([[0.0, 0.0, 3.5], [0.3, -0.2, 0.1], [-2.5, -2.5, 0.0], [0.0, 0.0, 0.0]])
+    wrapped = wrapped_axis_angle(rotations)
+    assert (np.abs(wrapped) <= np.pi).all()
+    np.testing.assert_allclose(wrapped[1], rotations[1])
+    np.testing.assert_allclose(
+        axis_angle_to_matrix(torch.as_tensor(wrapped)).numpy(),
+        axis_angle_to_matrix(torch.as_tensor(rotations)).numpy(),
+        atol=1e-9,
+    )
