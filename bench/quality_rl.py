@@ -144,15 +144,19 @@ def cartpole(args) -> None:
         f"episodes, checked every {args.eval_every} env steps ({SCREEN_EPISODES}-episode "
         f"screen first); training time excludes evaluation; cap {args.max_minutes:g} min"
     )
-    runners = [("mp3d dqn", run_mp3d, "dqn"), ("mp3d a2c", run_mp3d, "a2c")]
+    runners = []
+    for algorithm in ("dqn", "a2c"):
+        if algorithm not in args.skip:
+            runners.append((f"mp3d {algorithm}", run_mp3d, algorithm))
+            runners.append((f"sb3 {algorithm} (zoo)", run_sb3, algorithm))
     if "sb3" not in args.skip:
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:
             print("stable-baselines3 not installed: no peer rows (pip install mp3d[peers])")
-        else:
-            runners[1:1] = [("sb3 dqn (zoo)", run_sb3, "dqn")]
-            runners.append(("sb3 a2c (zoo)", run_sb3, "a2c"))
+            args.skip.append("sb3")
+    if "sb3" in args.skip:
+        runners = [runner for runner in runners if runner[1] is not run_sb3]
     print(f"{'agent':<16}{'seed':>5}{'solved':>8}{'env steps':>11}{'train s':>9}{'last eval':>11}")
     table = {}
     for seed in args.seeds:
@@ -263,7 +267,11 @@ def main() -> None:
         "--max-minutes", type=float, default=3.0, help="wall-time cap of each CartPole run"
     )
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["sb3", "cartpole", "tabular"], help="parts"
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["sb3", "cartpole", "tabular", "dqn", "a2c"],
+        help="parts",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1: fastest on a shared CPU)"
