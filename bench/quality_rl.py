@@ -22,6 +22,23 @@ Q-learning the first episode after which the greedy policy is optimal from the s
 policy's start value against the optimal one; TD(0)'s value error against the exact values
 of the policy it evaluates (epsilon-soft optimal, epsilon 0.2), over the reachable states.
 
+Measured (`python bench/quality_rl.py --seeds 0 1 2`, 1 thread, busy shared 2-core CPU at a
+load average of 2.4-3.7; about 8 minutes in all), env steps and training seconds to solve:
+
+    seed          0             1             2          median
+    mp3d dqn   12.5k 20.7 s  12.5k 18.3 s  17.5k 16.9 s  12.5k 18.3 s
+    sb3 dqn     5.0k  9.7 s  40.0k 72.3 s  27.5k 34.7 s  27.5k 34.7 s
+    mp3d a2c    7.6k  1.3 s  22.5k  2.1 s  12.5k  1.1 s  12.5k  1.3 s
+    sb3 a2c    27.5k  6.6 s  10.0k  1.5 s  15.0k  2.3 s  15.0k  2.3 s
+
+Tabular (seed 0): vi converges in 704 sweeps on FrozenLake (residual 9.5e-13) and 15 on
+CliffWalking, pi in 7 and 15 rounds, both to the optimal policy; Q-learning's greedy policy
+is optimal from the start after 50 CliffWalking episodes (start value -12.25, the cliff
+edge) and SARSA's takes the safe path (-15.71); on FrozenLake Q-learning reaches the
+optimal start value 0.542 in 500 episodes, MC control 0.520 in 20,000, SARSA at the
+CliffWalking settings 0.184; TD(0) after 2,000 episodes: RMS value error 0.034 (values up
+to 0.71) on FrozenLake, 5.5 (start value -75.4) on CliffWalking.
+
     python bench/quality_rl.py                       # everything, seed 0
     python bench/quality_rl.py --seeds 0 1 2 --skip tabular
     python bench/quality_rl.py --skip sb3 --max-minutes 2
