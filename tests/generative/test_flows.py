@@ -378,6 +378,22 @@ def test_samples_have_the_shape_and_range_of_the_digits(spec):
     torch.testing.assert_close(model.sample(3, 0.7, gen(1)), samples)  # seeded
 
 
+def test_samples_whose_inverse_overflows_are_drawn_again(tiny, monkeypatch):
+    model = tiny["glow"]
+    decode = model.decode
+
+    def overflowing(z):  # rows with a large first latent overflow, as a flow's far tail can
+        x = decode(z)
+        return torch.where(z.flatten(1)[:, :1, None, None] > 0.5, float("nan"), x)
+
+    monkeypatch.setattr(model, "decode", overflowing)
+    samples = model.sample(64, 1.0, gen(3))
+    assert samples.shape == (64, *model.image_shape) and torch.isfinite(samples).all()
+    monkeypatch.setattr(model, "decode", lambda z: torch.full_like(decode(z), float("inf")))
+    with pytest.raises(ValueError, match="64 of 64 samples still decode to non-finite"):
+        model.sample(64, 1.0, gen(3))
+
+
 def test_sampling_decodes_gaussian_latents_at_the_temperature(tiny):
     model = tiny["glow"]
     z = torch.randn((4, *model.latent_shape), generator=gen(2), dtype=torch.float64)

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
+MAX_REDRAWS = 10  # of samples whose inverse overflows (see ImageFlow.sample)
 
 
 def _check_halvings(
@@ -150,9 +151,26 @@ class ImageFlow(ImageModel):
         check_int("n", n, 0)
         check_float("temperature", temperature, 0.0, exclusive_minimum=True)
         reference = next(self.parameters())
-        z = torch.randn((n, *self.latent_shape), generator=generator, dtype=reference.dtype)
-        z = (temperature * z).to(reference.device)
-        return self.decode(z).clamp(0.0, 1.0)
+        x = torch.empty((n, *self.image_shape), dtype=reference.dtype, device=reference.device)
+        pending = torch.arange(n, device=reference.device)
+        # A draw from the prior's far tail can overflow the inverse of an under-trained flow
+        # (each affine coupling multiplies by exp(-log_scale), unbounded): such rare draws
+        # (about 1% at temperature 1 after a 5-minute Glow run) are drawn again.
+        for _ in range(MAX_REDRAWS + 1):
+            z = torch.randn(
+                (len(pending), *self.latent_shape), generator=generator, dtype=reference.dtype
+            )
+            decoded = self.decode((temperature * z).to(reference.device))
+            finite = torch.isfinite(decoded).flatten(1).all(1)
+            x[pending[finite]] = decoded[finite]
+            pending = pending[~finite]
+            if len(pending) == 0:
+                return x.clamp(0.0, 1.0)
+        raise ValueError(
+            f"{type(self).__name__}: {len(pending)} of {n} samples still decode to non-finite "
+            f"values after {MAX_REDRAWS} redraws: the flow is not invertible in floating point "
+            f"there; sample at a lower temperature"
+        )
 
     @torch.no_grad()
     def on_train_start(self, batch: torch.Tensor) -> None:
