@@ -83,7 +83,7 @@ def main() -> None:
             met = scores[key] <= goal
             notes.append(f"goal <= {goal:g}: {'met' if met else 'NOT met'}")
         if name in AUTOREGRESSIVE and mixture is not None:
-            notes.append(f"{mixture - scores['nats']:+.1f} nats vs the Bernoulli mixture")
+            notes.append(f"{mixture - scores['nats']:.1f} nats below the Bernoulli mixture")
         steps = model.train_stats["steps"]
         print(
             f"{name:<18}{value:>22}  {scores['nll_kind']:<6}{steps:>7}{seconds:>7.0f}s  "
