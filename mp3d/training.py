@@ -37,7 +37,9 @@ from mp3d.io import read_checkpoint, remove_stale_temporaries, write_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config fields that may change between a run and its resumption without a warning.
-RESUMABLE_CHANGES = frozenset({"steps", "minutes", "checkpoint_every", "log_every"})
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "minutes", "checkpoint_every", "log_every", "eval_episodes"}
+)
 
 
 # ----------------------------------------------------------------------------- checks
