@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import io
 import math
-import socket
 import statistics
 import tempfile
 import time
@@ -48,17 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mp3d.viewer.headless import browser_missing, chromium, free_port, wait_for
+
 PARTS = ("load", "splat-render", "nerf-fps", "live")
 SIDES = (96, 384)  # the viewer's preview and refined sizes (longer side, pixels)
 ASPECT = 16 / 9
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 900, "height": 500}
 DIFFERENT = 40  # grey levels from the white page that count as drawn
 # A hash NeRF small enough to train at tens of steps per second on a CPU core.
@@ -74,48 +67,6 @@ TINY_NERF = dict(
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    """Polls condition() every 50 ms; RuntimeError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def browser_missing() -> str | None:
-    """Why no headless chromium can be driven here (None: it can)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e .[test])"
-    if not CHROMIUM.is_file():
-        return f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    return None
-
-
-@contextlib.contextmanager
-def chromium():
-    """Headless Debian chromium through Playwright (software WebGL, no GPU)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def open_page(browser, viewer, timeout: float = 120.0):
@@ -160,11 +111,10 @@ def synthetic_ply(args, folder: Path) -> Path:
 def orbit_views(bounds: np.ndarray, up: str, n: int):
     """n ViewRequests (16:9) circling the box bounds [2,3] at the viewer's first-view
     distance and elevation, starting at the first view."""
+    from mp3d.cameras import look_at
     from mp3d.viewer.app import FOV_Y, _axis, framing
     from mp3d.viewer.cameras import pose_from_viewmat
     from mp3d.viewer.progressive import ViewRequest
-
-    from mp3d.cameras import look_at
 
     position, centre = framing(bounds, up)
     axis = _axis(up)
@@ -352,10 +302,9 @@ def part_nerf_fps(args, folder: Path, table: list) -> None:
 
 def part_live(args, folder: Path, table: list) -> None:
     """Training steps/s without (A) and with (B) the live viewer, alternated."""
+    from mp3d.nerf import TrainConfig, train
     from mp3d.viewer.app import Viewer
     from mp3d.viewer.live import LiveTraining
-
-    from mp3d.nerf import TrainConfig, train
 
     views = demo_views(folder)
     config = TrainConfig(steps=args.live_steps, **TINY_NERF)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from mp3d.rendering import Rendering, turbo
 from mp3d.viewer.kinds import open_path
 from mp3d.viewer.layers import Layer, node_name
 from mp3d.viewer.progressive import ProgressiveRenderer, ViewRequest
-
-from mp3d.rendering import Rendering, turbo
 
 __all__ = ["OUTPUTS", "UP_AXES", "Viewer", "framing", "output_image"]
 

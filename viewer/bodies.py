@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from mp3d.viewer.layers import Layer, bounds_of
 
 __all__ = [

@@ -36,10 +36,9 @@ def view(args: argparse.Namespace) -> int:
         raise ValueError("give at least one PATH to show, or --body for the built-in body")
     viewer = Viewer(host=args.host, port=args.port, full_side=args.resolution)
     if args.body:
+        from mp3d.body.smpl import BUILTIN_BODY
         from mp3d.viewer.bodies import BodyLayer
         from mp3d.viewer.layers import node_name
-
-        from mp3d.body.smpl import BUILTIN_BODY
 
         viewer.add_layer(BodyLayer(BUILTIN_BODY, node_name("builtin_body", 0)))
     for path in args.paths:

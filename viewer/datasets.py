@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mp3d.viewer.cameras import fov_y_of, pose_from_viewmat
-from mp3d.viewer.layers import Layer, bounds_of
 
 from mp3d.cameras import orbit_of_views
+from mp3d.viewer.cameras import fov_y_of, pose_from_viewmat
+from mp3d.viewer.layers import Layer, bounds_of
 
 __all__ = ["DatasetLayer", "thumbnail_downscale"]
 

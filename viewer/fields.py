@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mp3d.viewer.layers import Layer
 
 from mp3d.cameras import Camera
 from mp3d.rendering import Rendering
+from mp3d.viewer.layers import Layer
 
 __all__ = ["FieldLayer", "box_edges"]
 

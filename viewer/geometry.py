@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from mp3d.viewer.layers import Layer, bounds_of
 
 __all__ = ["MeshLayer", "PointCloudLayer", "load_points"]

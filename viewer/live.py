@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+
 from mp3d.viewer.layers import node_name
 
 __all__ = ["LiveTraining", "live_view", "model_of_payload"]

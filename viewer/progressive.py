@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from mp3d.viewer.cameras import camera_from_pose, resolution_for
 
 from mp3d.cameras import Camera
+from mp3d.viewer.cameras import camera_from_pose, resolution_for
 
 __all__ = ["Job", "ProgressiveRenderer", "ViewRequest", "strip_cameras"]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mp3d.viewer.layers import Layer, bounds_of
 
 from mp3d.cameras import Camera
 from mp3d.rendering import Rendering
 from mp3d.splat.model import SH_C0, GaussianModel
+from mp3d.viewer.layers import Layer, bounds_of
 
 __all__ = ["SplatLayer", "splat_arrays"]
 

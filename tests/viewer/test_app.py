@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from mp3d.viewer.app import FOV_Y, framing, output_image
-from mp3d.viewer.cameras import camera_from_pose, pose_from_viewmat
 
 from mp3d.cameras import look_at
 from mp3d.rendering import Rendering
 from mp3d.transforms import project_points
+from mp3d.viewer.app import FOV_Y, framing, output_image
+from mp3d.viewer.cameras import camera_from_pose, pose_from_viewmat
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

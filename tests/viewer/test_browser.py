@@ -10,7 +10,6 @@ import io
 import math
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -19,16 +18,9 @@ import pytest
 import torch
 
 from mp3d.transforms import project_points
+from mp3d.viewer.headless import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for
 from tests.viewer.scenes import write_mesh, write_splats
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 900, "height": 420}
 BACKGROUND = 255  # viser's page is white
 DIFFERENT = 40  # grey levels from the background that count as drawn
@@ -43,20 +35,6 @@ pytestmark = [
         reason="needs Debian's chromium (apt-get install chromium chromium-driver)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -323,9 +301,8 @@ def test_nerf_checkpoint_is_rendered_at_the_camera(session, nerf_checkpoint):
 
 
 def test_body_pose_slider_changes_the_picture(session):
-    from mp3d.viewer.bodies import BodyLayer
-
     from mp3d.body.smpl import BUILTIN_BODY
+    from mp3d.viewer.bodies import BodyLayer
 
     s = session()
     layer = s.viewer.add_layer(BodyLayer(BUILTIN_BODY, "/0_body"))
@@ -362,10 +339,9 @@ def test_dataset_frusta_are_drawn_at_the_cameras(session, tiny_demo_scene):
 
 
 def test_live_training_shows_the_model_and_its_curves(session, tiny_demo_scene):
-    from mp3d.viewer.live import LiveTraining
-
     from mp3d.data.blender import load_blender
     from mp3d.nerf import TrainConfig, train
+    from mp3d.viewer.live import LiveTraining
 
     # Taller, so that the training panel's curves show in the screenshot.
     s = session(

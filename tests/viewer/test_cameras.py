@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from mp3d.viewer.cameras import camera_from_pose, fov_y_of, pose_from_viewmat, resolution_for
 
 from mp3d.cameras import look_at
 from mp3d.transforms import project_points
+from mp3d.viewer.cameras import camera_from_pose, fov_y_of, pose_from_viewmat, resolution_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

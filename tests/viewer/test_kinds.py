@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from mp3d.viewer.bodies import BodyLayer, FitLayer, backprojected_keypoints
 from mp3d.viewer.datasets import DatasetLayer, thumbnail_downscale
 from mp3d.viewer.geometry import MeshLayer, PointCloudLayer
 from mp3d.viewer.kinds import open_path, ply_kind
 from mp3d.viewer.splats import SplatLayer, splat_arrays
-
 from tests.viewer.scenes import SPLAT_COLOURS, write_mesh, write_points, write_splats
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,10 +142,9 @@ def test_errors_name_the_path(tmp_path):
 def test_clicking_a_frustum_looks_through_its_camera():
     from types import SimpleNamespace
 
+    from mp3d.cameras import look_at
     from mp3d.viewer.cameras import pose_from_viewmat
     from mp3d.viewer.datasets import _look_through
-
-    from mp3d.cameras import look_at
 
     class Client:
         def __init__(self) -> None:
@@ -197,9 +196,8 @@ def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene, fit_folder):
     """Each layer's scene nodes and controls are accepted by a real viser server."""
     import socket
 
-    from mp3d.viewer.app import Viewer
-
     from mp3d.body.smpl import BUILTIN_BODY
+    from mp3d.viewer.app import Viewer
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -237,9 +235,8 @@ def test_every_kind_attaches_to_a_viewer(tmp_path, tiny_demo_scene, fit_folder):
 
 
 def test_wrapped_axis_angle_keeps_the_rotation():
-    from mp3d.viewer.bodies import wrapped_axis_angle
-
     from mp3d.transforms import axis_angle_to_matrix
+    from mp3d.viewer.bodies import wrapped_axis_angle
 
     rotations = np.array([[0.0, 0.0, 3.5], [0.3, -0.2, 0.1], [-2.5, -2.5, 0.0], [0.0, 0.0, 0.0]])
     wrapped = wrapped_axis_angle(rotations)

@@ -3,17 +3,17 @@ steps while someone looks, nothing written for them, the curves, and pause/resum
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
-from mp3d.viewer.fields import FieldLayer
-from mp3d.viewer.live import LiveTraining
-from mp3d.viewer.splats import SplatLayer
 
 from mp3d import training
+from mp3d.viewer.fields import FieldLayer
+from mp3d.viewer.headless import free_port
+from mp3d.viewer.live import LiveTraining
+from mp3d.viewer.splats import SplatLayer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,12 +26,6 @@ TINY_NERF = dict(
     grid_resolution=8,
     checkpoint_every=1000,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

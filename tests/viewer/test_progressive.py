@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+
 from mp3d.viewer.progressive import FULL, PREVIEW, ProgressiveRenderer, ViewRequest, strip_cameras
 
 pytestmark = pytest.mark.usefixtures("one_thread")
