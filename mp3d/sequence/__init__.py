@@ -11,16 +11,15 @@
   file (``train``, names in ``models``);
 - sequence classification (many-to-one): sequential MNIST read row by row (``classify``).
 
-Measured so far (one torch thread on the shared 2-core CPU under a load average of 9-11,
-so slower than a quiet machine; short runs, not the 10-minute budget):
+Measured (one torch thread each on the shared 2-core CPU, the two runs side by side):
 
-- ``python bench/quality_sequence.py --minutes 0.5``: validation 2.64 nats/char for the
-  transformer (60 steps, still in its 100-step warm-up) and 2.69 for the LSTM (55 steps);
-  nanoGPT's CPU model reports about 1.88 after a few minutes, the goal is <= 1.7 at 10.
-- ``mp3d seq train lstm --data ../shared/data/mnist --minutes 1``: sequential-MNIST test
-  accuracy 0.972 (1,255 steps of 64 digits, LSTM of 128, 1,000 evaluation digits).
-- One training step, batch 32: transformer 4x128 at context 128 about 0.94 s, LSTM 2x256 at
-  64 characters about 0.45 s (under the load above; 2.5x faster at a load of 4).
+- ``python bench/quality_sequence.py --models transformer`` (10 minutes): validation 1.684
+  nats/char after 2,254 steps of 16 x 128 characters (4 blocks of 128, 818k parameters),
+  under the goal of 1.7; nanoGPT's CPU model reports about 1.88 after a few minutes.
+- ``python bench/quality_sequence.py --models lstm`` (10 minutes): 1.506 nats/char after
+  2,260 steps of 32 x 64 characters (2 x 256, 1.09M parameters).
+- ``mp3d seq train lstm --data ../shared/data/mnist --minutes 1`` (load 9-11): sequential-MNIST
+  test accuracy 0.972 (1,255 steps of 64 digits, LSTM of 128, 1,000 evaluation digits).
 """
 
 from mp3d.sequence.bptt import bptt, clip_grad_norm, detach_state, global_grad_norm, truncated_bptt
