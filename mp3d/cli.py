@@ -72,14 +72,18 @@ def _parameter_default(function: Callable, name: str):
 
 
 def _bounds(minimum, maximum, open_low: bool = False, open_high: bool = False) -> str:
-    """ " in [a, b]", " >= a", " > a and < b", ... for messages."""
+    """ " in [a, b]", " >= a", " > a and < b", ... for messages (ints written out in full)."""
+
+    def shown(bound) -> str:
+        return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
     if minimum is not None and maximum is not None and not (open_low or open_high):
-        return f" in [{minimum:g}, {maximum:g}]"
+        return f" in [{shown(minimum)}, {shown(maximum)}]"
     parts = []
     if minimum is not None:
-        parts.append(f"{'>' if open_low else '>='} {minimum:g}")
+        parts.append(f"{'>' if open_low else '>='} {shown(minimum)}")
     if maximum is not None:
-        parts.append(f"{'<' if open_high else '<='} {maximum:g}")
+        parts.append(f"{'<' if open_high else '<='} {shown(maximum)}")
     return " " + " and ".join(parts) if parts else ""
 
 

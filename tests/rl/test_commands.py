@@ -86,4 +86,4 @@ def test_bad_eval_input_exits_2(tmp_path, capsys):
     assert main(["rl", "eval", not_a_checkpoint]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
     assert main(["rl", "eval", not_a_checkpoint, "--episodes", "0"]) == 2
-    assert "argument --episodes: must be an int in [1, 1e+06], got '0'" in capsys.readouterr().err
+    assert "argument --episodes: must be an int in [1, 1000000], got '0'" in capsys.readouterr().err
