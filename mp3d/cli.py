@@ -1271,6 +1271,34 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _mesh_out_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--out: the mesh file a command writes, its type chosen by suffix."""
+    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
+
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_file_type(MESH_SUFFIXES),
+        help=help or f"mesh file: {', '.join(MESH_SUFFIXES)}",
+    )
+
+
+def _mise_options(p: argparse.ArgumentParser) -> None:
+    """--initial and --upsampling-steps of MISE extraction."""
+    p.add_argument(
+        "--initial",
+        type=int_in(1, 256),
+        default=32,
+        help="MISE: cells per axis of the coarse grid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--upsampling-steps",
+        type=int_in(0, 6),
+        default=3,
+        help="MISE: subdivisions, final grid initial * 2^steps + 1 (default: %(default)s)",
+    )
+
+
 def _frames_option(p: argparse.ArgumentParser, default: int) -> None:
     p.add_argument(
         "--frames",
@@ -1379,16 +1407,9 @@ def add_nerf_commands(commands) -> None:
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
-
     p = _add_command(nerf_commands, "mesh", nerf_mesh, "extract a mesh from a checkpoint")
     p.add_argument("checkpoint", help="checkpoint.pt written by `mp3d nerf train`")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_file_type(MESH_SUFFIXES),
-        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
-    )
+    _mesh_out_option(p)
     p.add_argument(
         "--resolution",
         type=int_in(2, MAX_GRID_RESOLUTION),
@@ -1492,7 +1513,6 @@ def add_splat_commands(commands) -> None:
 def add_body_commands(commands) -> None:
     """`mp3d body pose | fit`."""
     from mp3d.body.fit import SMPLifyConfig
-    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
 
     body = commands.add_parser(
         "body", help=COMMANDS["body"], description="Parametric human bodies (SMPL)."
@@ -1502,12 +1522,7 @@ def add_body_commands(commands) -> None:
     number = number_in()
     p = _add_command(body_commands, "pose", body_pose, "pose a body and write the mesh")
     p.add_argument("--model", default=None, help=model_help)
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_file_type(MESH_SUFFIXES),
-        help="mesh file: .obj or .ply (or .glb, .off, .stl)",
-    )
+    _mesh_out_option(p, "mesh file: .obj or .ply (or .glb, .off, .stl)")
     p.add_argument(
         "--betas",
         type=number,
@@ -1614,18 +1629,12 @@ def add_mesh_commands(commands) -> None:
 def add_sdf_commands(commands) -> None:
     """`mp3d sdf fit`."""
     from mp3d.implicit import IGRConfig
-    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
 
     sdf = commands.add_parser("sdf", help=COMMANDS["sdf"], description="Signed-distance fields.")
     sdf_commands = sdf.add_subparsers(dest="sdf_command", metavar="COMMAND", required=True)
     p = _add_command(sdf_commands, "fit", sdf_fit, "fit IGR to points or a mesh, write its mesh")
     p.add_argument("source", help="POINTS (.ply, .xyz, .npz) or MESH (.obj, .ply, .off, ...)")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_file_type(MESH_SUFFIXES),
-        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
-    )
+    _mesh_out_option(p)
     p.add_argument(
         "--run",
         dest="run_dir",
@@ -1651,18 +1660,7 @@ def add_sdf_commands(commands) -> None:
         action="store_true",
         help="ignore normals (a mesh's face normals, or a cloud's nx, ny, nz)",
     )
-    p.add_argument(
-        "--initial",
-        type=int_in(1, 256),
-        default=32,
-        help="MISE: cells per axis of the coarse grid (default: %(default)s)",
-    )
-    p.add_argument(
-        "--upsampling-steps",
-        type=int_in(0, 6),
-        default=3,
-        help="MISE: subdivisions, final grid initial * 2^steps + 1 (default: %(default)s)",
-    )
+    _mise_options(p)
     add_budget_options(p, _field_default(IGRConfig, "steps"))
 
 
@@ -1721,7 +1719,6 @@ def add_data_commands(commands) -> None:
 def add_dvr_commands(commands) -> None:
     """`mp3d dvr train | mesh | render`."""
     from mp3d.implicit.dvr import FIELDS, RENDERERS, DVRConfig
-    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
 
     dvr = commands.add_parser("dvr", help=COMMANDS["dvr"], description="Surfaces from images.")
     dvr_commands = dvr.add_subparsers(dest="dvr_command", metavar="COMMAND", required=True)
@@ -1743,24 +1740,8 @@ def add_dvr_commands(commands) -> None:
 
     p = _add_command(dvr_commands, "mesh", dvr_mesh, "the mesh of a DVR checkpoint")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_file_type(MESH_SUFFIXES),
-        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
-    )
-    p.add_argument(
-        "--initial",
-        type=int_in(1, 256),
-        default=32,
-        help="MISE: cells per axis of the coarse grid (default: %(default)s)",
-    )
-    p.add_argument(
-        "--upsampling-steps",
-        type=int_in(0, 6),
-        default=3,
-        help="MISE: subdivisions, final grid initial * 2^steps + 1 (default: %(default)s)",
-    )
+    _mesh_out_option(p)
+    _mise_options(p)
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
 
     p = _add_command(dvr_commands, "render", dvr_render, "turntables of a DVR checkpoint")
@@ -1851,7 +1832,6 @@ def add_gen_commands(commands) -> None:
 def add_implicit_commands(commands) -> None:
     """`mp3d implicit train` and `mp3d implicit reconstruct`."""
     from mp3d.implicit.shape_space import KINDS, UNSEEN_SEED_START
-    from mp3d.mesh.marching_cubes import MESH_SUFFIXES
 
     implicit = commands.add_parser(
         "implicit", help=COMMANDS["implicit"], description="Learned shape spaces."
@@ -1900,12 +1880,7 @@ def add_implicit_commands(commands) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or its run folder")
     p.add_argument("points", metavar="POINTS", help="point cloud (.ply, .xyz, .npz) or mesh")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_file_type(MESH_SUFFIXES),
-        help=f"mesh file: {', '.join(MESH_SUFFIXES)}",
-    )
+    _mesh_out_option(p)
     p.add_argument(
         "--samples",
         type=int_in(1, 10_000_000),
