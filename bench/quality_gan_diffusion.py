@@ -2,7 +2,7 @@
 budget on this machine, scored by the Fréchet distance (FD) of 1,000 samples against the
 1,000 evaluation digits in the features of the repo's digit classifier, with conditional
 accuracy for class-conditional models (and for guided diffusion at several guidance
-weights), DDIM at fewer steps where a sampler takes ``steps``, the translation models
+weights), DDIM at 50/100/250 steps beside DDPM's 1,000 ancestral steps, the translation models
 (pix2pix, CycleGAN) by L1 to the known targets of the evaluation digits and the classifier's
 accuracy on their translations, and the plain vs the unrolled GAN on the 2D ring of 8
 Gaussians; one table each, beside the goals of issue 14.
@@ -17,6 +17,11 @@ Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled), the translation mo
 default tasks) and the diffusion models (ddpm, ddpm-cfg, ldm, ldm-cfg), those that
 mp3d.generative registers; guided sampling for the conditional models whose sampler takes
 ``guidance``, DDIM step counts for the unconditional ones whose sampler takes ``steps``.
+A diffusion model's main row and its guidance sweep sample with DDIM on ``--eval-steps``
+timesteps (100 by default, as ``mp3d gen train`` scores them): ancestral sampling over all
+1,000 costs ten times as long, so it appears once, in the sampling-steps table of each
+unconditional model, on ``--ancestral-samples`` samples (FD grows as the sample count falls:
+compare that row with the others only at equal counts).
 Translations are scored per direction by L1 (mean per pixel, [0,1] units) and accuracy,
 beside what copying the input scores and the classifier's accuracy on the true targets.
 FD depends on the sample counts (see mp3d.generative.evaluation); the "real digits" row is
@@ -28,13 +33,13 @@ compare rows of one run.
 from __future__ import annotations
 
 import argparse
-import inspect
+import shutil
 from pathlib import Path
 
 import torch
 
 from mp3d.data.mnist import load_mnist
-from mp3d.generative import GenerativeConfig, models, sample_grid, train_generative
+from mp3d.generative import GenerativeConfig, models, train_generative
 from mp3d.generative.adversarial import train_ring_gan
 from mp3d.generative.evaluation import (
     load_digit_classifier,
@@ -50,10 +55,6 @@ DIFFUSION = ("ddpm", "ddpm-cfg", "ldm", "ldm-cfg")
 TRANSLATION = ("pix2pix", "cyclegan")
 GUIDANCE = (0.0, 1.0, 3.0, 5.0)
 DDIM_STEPS = (50, 100, 250)
-
-
-def _takes(model, name: str) -> bool:
-    return name in inspect.signature(model.sample).parameters
 
 
 def _fmt(value, spec: str = ".1f") -> str:
@@ -119,6 +120,15 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget each")
     parser.add_argument("--samples", type=int, default=1000, help="samples per FD")
+    parser.add_argument(
+        "--eval-steps", type=int, default=100, help="DDIM steps of the diffusion rows"
+    )
+    parser.add_argument(
+        "--ancestral-samples",
+        type=int,
+        default=None,
+        help="samples of the 1,000-step ancestral row (default: --samples; 0: skip it)",
+    )
     parser.add_argument("--ring-steps", type=int, default=5000, help="0: skip the ring")
     parser.add_argument("--ring-minutes", type=float, default=None, help="cap on each ring run")
     parser.add_argument("--data", type=Path, default=MNIST)
@@ -141,6 +151,7 @@ def main() -> None:
     unknown = [n for n in names if n not in registered]
     if unknown:
         raise SystemExit(f"not registered: {', '.join(unknown)} (have {', '.join(registered)})")
+    ancestral = args.samples if args.ancestral_samples is None else args.ancestral_samples
     floor = reference_fd(data, classifier, min(args.samples, len(data.train_images)))
     print(
         f"{data.source}; {args.minutes:g} minutes of training per model; FD of "
@@ -150,12 +161,18 @@ def main() -> None:
     )
     rows, guidance_rows, ddim_rows, translation_rows = [], {}, {}, []
     for name in names:
-        config = GenerativeConfig(model=name, steps=None, minutes=args.minutes, seed=args.seed)
+        config = GenerativeConfig(
+            model=name,
+            steps=None,
+            minutes=args.minutes,
+            seed=args.seed,
+            eval_steps=args.eval_steps,
+        )
         model = train_generative(
             data, config, args.out / name, device=args.device, progress=False, fresh=True
         )
-        sample_grid(model, args.out / f"{name}.png", 64, seed=args.seed, data=data)
-        scores = model.test_scores  # sample_scores, with the model's default sampler
+        shutil.copyfile(args.out / name / "samples.png", args.out / f"{name}.png")
+        scores = model.test_scores  # with --eval-steps sampling steps where a model takes them
         if "directions" in scores:  # a translation model: translation_scores
             translation_rows.append((name, model, scores))
             for direction, row in scores["directions"].items():
@@ -171,19 +188,29 @@ def main() -> None:
             f"{_fmt(scores.get('conditional_accuracy'), '.1%')}, "
             f"{model.train_stats['steps']} steps"
         )
-        if model.conditional and _takes(model, "guidance"):
+        steps = {"steps": args.eval_steps} if model.sampler_takes("steps") else {}
+        if model.conditional and model.sampler_takes("guidance"):
             guidance_rows[name] = []
             for weight in GUIDANCE:
-                s = sample_scores(model, data, args.samples, classifier, guidance=weight)
+                s = sample_scores(model, data, args.samples, classifier, guidance=weight, **steps)
                 guidance_rows[name].append((weight, s["conditional_accuracy"], s["fd"]))
                 print(f"    guidance {weight:g}: {s['conditional_accuracy']:.1%}, FD {s['fd']:.1f}")
             plot_guidance(guidance_rows[name], args.out / f"{name}_guidance.png")
-        if _takes(model, "steps") and not model.conditional:
-            ddim_rows[name] = [(None, scores["fd"], scores["sample_seconds"])]
-            for steps in DDIM_STEPS:
-                s = sample_scores(model, data, args.samples, classifier, steps=steps)
-                ddim_rows[name].append((steps, s["fd"], s["sample_seconds"]))
-                print(f"    {steps} steps: FD {s['fd']:.1f} in {s['sample_seconds']:.0f} s")
+        if steps and not model.conditional:
+            ddim_rows[name] = []
+            for count in DDIM_STEPS:
+                if count == args.eval_steps:
+                    s = scores
+                else:
+                    s = sample_scores(model, data, args.samples, classifier, steps=count)
+                ddim_rows[name].append((f"DDIM {count}", s["fd_samples"], s))
+            if ancestral > 0:
+                s = sample_scores(model, data, ancestral, classifier)
+                ddim_rows[name].append((f"DDPM {model.timesteps}", ancestral, s))
+            for sampler, count, s in ddim_rows[name]:
+                print(
+                    f"    {sampler}, {count} samples: FD {s['fd']:.1f}, {s['sample_seconds']:.0f} s"
+                )
 
     print()
     print(f"{'model':<10}{'FD':>8}{'cond. acc':>11}{'steps':>8}{'train s':>9}"
@@ -221,9 +248,9 @@ def main() -> None:
             print(f"goal: >= 95% at weight 3: {'met' if at3 >= 0.95 else 'NOT met'}")
     for name, table in ddim_rows.items():
         print(f"\n{name}: sampling steps")
-        print(f"{'steps':>8}{'FD':>8}{'seconds':>9}")
-        for steps, fd, seconds in table:
-            print(f"{'default' if steps is None else steps:>8}{fd:>8.1f}{seconds:>9.1f}")
+        print(f"{'sampler':<11}{'samples':>8}{'FD':>8}{'seconds':>9}")
+        for sampler, count, s in table:
+            print(f"{sampler:<11}{count:>8}{s['fd']:>8.1f}{s['sample_seconds']:>9.1f}")
     gan_fds = [s["fd"] for n, _, s in rows if n in GANS and s["fd"] is not None]
     for name, _, scores in rows:
         if name in DIFFUSION and gan_fds and scores["fd"] is not None:

@@ -731,7 +731,10 @@ def _print_gen_scores(scores: dict) -> None:
         print(f"samples     not scored: {scores.get('note', 'no digit classifier')}")
     else:
         line = f"samples     FD {scores['fd']:.1f} ({scores['fd_samples']} samples"
-        line += f" vs {scores['fd_reference_images']} test images)"
+        line += f" vs {scores['fd_reference_images']} test images"
+        if scores.get("sampling_steps") is not None:
+            line += f", {scores['sampling_steps']} sampling steps"
+        line += ")"
         if scores.get("conditional_accuracy") is not None:
             line += f", conditional accuracy {scores['conditional_accuracy']:.3f}"
         print(line)
@@ -792,7 +795,7 @@ def gen_eval(args: argparse.Namespace) -> int:
 
     model = load_generative(args.checkpoint, args.device)
     data = load_mnist(args.data)
-    scores = evaluate_model(model, data)
+    scores = evaluate_model(model, data, steps=args.sampling_steps)
     print(f"model       {type(model).__name__} ({args.checkpoint})")
     _print_gen_scores(scores)
     if args.json is not None:
@@ -807,8 +810,6 @@ def gen_sample(args: argparse.Namespace) -> int:
     classifier-free --guidance, in --steps sampling steps, where the model takes them) and
     writes them as one PNG grid; a translation model (pix2pix, cyclegan) translates --n
     evaluation digits of --data instead, each source beside its translation and target."""
-    import inspect
-
     import torch
 
     from mp3d.generative import load_generative, sample_grid
@@ -821,10 +822,9 @@ def gen_sample(args: argparse.Namespace) -> int:
         conditions["guidance"] = args.guidance
     if args.sampling_steps is not None:
         conditions["steps"] = args.sampling_steps
-    accepted = inspect.signature(model.sample).parameters
     option = {"labels": "--label", "guidance": "--guidance", "steps": "--steps"}
     for name in conditions:
-        if name not in accepted:
+        if not model.sampler_takes(name):
             raise ValueError(f"{option[name]}: {type(model).__name__} models do not take it")
     data = None
     if args.data is not None:
@@ -1793,6 +1793,14 @@ def add_gen_commands(commands) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or its run folder")
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
     p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    p.add_argument(
+        "--steps",
+        dest="sampling_steps",
+        type=int_in(1, 100_000),
+        default=100,
+        help="sampling steps of models that take them (diffusion: DDIM with this many; "
+        "default: 100, as after training)",
+    )
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
 
     p = _add_command(gen_commands, "sample", gen_sample, "a grid of samples of a model")

@@ -750,6 +750,11 @@ CASES = [
         "none.pt",
     ),
     (
+        "gen-eval-steps-zero",
+        ["gen", "eval", "{out}/none.pt", "--data", "{empty_dir}", "--steps", "0"],
+        "--steps",
+    ),
+    (
         "gen-eval-nerf-checkpoint",
         ["gen", "eval", "{nerf_ckpt}", "--data", "{empty_dir}"],
         "{nerf_ckpt}",

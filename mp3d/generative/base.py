@@ -24,6 +24,7 @@ and the defaults it trains with; ``MODELS`` (see mp3d.generative.registry) lists
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ class GenerativeModel(nn.Module, ABC):
             nn.utils.clip_grad_norm_(self.parameters(), grad_clip)
         optimizer.step()
         return {"loss": float(loss.detach()), **parts}
+
+    def sampler_takes(self, condition: str) -> bool:
+        """Whether sample() takes the keyword condition ("labels", "guidance", "steps")."""
+        return condition in inspect.signature(self.sample).parameters
 
     @property
     def n_dims(self) -> int:

@@ -16,6 +16,7 @@ import torch
 from mp3d.data.mnist import MNIST
 from mp3d.generative import (
     GenerativeConfig,
+    evaluate_model,
     load_generative,
     model_spec,
     models,
@@ -428,6 +429,25 @@ def test_training_resumes_exactly_and_loads_from_its_checkpoint(digits, tmp_path
     b = resumed.sample(3, 1.0, torch.Generator().manual_seed(0), labels=[0, 1, 1], steps=3)
     assert torch.equal(a, b)
     assert sample_grid(loaded, tmp_path / "grid.png", 4, labels=1, guidance=3.0, steps=2).is_file()
+
+
+def test_evaluation_samples_with_ddim_on_eval_steps_where_the_model_has_more(digits, monkeypatch):
+    import mp3d.generative.evaluation as evaluation
+
+    drawn = []
+
+    def fake_scores(model, data, **conditions):
+        drawn.append(conditions)
+        return {"fd": 1.0}
+
+    monkeypatch.setattr(evaluation, "sample_scores", fake_scores)
+    model = model_spec("ddpm").make(**TINY)  # 20 timesteps
+    assert evaluate_model(model, digits, steps=5) == {"fd": 1.0, "sampling_steps": 5}
+    assert evaluate_model(model, digits, steps=20) == {"fd": 1.0}  # no fewer: ancestral
+    assert evaluate_model(model, digits) == {"fd": 1.0}
+    assert drawn == [{"steps": 5}, {}, {}]
+    assert model.sampler_takes("steps") and not model_spec("gan").make().sampler_takes("steps")
+    assert model_spec("ddpm-cfg").make(**TINY).sampler_takes("guidance")
 
 
 def test_latent_diffusion_trains_through_train_generative(digits):
