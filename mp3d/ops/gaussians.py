@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.profiler import record_function
 
 from mp3d._backend import Impl, resolve_impl
 from mp3d.checks import check_int
@@ -291,9 +292,10 @@ class _ProjectKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means, quats, scales, viewmat, K, width, height, near):
         means, quats, scales, viewmat, K = _contiguous(means, quats, scales, viewmat, K)
-        means2d, conics, depths, radii = torch.ops.mp3d.gaussians_project_fwd(
-            means, quats, scales, viewmat, K, width, height, near
-        )
+        with record_function("splat.project"):
+            means2d, conics, depths, radii = torch.ops.mp3d.gaussians_project_fwd(
+                means, quats, scales, viewmat, K, width, height, near
+            )
         ctx.save_for_backward(means, quats, scales, viewmat, K)
         ctx.near = near
         ctx.mark_non_differentiable(radii)
@@ -302,17 +304,18 @@ class _ProjectKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_means2d, grad_conics, grad_depths, _grad_radii):
         means, quats, scales, viewmat, K = ctx.saved_tensors
-        grads = backward_kernel(
-            FAMILY,
-            torch.ops.mp3d.gaussians_project_bwd,
-            *_contiguous(grad_means2d, grad_conics, grad_depths),
-            means,
-            quats,
-            scales,
-            viewmat,
-            K,
-            ctx.near,
-        )
+        with record_function("splat.project_backward"):
+            grads = backward_kernel(
+                FAMILY,
+                torch.ops.mp3d.gaussians_project_bwd,
+                *_contiguous(grad_means2d, grad_conics, grad_depths),
+                means,
+                quats,
+                scales,
+                viewmat,
+                K,
+                ctx.near,
+            )
         return (*grads, None, None, None, None, None)
 
 
@@ -324,20 +327,22 @@ class _ShKernel(torch.autograd.Function):
         sh, directions = _contiguous(sh, directions)
         ctx.save_for_backward(sh, directions)
         ctx.degree = degree
-        return torch.ops.mp3d.gaussians_sh_fwd(sh, directions, degree)
+        with record_function("splat.sh"):
+            return torch.ops.mp3d.gaussians_sh_fwd(sh, directions, degree)
 
     @staticmethod
     def backward(ctx, grad_colors):
         sh, directions = ctx.saved_tensors
-        grad_sh, grad_directions = backward_kernel(
-            FAMILY,
-            torch.ops.mp3d.gaussians_sh_bwd,
-            grad_colors.contiguous(),
-            sh,
-            directions,
-            ctx.degree,
-            ctx.needs_input_grad[1],
-        )
+        with record_function("splat.sh_backward"):
+            grad_sh, grad_directions = backward_kernel(
+                FAMILY,
+                torch.ops.mp3d.gaussians_sh_bwd,
+                grad_colors.contiguous(),
+                sh,
+                directions,
+                ctx.degree,
+                ctx.needs_input_grad[1],
+            )
         return grad_sh, grad_directions if ctx.needs_input_grad[1] else None, None
 
 
@@ -350,19 +355,21 @@ class _RasterizeKernel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, depths, radii, width, height):
         splats = _contiguous(means2d, conics, colors, opacities, depths)
-        tile_offsets, gaussian_ids = torch.ops.mp3d.gaussians_tile_bin(
-            splats[0],
-            splats[1],
-            splats[3],
-            splats[4],
-            radii.contiguous(),
-            width,
-            height,
-            TILE_SIZE,
-        )
-        rgb, alpha, depth, transmittance, n_visited = torch.ops.mp3d.gaussians_rasterize_fwd(
-            *splats, tile_offsets, gaussian_ids, width, height, TILE_SIZE
-        )
+        with record_function("splat.bin"):
+            tile_offsets, gaussian_ids = torch.ops.mp3d.gaussians_tile_bin(
+                splats[0],
+                splats[1],
+                splats[3],
+                splats[4],
+                radii.contiguous(),
+                width,
+                height,
+                TILE_SIZE,
+            )
+        with record_function("splat.rasterize"):
+            rgb, alpha, depth, transmittance, n_visited = torch.ops.mp3d.gaussians_rasterize_fwd(
+                *splats, tile_offsets, gaussian_ids, width, height, TILE_SIZE
+            )
         ctx.save_for_backward(*splats, tile_offsets, gaussian_ids, transmittance, n_visited)
         ctx.size = (width, height)
         return rgb, alpha, depth
@@ -370,18 +377,19 @@ class _RasterizeKernel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rgb, grad_alpha, grad_depth):
         *splats, tile_offsets, gaussian_ids, transmittance, n_visited = ctx.saved_tensors
-        grads = backward_kernel(
-            FAMILY,
-            torch.ops.mp3d.gaussians_rasterize_bwd,
-            *_contiguous(grad_rgb, grad_alpha, grad_depth),
-            *splats,
-            tile_offsets,
-            gaussian_ids,
-            transmittance,
-            n_visited,
-            *ctx.size,
-            TILE_SIZE,
-        )
+        with record_function("splat.rasterize_backward"):
+            grads = backward_kernel(
+                FAMILY,
+                torch.ops.mp3d.gaussians_rasterize_bwd,
+                *_contiguous(grad_rgb, grad_alpha, grad_depth),
+                *splats,
+                tile_offsets,
+                gaussian_ids,
+                transmittance,
+                n_visited,
+                *ctx.size,
+                TILE_SIZE,
+            )
         return (*grads, None, None, None)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from mp3d import distributed
 from mp3d.ops._validation import check_tensor
@@ -354,27 +355,29 @@ class DensityControl:
             self.stats = DensityStats.zeros(len(model), model.means.device)
         if not self.gathering(step, progress):
             return
-        means2d = info["means2d"]
-        grad = means2d.grad if means2d.grad is not None else torch.zeros_like(means2d)
-        grads, counts, radii = self.stats.increments(
-            grad, info["visible"], width, height, info["radii"]
-        )
-        distributed.all_reduce_sum_([grads, counts])
-        distributed.all_reduce_max_([radii])
-        self.stats.add(grads, counts, radii)
+        with record_function("splat.stats"):
+            means2d = info["means2d"]
+            grad = means2d.grad if means2d.grad is not None else torch.zeros_like(means2d)
+            grads, counts, radii = self.stats.increments(
+                grad, info["visible"], width, height, info["radii"]
+            )
+            distributed.all_reduce_sum_([grads, counts])
+            distributed.all_reduce_max_([radii])
+            self.stats.add(grads, counts, radii)
         if step > self.densify_from and step % self.densify_every == 0:
             screen = self.max_screen_size if step > self.opacity_reset_every else None
-            counts = densify_and_prune(
-                model,
-                optimizer,
-                self.stats,
-                self.scene_extent,
-                grad_threshold=self.grad_threshold,
-                percent_dense=self.percent_dense,
-                min_opacity=self.min_opacity,
-                max_screen_size=screen,
-                generator=generator,
-            )
+            with record_function("splat.densify"):
+                counts = densify_and_prune(
+                    model,
+                    optimizer,
+                    self.stats,
+                    self.scene_extent,
+                    grad_threshold=self.grad_threshold,
+                    percent_dense=self.percent_dense,
+                    min_opacity=self.min_opacity,
+                    max_screen_size=screen,
+                    generator=generator,
+                )
             self.totals["densifications"] += 1
             for key, value in counts.items():
                 self.totals[key] += value
@@ -384,5 +387,6 @@ class DensityControl:
                     f"(min_opacity={self.min_opacity})"
                 )
         if step % self.opacity_reset_every == 0:
-            reset_opacity(model, optimizer)
+            with record_function("splat.densify"):
+                reset_opacity(model, optimizer)
             self.totals["opacity_resets"] += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from mp3d._backend import Impl
 from mp3d.cameras import Camera
@@ -238,20 +239,21 @@ class GaussianModel(nn.Module):
         (depth: expected camera z, not divided by opacity), and the rasterizer's info (the 2D
         means, radii and visibility that densification needs; see
         mp3d.ops.gaussians.rasterize)."""
-        rgb, opacity, depth, info = rasterize(
-            self.means,
-            self.unit_quats,
-            self.scales,
-            self.opacities,
-            self.sh,
-            viewmat,
-            K,
-            width,
-            height,
-            sh_degree=self.active_sh_degree,
-            background=background,
-            impl=impl,
-        )
+        with record_function("splat.render"):
+            rgb, opacity, depth, info = rasterize(
+                self.means,
+                self.unit_quats,
+                self.scales,
+                self.opacities,
+                self.sh,
+                viewmat,
+                K,
+                width,
+                height,
+                sh_degree=self.active_sh_degree,
+                background=background,
+                impl=impl,
+            )
         return Rendering(rgb=rgb, depth=depth, opacity=opacity), info
 
     def render(

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 from mp3d import distributed
 from mp3d._backend import IMPLS, Impl
@@ -192,7 +193,9 @@ def splat_loss(rgb: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2
     l1 = (rgb - target).abs().mean()
     if ssim_weight == 0.0:
         return l1
-    return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - ssim(rgb, target))
+    with record_function("splat.ssim"):
+        similarity = ssim(rgb, target)
+    return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - similarity)
 
 
 def _optimizer(model: GaussianModel, config: SplatConfig, extent: float) -> torch.optim.Adam:
@@ -341,23 +344,15 @@ def train(
         step, progress_before = run.step + 1, run.progress  # steps count from 1, as in 3DGS
         _set_learning_rates(optimizer, config, extent, progress_before)
         view = int(torch.randint(len(images), (1,), generator=views))
-        rendering, info = model.rasterize(
-            viewmats[view], Ks[view], width, height, background=background, impl=config.impl
-        )
-        strategy.step_pre_backward(info, step, progress_before)
-        loss_tensor = splat_loss(rendering.rgb, images[view], config.ssim_weight)
-        optimizer.zero_grad(set_to_none=True)
-        if loss_tensor.requires_grad:
-            loss_tensor.backward()
-        distributed.average_gradients(model.parameters())
-        optimizer.step()
-        with torch.no_grad():
-            mse = float(torch.mean((rendering.rgb.detach() - images[view]) ** 2))
-        loss = float(loss_tensor.detach())
-        if step % config.sh_every == 0:
-            model.raise_sh_degree()
-        strategy.step_post_backward(
-            model, optimizer, info, step, progress_before, width, height, generator
+        loss, mse = _train_step(
+            model,
+            optimizer,
+            strategy,
+            config,
+            (viewmats[view], Ks[view], images[view], background),
+            step,
+            progress_before,
+            generator,
         )
         run.advance(loss=loss, psnr=mse_to_psnr(mse), gaussians=len(model))
         if run.checkpoint_due():
@@ -373,3 +368,41 @@ def train(
         **totals,
     }
     return model.eval()
+
+
+def _train_step(
+    model: GaussianModel,
+    optimizer: torch.optim.Optimizer,
+    strategy: DensityControl,
+    config: SplatConfig,
+    view: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    step: int,
+    progress: float,
+    generator: torch.Generator | None,
+) -> tuple[float, float]:
+    """One training step (1-based `step`, begun at `progress`) on view = (viewmat [4,4],
+    K [3,3], image [H,W,3], background [3]): render, loss, backward, Adam, SH band and
+    density control on schedule. Returns (loss, mse) as floats. Its stages carry
+    "splat.<stage>" profiler labels (bench/profile_splat_step.py)."""
+    viewmat, K, image, background = view
+    height, width = image.shape[:2]
+    rendering, info = model.rasterize(
+        viewmat, K, width, height, background=background, impl=config.impl
+    )
+    strategy.step_pre_backward(info, step, progress)
+    with record_function("splat.loss"):
+        loss_tensor = splat_loss(rendering.rgb, image, config.ssim_weight)
+    with record_function("splat.backward"):
+        optimizer.zero_grad(set_to_none=True)
+        if loss_tensor.requires_grad:
+            loss_tensor.backward()
+    with record_function("splat.optimizer"):
+        distributed.average_gradients(model.parameters())
+        optimizer.step()
+    with torch.no_grad(), record_function("splat.loss"):
+        mse = float(torch.mean((rendering.rgb.detach() - image) ** 2))
+    loss = float(loss_tensor.detach())
+    if step % config.sh_every == 0:
+        model.raise_sh_degree()
+    strategy.step_post_backward(model, optimizer, info, step, progress, width, height, generator)
+    return loss, mse
