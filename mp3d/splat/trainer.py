@@ -41,7 +41,7 @@ from mp3d import distributed
 from mp3d._backend import IMPLS, Impl
 from mp3d.cameras import invert_rigid
 from mp3d.data.views import PosedViews
-from mp3d.metrics import mse_to_psnr, ssim
+from mp3d.metrics import mse_to_psnr
 from mp3d.splat.checkpoint import (
     FORMAT,
     VERSION,
@@ -57,6 +57,7 @@ from mp3d.splat.density import (
     DensityStats,
 )
 from mp3d.splat.model import GaussianModel
+from mp3d.splat.ssim import training_ssim
 from mp3d.training import (
     CHECKPOINT_NAME,
     TrainerConfig,
@@ -194,7 +195,7 @@ def splat_loss(rgb: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2
     if ssim_weight == 0.0:
         return l1
     with record_function("splat.ssim"):
-        similarity = ssim(rgb, target)
+        similarity = training_ssim(rgb, target)
     return (1.0 - ssim_weight) * l1 + ssim_weight * (1.0 - similarity)
 
 
