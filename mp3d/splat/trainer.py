@@ -21,6 +21,16 @@ the run's length, its intervals do not:
   densifies with the defaults; shorten `densify_from`/`densify_every` for such runs.
 For 30000 steps all of this is exactly the original schedule.
 
+Coarse to fine (`resolution_schedule`, off by default): ((fraction, factor), ...) trains on
+the views downscaled by `factor` (area averaging; intrinsics scaled alike) until the run's
+progress reaches `fraction`, then on the next pair, then at full size. A step's cost grows
+with its pixels, so on a CPU a large image makes every step slow and the densification
+phase (the first half of the run) ends after a few rounds; at a quarter of the size the
+same wall time holds many more steps and rounds, and the full-size steps that follow refine
+what the coarse ones grew. Screen sizes (radii) are counted in full-size pixels whatever the
+size a step renders, so `max_screen_size` keeps its meaning; gradient statistics are in
+NDC units, which do not depend on it.
+
 Checkpoints go to out_dir/checkpoint.pt (atomically: a crash never loses the previous one),
 and training resumes from there. Under torchrun the Gaussians are replicated on every rank,
 each rank renders its own views, gradients are averaged and the densification statistics
@@ -71,6 +81,7 @@ from mp3d.training import (
 __all__ = [
     "CHECKPOINT_NAME",
     "SplatConfig",
+    "downscale_views",
     "means_lr_factor",
     "scene_extent",
     "splat_loss",
@@ -109,6 +120,7 @@ class SplatConfig(TrainerConfig):
     max_screen_size: float | None = 20.0
     checkpoint_every: int = 1000
     log_every: int = 50
+    resolution_schedule: tuple[tuple[float, int], ...] = ()
     impl: Impl = "auto"
 
     def validate(self) -> None:
@@ -134,7 +146,15 @@ class SplatConfig(TrainerConfig):
             check_int(name, getattr(self, name), 0)
         if self.max_screen_size is not None:
             check_float("max_screen_size", self.max_screen_size, 0.0, exclusive_minimum=True)
+        self.resolution_schedule = _check_resolution_schedule(self.resolution_schedule)
         check_choice("impl", self.impl, IMPLS)
+
+    def downscale_at(self, progress: float) -> int:
+        """The factor by which resolution_schedule downscales the views at `progress`."""
+        for fraction, factor in self.resolution_schedule:
+            if progress < fraction:
+                return factor
+        return 1
 
     def learning_rates(self, extent: float) -> dict[str, float]:
         """Initial learning rate of each GaussianModel parameter for a scene of `extent`."""
@@ -164,6 +184,47 @@ class SplatConfig(TrainerConfig):
 
 
 # ----------------------------------------------------------------------------- pieces
+
+
+def _check_resolution_schedule(schedule: object) -> tuple[tuple[float, int], ...]:
+    """schedule as a tuple of (fraction, factor): fractions in (0, 1] increasing, factors
+    ints >= 1."""
+    message = (
+        "resolution_schedule must be pairs (fraction, factor) with fractions in (0, 1] "
+        f"increasing and integer factors >= 1, got {schedule!r}"
+    )
+    if not isinstance(schedule, (tuple, list)):
+        raise ValueError(message)
+    pairs, last = [], 0.0
+    for pair in schedule:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(message)
+        fraction, factor = pair
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not last < fraction <= 1.0
+            or isinstance(factor, bool)
+            or not isinstance(factor, int)
+            or factor < 1
+        ):
+            raise ValueError(message)
+        pairs.append((float(fraction), factor))
+        last = fraction
+    return tuple(pairs)
+
+
+def downscale_views(
+    images: torch.Tensor, Ks: torch.Tensor, factor: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images [N,H,W,C] averaged over factor x factor blocks ([N,H//f,W//f,C]; a remainder
+    of rows and columns at the bottom and right is dropped) and their intrinsics [N,3,3]
+    (pixel centres at +0.5 map exactly: u / factor)."""
+    if factor == 1:
+        return images, Ks
+    small = torch.nn.functional.avg_pool2d(images.permute(0, 3, 1, 2), factor)
+    scale = Ks.new_tensor([1.0 / factor, 1.0 / factor, 1.0])[:, None]
+    return small.permute(0, 2, 3, 1).contiguous(), Ks * scale
 
 
 def scene_extent(c2ws: torch.Tensor) -> float:
@@ -280,10 +341,17 @@ def train(
         raise ValueError(f"model must be a GaussianModel, got {type(model).__name__}")
     _check_dataset(dataset)
     width, height = dataset.width, dataset.height
-    if config.ssim_weight > 0 and min(width, height) < SSIM_WINDOW:
+    coarsest = max([1] + [factor for _, factor in config.resolution_schedule])
+    if config.ssim_weight > 0 and min(width, height) // coarsest < SSIM_WINDOW:
         raise ValueError(
             f"dataset images must be at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
             f"for the SSIM loss (or set ssim_weight=0), got {width}x{height}"
+            + (f" downscaled by {coarsest}" if coarsest > 1 else "")
+        )
+    if min(width, height) < coarsest:
+        raise ValueError(
+            f"resolution_schedule downscales by {coarsest}, more than the dataset's "
+            f"{width}x{height} images allow"
         )
     device = resolve_device(device)
     distributed.init(device)
@@ -331,6 +399,10 @@ def train(
     Ks = dataset.Ks.to(device, dtype)
     viewmats = invert_rigid(dataset.c2ws.double()).to(device, dtype)
     background = dataset.background_rgb.to(device, dtype)
+    levels = {  # factor -> (images, Ks) at that size
+        factor: downscale_views(images, Ks, factor)
+        for factor in {1, *(factor for _, factor in config.resolution_schedule)}
+    }
 
     def checkpoint_payload() -> dict:
         return {
@@ -345,15 +417,18 @@ def train(
         step, progress_before = run.step + 1, run.progress  # steps count from 1, as in 3DGS
         _set_learning_rates(optimizer, config, extent, progress_before)
         view = int(torch.randint(len(images), (1,), generator=views))
+        factor = config.downscale_at(progress_before)
+        level_images, level_Ks = levels[factor]
         loss, mse = _train_step(
             model,
             optimizer,
             strategy,
             config,
-            (viewmats[view], Ks[view], images[view], background),
+            (viewmats[view], level_Ks[view], level_images[view], background),
             step,
             progress_before,
             generator,
+            factor,
         )
         run.advance(loss=loss, psnr=mse_to_psnr(mse), gaussians=len(model))
         if run.checkpoint_due():
@@ -380,11 +455,13 @@ def _train_step(
     step: int,
     progress: float,
     generator: torch.Generator | None,
+    screen_scale: int = 1,
 ) -> tuple[float, float]:
     """One training step (1-based `step`, begun at `progress`) on view = (viewmat [4,4],
-    K [3,3], image [H,W,3], background [3]): render, loss, backward, Adam, SH band and
-    density control on schedule. Returns (loss, mse) as floats. Its stages carry
-    "splat.<stage>" profiler labels (bench/profile_splat_step.py)."""
+    K [3,3], image [H,W,3], background [3]) downscaled `screen_scale` times from the
+    dataset's size: render, loss, backward, Adam, SH band and density control on schedule.
+    Returns (loss, mse) as floats. Its stages carry "splat.<stage>" profiler labels
+    (bench/profile_splat_step.py)."""
     viewmat, K, image, background = view
     height, width = image.shape[:2]
     rendering, info = model.rasterize(
@@ -405,5 +482,7 @@ def _train_step(
     loss = float(loss_tensor.detach())
     if step % config.sh_every == 0:
         model.raise_sh_degree()
+    if screen_scale != 1:  # screen sizes in the dataset's pixels
+        info = {**info, "radii": info["radii"] * screen_scale}
     strategy.step_post_backward(model, optimizer, info, step, progress, width, height, generator)
     return loss, mse
