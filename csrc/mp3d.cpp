@@ -89,6 +89,14 @@ TORCH_LIBRARY(mp3d, m) {
       "bool vertices_grad, bool weights_grad, bool transforms_grad) -> (Tensor grad_vertices, "
       "Tensor grad_weights, Tensor grad_transforms)");
 
+  // Occupancy-grid ray march (see csrc/ray_marching/ray_marching_cpu.cpp; CPU only): rays
+  // [R,3], their entry, exit and first-step offset [R], occupied [res,res,res] bool over aabb
+  // [6] -> the kept steps packed in ray order: t_starts [S], t_ends [S], ray_indices [S].
+  m.def(
+      "march_occupancy(Tensor origins, Tensor directions, Tensor entry, Tensor exit, "
+      "Tensor offsets, Tensor occupied, Tensor aabb, float step_size, int n_steps) -> "
+      "(Tensor t_starts, Tensor t_ends, Tensor ray_indices)");
+
   // Forward kinematics (see csrc/skinning/kinematics.h; CPU only): rotations [B,J,3]
   // (axis-angle) or [B,J,3,3], rest joints [B,J,3], parents [J] int64 -> local rotation
   // matrices [B,J,3,3], world transforms [B,J,4,4], skinning transforms [B,J,4,4].

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
-from mp3d.nerf.samplers import ray_aabb
+from mp3d.ops.ray_marching import march_occupancy
 from mp3d.transforms import project_points
 
 
@@ -83,6 +84,7 @@ class OccupancyGrid(nn.Module):
         return inside & self.occupied[cells[:, 0], cells[:, 1], cells[:, 2]]
 
     @torch.no_grad()
+    @record_function("nerf.grid_update")
     def update(
         self,
         density_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -109,6 +111,7 @@ class OccupancyGrid(nn.Module):
         )
         self.occupied = (self.density > limit) & self.hull
 
+    @record_function("nerf.march")
     def march(
         self,
         origins: torch.Tensor,
@@ -120,26 +123,12 @@ class OccupancyGrid(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Uniform steps of `step_size` along rays [R,3] within the box and [near, far], kept
-        where the step's midpoint is occupied -> packed (t_starts, t_ends, ray_indices)."""
-        entry, exit_ = ray_aabb(origins, directions, self.aabb)
-        entry = entry.clamp(min=near)
-        exit_ = exit_.clamp(max=far)
-        span = (exit_ - entry).clamp(min=0)
-        n_rays = origins.shape[0]
-        n_steps = int(torch.ceil(span.max() / step_size).item()) + 1 if n_rays else 0
-        if n_steps <= 1:
-            empty = origins.new_zeros(0)
-            return empty, empty, torch.zeros(0, dtype=torch.long, device=origins.device)
-        # Edges entry + (k + offset - 1) * step, clamped into [entry, exit]: contiguous steps,
-        # the first one shortened by a random offset when jittering.
-        offset = torch.rand(n_rays, 1, generator=generator).to(origins) if jitter else 1.0
-        k = torch.arange(n_steps + 1, device=origins.device, dtype=origins.dtype)
-        edges = entry[:, None] + (k + offset - 1.0) * step_size
-        edges = torch.minimum(edges.maximum(entry[:, None]), exit_[:, None].maximum(entry[:, None]))
-        starts, ends = edges[:, :-1], edges[:, 1:]
-        keep = ends > starts
-        mids = (starts + ends) * 0.5
-        points = origins[:, None] + directions[:, None] * mids[..., None]
-        keep[keep.clone()] = self.is_occupied(points[keep])
-        ray_indices = torch.arange(n_rays, device=origins.device)[:, None].expand(-1, n_steps)
-        return starts[keep], ends[keep], ray_indices[keep]
+        where the step's midpoint is occupied -> packed (t_starts, t_ends, ray_indices)
+        (mp3d.ops.ray_marching.march_occupancy; jitter shortens each ray's first step by a
+        random fraction)."""
+        offsets = None
+        if jitter:
+            offsets = torch.rand(origins.shape[0], generator=generator).to(origins)
+        return march_occupancy(
+            origins, directions, self.occupied, self.aabb, near, far, step_size, offsets
+        )

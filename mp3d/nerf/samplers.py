@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from mp3d.ops.ray_marching import ray_aabb
 
-def ray_aabb(
-    origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entry and exit distances [R] of rays [R,3] through the box aabb [6] (entry >= exit: miss)."""
-    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
-    t0 = (aabb[:3] - origins) / safe
-    t1 = (aabb[3:] - origins) / safe
-    return torch.minimum(t0, t1).amax(dim=-1), torch.maximum(t0, t1).amin(dim=-1)
+__all__ = ["importance_bins", "merge_bins", "pack_bins", "ray_aabb", "stratified_bins"]
 
 
 def stratified_bins(

@@ -7,7 +7,7 @@ mp3d.ops imports nothing from the rest of mp3d but mp3d._backend and mp3d.transf
 leaf module of rotation conversions).
 """
 
-from mp3d.ops import gaussians, hash_encoding, sh, skinning, volume_rendering
+from mp3d.ops import gaussians, hash_encoding, ray_marching, sh, skinning, volume_rendering
 from mp3d.ops._validation import HostReads, checks, checks_enabled, set_checks
 from mp3d.ops.gaussians import (
     project_gaussians,
@@ -18,6 +18,7 @@ from mp3d.ops.gaussians import (
     sh_colors,
 )
 from mp3d.ops.hash_encoding import hash_encode
+from mp3d.ops.ray_marching import march_occupancy
 from mp3d.ops.sh import spherical_harmonics
 from mp3d.ops.skinning import forward_kinematics, lbs
 from mp3d.ops.volume_rendering import ray_offsets, render_rays, render_weights
@@ -29,6 +30,7 @@ FAMILIES = {
     "gaussians": gaussians,
     "skinning": skinning,
     "kinematics": skinning,  # forward_kinematics, beside lbs
+    "ray_marching": ray_marching,
 }
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "checks_enabled",
     "gaussians",
     "hash_encode",
+    "march_occupancy",
     "hash_encoding",
     "forward_kinematics",
     "lbs",
@@ -50,6 +53,7 @@ __all__ = [
     "render_rays",
     "render_weights",
     "set_checks",
+    "ray_marching",
     "sh",
     "sh_colors",
     "skinning",

@@ -18,6 +18,7 @@ OPS = [
     "sh_colors",
     "rasterize_splats",
     "rasterize",
+    "march_occupancy",
 ]
 
 
