@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from mp3d.encodings import HashEncoding, PositionalEncoding, SphericalHarmonics
 
@@ -155,11 +156,27 @@ class HashNeRF(Field):
         low, high = self.aabb[:3], self.aabb[3:]
         return (points - low) / (high - low)
 
-    def _geometry(self, points: torch.Tensor) -> torch.Tensor:
-        return self.density_mlp(self.encoding(self._normalise(points)))
+    def geometry(self, points: torch.Tensor) -> torch.Tensor:
+        """The density MLP's output [N,1+F] at points [N,3]: the density before its
+        activation, then the geometry feature the colour MLP takes."""
+        with record_function("nerf.encoding"):
+            features = self.encoding(self._normalise(points))
+        return self.density_mlp(features)
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
-        return self.activation(self._geometry(points)[..., 0])
+        return self.activation(self.geometry(points)[..., 0])
+
+    def shade_geometry(
+        self,
+        geometry: torch.Tensor,
+        directions: torch.Tensor,
+        ray_indices: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sigma [N], rgb [N,3]) from geometry [N,1+F] (see geometry) and directions."""
+        sigma = self.activation(geometry[..., 0])
+        encoded = _per_sample(self.direction_encoding(directions), ray_indices)
+        colour_in = torch.cat([geometry[..., 1:], encoded], dim=-1)
+        return sigma, torch.sigmoid(self.colour_mlp(colour_in))
 
     def forward(
         self,
@@ -167,8 +184,4 @@ class HashNeRF(Field):
         directions: torch.Tensor,
         ray_indices: torch.Tensor | None = None,
     ):
-        h = self._geometry(points)
-        sigma = self.activation(h[..., 0])
-        encoded = _per_sample(self.direction_encoding(directions), ray_indices)
-        colour_in = torch.cat([h[..., 1:], encoded], dim=-1)
-        return sigma, torch.sigmoid(self.colour_mlp(colour_in))
+        return self.shade_geometry(self.geometry(points), directions, ray_indices)

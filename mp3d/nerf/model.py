@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from mp3d.cameras import Camera
 from mp3d.nerf.fields import HashNeRF, VanillaNeRF
@@ -30,6 +31,9 @@ class ModelLayout(Config):
     grid_resolution: int = 128
     march_steps: int | None = None  # steps across the box diagonal (None: chosen at training)
     alpha_threshold: float = 0.0  # samples with lower opacity are skipped
+    # Samples whose rendering weight (by the culling pass) is at most this are skipped: they
+    # change a pixel by less than it, and fine steps make many of them.
+    weight_threshold: float = 1e-4
     # vanilla model
     n_coarse: int = 64
     n_fine: int = 128
@@ -43,6 +47,7 @@ class ModelLayout(Config):
         if self.march_steps is not None:
             check_int("march_steps", self.march_steps, 1)
         check_float("alpha_threshold", self.alpha_threshold, 0.0, 1.0)
+        check_float("weight_threshold", self.weight_threshold, 0.0, 1.0)
         check_int("n_coarse", self.n_coarse, 1)
         check_int("n_fine", self.n_fine, 0)
 
@@ -108,19 +113,20 @@ class NeRFModel(nn.Module):
         return field_module(points, directions, ray_indices)
 
     @torch.no_grad()
+    @record_function("nerf.cull")
     def _cull(self, t_starts, t_ends, ray_indices, origins, directions, n_rays):
-        """Drops samples that cannot contribute: near-transparent ones (alpha below
-        `alpha_threshold`) and those behind an opaque surface (transmittance below the
-        renderer's early-stop threshold), judged by a gradient-free density pass."""
-        if t_starts.numel() == 0:
-            return t_starts, t_ends, ray_indices
-        sigmas = self.field.density(
-            self._points(t_starts, t_ends, ray_indices, origins, directions)
-        )
+        """Which samples can contribute, judged by a gradient-free density pass -> (keep [S]
+        bool, geometry features [S,F] of the field's trunk). Dropped: near-transparent
+        samples (alpha at most `alpha_threshold`), those behind an opaque surface
+        (transmittance below the renderer's early-stop threshold) and those whose weight is
+        at most `weight_threshold`."""
+        points = self._points(t_starts, t_ends, ray_indices, origins, directions)
+        geometry = self.field.geometry(points)
+        sigmas = self.field.activation(geometry[..., 0])
         weights = render_weights(sigmas, t_starts, t_ends, ray_indices, n_rays)
         alphas = -torch.expm1(-sigmas * (t_ends - t_starts))
-        keep = (weights > 0) & (alphas > self.spec.alpha_threshold)
-        return t_starts[keep], t_ends[keep], ray_indices[keep]
+        keep = (weights > self.spec.weight_threshold) & (alphas > self.spec.alpha_threshold)
+        return keep, geometry
 
     def render_rays(
         self,
@@ -143,15 +149,21 @@ class NeRFModel(nn.Module):
                 jitter,
                 generator,
             )
-            t_starts, t_ends, ray_indices = self._cull(
-                t_starts, t_ends, ray_indices, origins, directions, n_rays
-            )
-            sigmas, rgbs = self._shade(
-                self.field, t_starts, t_ends, ray_indices, origins, directions
-            )
-            rgb, opacity, depth = render_rays(
-                sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background=background
-            )
+            keep, geometry = self._cull(t_starts, t_ends, ray_indices, origins, directions, n_rays)
+            t_starts, t_ends, ray_indices = t_starts[keep], t_ends[keep], ray_indices[keep]
+            with record_function("nerf.shade"):
+                if torch.is_grad_enabled():
+                    sigmas, rgbs = self._shade(
+                        self.field, t_starts, t_ends, ray_indices, origins, directions
+                    )
+                else:  # nothing to differentiate: colour the culling pass's features
+                    sigmas, rgbs = self.field.shade_geometry(
+                        geometry[keep], directions, ray_indices
+                    )
+            with record_function("nerf.composite"):
+                rgb, opacity, depth = render_rays(
+                    sigmas, rgbs, t_starts, t_ends, ray_indices, n_rays, background=background
+                )
             return {
                 "rgb": rgb,
                 "opacity": opacity,

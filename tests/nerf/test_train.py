@@ -159,6 +159,52 @@ def test_mesh_of_trained_model(trained):
     assert bool(((mesh.vertices >= low) & (mesh.vertices <= high)).all())
 
 
+def test_rendering_without_autograd_equals_the_differentiable_path(trained, tiny_views):
+    """The no-grad path colours the culling pass's features instead of a second pass."""
+    model, _, _ = trained
+    origins, directions = tiny_views[1].camera(0).rays()
+    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+    with torch.no_grad():
+        fast = model.render_rays(origins, directions, 1.0)
+    with torch.enable_grad():
+        slow = model.render_rays(origins, directions, 1.0)
+    assert int(fast["n_samples"]) == int(slow["n_samples"]) > 0
+    for key in ("rgb", "opacity", "depth"):
+        torch.testing.assert_close(fast[key], slow[key].detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_weight_threshold_skips_samples_that_barely_change_a_pixel(trained, tiny_views):
+    model, _, _ = trained
+    origins, directions = tiny_views[1].camera(0).rays()
+    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+    rendered = {}
+    for threshold in (0.0, 1e-4, 1e-2):
+        model.spec.weight_threshold = threshold
+        with torch.no_grad():
+            rendered[threshold] = model.render_rays(origins, directions, 1.0)
+    model.spec.weight_threshold = ModelSpec().weight_threshold
+    counts = [int(rendered[t]["n_samples"]) for t in (0.0, 1e-4, 1e-2)]
+    assert counts[0] > counts[1] > counts[2], counts
+    error = (rendered[1e-4]["rgb"] - rendered[0.0]["rgb"]).abs().max()
+    assert error < 5e-3, error
+
+
+def test_the_automatic_march_step_follows_pixels_up_to_a_cap():
+    from types import SimpleNamespace
+
+    from mp3d.nerf.trainer import MAX_AUTO_MARCH_STEPS
+
+    def views(size):
+        box = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+        return SimpleNamespace(width=size, height=size // 2, aabb=box, near=2.0, far=6.0)
+
+    config = TrainConfig()
+    assert config.model_spec(views(100)).march_steps == 150
+    assert config.model_spec(views(20)).march_steps == 64
+    assert config.model_spec(views(800)).march_steps == MAX_AUTO_MARCH_STEPS
+    assert TrainConfig(march_steps=1200).model_spec(views(800)).march_steps == 1200
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="background must be one of"):
         TrainConfig(background="green")
@@ -166,6 +212,8 @@ def test_bad_config():
         NeRFModel(ModelSpec(kind="gaussian"))
     with pytest.raises(ValueError, match="minutes must be a finite number > 0"):
         TrainConfig(minutes=0)
+    with pytest.raises(ValueError, match="weight_threshold must be"):
+        TrainConfig(weight_threshold=-1e-3)
 
 
 def test_resuming_refuses_other_data_and_fresh_starts_over(tiny_views, tmp_path):
