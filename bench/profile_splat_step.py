@@ -12,7 +12,11 @@ tile binning and depth sorting, rasterization, the rest of rendering (checks, ba
 loss with SSIM, backward (rasterization, projection, SH and the rest: SSIM and the loss),
 the optimizer, the densification statistics, and one densify-and-prune (with the screen
 size test) charged to each step of its period. Then the time of rendering one training view
-without autograd (ms, Mpixels/s). Stages nest as indented.
+without autograd (ms, Mpixels/s). Stages nest as indented. Last, what these step times
+make of a 10-minute run of the quality script at each size (at this Gaussian count, on
+--threads threads): steps, and steps before half-way (the densification phase: a round
+every 100), at full size throughout and coarse to fine (its CPU schedule, which renders
+the early steps at the smaller sizes measured here).
 
     python bench/profile_splat_step.py --threads 1            # 200, 400 and 800 px
     python bench/profile_splat_step.py --downscale 1 --steps 5
@@ -31,7 +35,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_splat_lego import LEGO, config_for  # noqa: E402
+from quality_splat_lego import CPU_MINUTES, LEGO, coarse_to_fine, config_for  # noqa: E402
 
 from mp3d.cameras import invert_rigid  # noqa: E402
 from mp3d.data.scene import load_scene  # noqa: E402
@@ -159,6 +163,7 @@ def profile_resolution(warm: Trainer, downscale: int, args) -> dict:
     stages["densify"] = 1e3 * densify_s / trainer.config.densify_every
     row = {
         "name": f"{views.width}px",
+        "width": views.width,
         "step_ms": 1e3 * statistics.median(wall),
         "stages": stages,
         "gaussians": len(trainer.model),
@@ -181,6 +186,24 @@ def profile_resolution(warm: Trainer, downscale: int, args) -> dict:
     row["render_mpix_per_s"] = views.width * views.height / seconds / 1e6
     row["render_stages"] = stage_ms(prof, RENDER_STAGES, 1)
     return row
+
+
+def run_estimate(rows, row, schedule) -> tuple[float, float] | None:
+    """(steps, steps before half-way) of a CPU_MINUTES run on row's views under `schedule`
+    ((fraction, factor), ...), from the rows' step times; None when a size is not measured."""
+    step_ms = {r["width"]: r["step_ms"] for r in rows}
+    phases, start = [], 0.0
+    for fraction, factor in (*schedule, (1.0, 1)):
+        if row["width"] % factor or row["width"] // factor not in step_ms:
+            return None
+        phases.append((start, fraction, step_ms[row["width"] // factor]))
+        start = fraction
+    seconds = 60 * CPU_MINUTES
+    total = sum((end - begin) * seconds * 1e3 / ms for begin, end, ms in phases)
+    early = sum(
+        (min(end, 0.5) - begin) * seconds * 1e3 / ms for begin, end, ms in phases if begin < 0.5
+    )
+    return total, early
 
 
 def print_stages(rows, stages, key: str, digits: int = 1) -> None:
@@ -236,6 +259,13 @@ def main() -> None:
     print_stages(rows, RENDER_STAGES, "render_stages")
     print(f"{'total ms (wall)':<20}" + "".join(f"{row['render_ms']:>12.1f}" for row in rows))
     print(f"{'Mpixels/s':<20}" + "".join(f"{row['render_mpix_per_s']:>12.2f}" for row in rows))
+    print(f"a {CPU_MINUTES:g}-minute run at these step times: steps (before half-way)")
+    for label, schedule_of in (("full size", lambda w: ()), ("coarse to fine", coarse_to_fine)):
+        cells = []
+        for row in rows:
+            estimate = run_estimate(rows, row, schedule_of(row["width"]))
+            cells.append("-" if estimate is None else f"{estimate[0]:.0f} ({estimate[1]:.0f})")
+        print(f"{label:<20}" + "".join(f"{cell:>12}" for cell in cells))
 
 
 if __name__ == "__main__":

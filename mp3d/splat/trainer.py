@@ -27,9 +27,10 @@ progress reaches `fraction`, then on the next pair, then at full size. A step's 
 with its pixels, so on a CPU a large image makes every step slow and the densification
 phase (the first half of the run) ends after a few rounds; at a quarter of the size the
 same wall time holds many more steps and rounds, and the full-size steps that follow refine
-what the coarse ones grew. Screen sizes (radii) are counted in full-size pixels whatever the
-size a step renders, so `max_screen_size` keeps its meaning; gradient statistics are in
-NDC units, which do not depend on it.
+what the coarse ones grew. Gradient statistics are in NDC units, which do not depend on the
+size; screen sizes (radii, for `max_screen_size`) are those of the image each step renders,
+so a coarse phase prunes as a run on views of its size does (counted in full-size pixels,
+20 px at 800x800 would be 5 px at 200x200, and prune most of a short run's Gaussians).
 
 Checkpoints go to out_dir/checkpoint.pt (atomically: a crash never loses the previous one),
 and training resumes from there. Under torchrun the Gaussians are replicated on every rank,
@@ -428,7 +429,6 @@ def train(
             step,
             progress_before,
             generator,
-            factor,
         )
         run.advance(loss=loss, psnr=mse_to_psnr(mse), gaussians=len(model))
         if run.checkpoint_due():
@@ -455,13 +455,11 @@ def _train_step(
     step: int,
     progress: float,
     generator: torch.Generator | None,
-    screen_scale: int = 1,
 ) -> tuple[float, float]:
     """One training step (1-based `step`, begun at `progress`) on view = (viewmat [4,4],
-    K [3,3], image [H,W,3], background [3]) downscaled `screen_scale` times from the
-    dataset's size: render, loss, backward, Adam, SH band and density control on schedule.
-    Returns (loss, mse) as floats. Its stages carry "splat.<stage>" profiler labels
-    (bench/profile_splat_step.py)."""
+    K [3,3], image [H,W,3], background [3]): render, loss, backward, Adam, SH band and
+    density control on schedule. Returns (loss, mse) as floats. Its stages carry
+    "splat.<stage>" profiler labels (bench/profile_splat_step.py)."""
     viewmat, K, image, background = view
     height, width = image.shape[:2]
     rendering, info = model.rasterize(
@@ -482,7 +480,5 @@ def _train_step(
     loss = float(loss_tensor.detach())
     if step % config.sh_every == 0:
         model.raise_sh_degree()
-    if screen_scale != 1:  # screen sizes in the dataset's pixels
-        info = {**info, "radii": info["radii"] * screen_scale}
     strategy.step_post_backward(model, optimizer, info, step, progress, width, height, generator)
     return loss, mse
