@@ -65,6 +65,7 @@ STEP_STAGES = (
     ("stats", 0),
     ("densify", 0),
 )
+W = 14  # column width
 RENDER_STAGES = (("render", 0), ("project", 1), ("sh", 1), ("bin", 1), ("rasterize", 1))
 
 
@@ -209,7 +210,7 @@ def run_estimate(rows, row, schedule) -> tuple[float, float] | None:
 def print_stages(rows, stages, key: str, digits: int = 1) -> None:
     for stage, indent in stages:
         label = "  " * indent + stage
-        print(f"{label:<20}" + "".join(f"{row[key][stage]:>12.{digits}f}" for row in rows))
+        print(f"{label:<20}" + "".join(f"{row[key][stage]:>{W}.{digits}f}" for row in rows))
 
 
 def main() -> None:
@@ -241,31 +242,31 @@ def main() -> None:
         f"({warm_s:.0f} s), SH degree {args.sh_degree}; ms per training step "
         f"({args.steps} timed, {args.steps} profiled)"
     )
-    print(f"{'stage':<20}" + "".join(f"{row['name']:>12}" for row in rows))
-    print(f"{'step (wall)':<20}" + "".join(f"{row['step_ms']:>12.1f}" for row in rows))
+    print(f"{'stage':<20}" + "".join(f"{row['name']:>{W}}" for row in rows))
+    print(f"{'step (wall)':<20}" + "".join(f"{row['step_ms']:>{W}.1f}" for row in rows))
     print_stages(rows, STEP_STAGES, "stages")
     base = rows[0]["step_ms"]
-    print(f"{'vs first':<20}" + "".join(f"{row['step_ms'] / base:>11.2f}x" for row in rows))
-    print(f"{'steps/s':<20}" + "".join(f"{1e3 / row['step_ms']:>12.2f}" for row in rows))
-    print(f"{'gaussians':<20}" + "".join(f"{row['gaussians']:>12d}" for row in rows))
+    print(f"{'vs first':<20}" + "".join(f"{row['step_ms'] / base:>{W - 1}.2f}x" for row in rows))
+    print(f"{'steps/s':<20}" + "".join(f"{1e3 / row['step_ms']:>{W}.2f}" for row in rows))
+    print(f"{'gaussians':<20}" + "".join(f"{row['gaussians']:>{W}d}" for row in rows))
     print(
         f"{'densify +/-':<20}"
         + "".join(
-            f"{'+' + str(c['cloned'] + c['split']) + '/-' + str(c['pruned']):>12}"
+            f"{'+' + str(c['cloned'] + c['split']) + '/-' + str(c['pruned']):>{W}}"
             for c in (row["densify_counts"] for row in rows)
         )
     )
     print("rendering one training view (no autograd): ms per stage")
     print_stages(rows, RENDER_STAGES, "render_stages")
-    print(f"{'total ms (wall)':<20}" + "".join(f"{row['render_ms']:>12.1f}" for row in rows))
-    print(f"{'Mpixels/s':<20}" + "".join(f"{row['render_mpix_per_s']:>12.2f}" for row in rows))
+    print(f"{'total ms (wall)':<20}" + "".join(f"{row['render_ms']:>{W}.1f}" for row in rows))
+    print(f"{'Mpixels/s':<20}" + "".join(f"{row['render_mpix_per_s']:>{W}.2f}" for row in rows))
     print(f"a {CPU_MINUTES:g}-minute run at these step times: steps (before half-way)")
     for label, schedule_of in (("full size", lambda w: ()), ("coarse to fine", coarse_to_fine)):
         cells = []
         for row in rows:
             estimate = run_estimate(rows, row, schedule_of(row["width"]))
             cells.append("-" if estimate is None else f"{estimate[0]:.0f} ({estimate[1]:.0f})")
-        print(f"{label:<20}" + "".join(f"{cell:>12}" for cell in cells))
+        print(f"{label:<20}" + "".join(f"{cell:>{W}}" for cell in cells))
 
 
 if __name__ == "__main__":
