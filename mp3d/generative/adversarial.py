@@ -28,8 +28,12 @@ latest G update; NaN before the first), and D's mean outputs on real and fake da
 - "cgan" (Mirza & Osindero 2014): MLPs, a learned label embedding concatenated to z in G;
   D a projection discriminator (Miyato & Koyama 2018) or, with discriminator="concat",
   Mirza & Osindero's embedding concatenated to the image; ``sample(n, labels=...)``.
-- "unrolled" (Metz et al. 2017): G minimises the non-saturating loss through D after k
-  unrolled updates, D's own update unchanged. The unrolled updates are Adam steps (the
+- "unrolled" (Metz et al. 2017): G minimises D's objective f(theta_G, theta_D^k) after k
+  unrolled updates, D's own update unchanged: with the real term log D_k(x), which depends
+  on G through the k updates (dropping it, as this module once did, left the unrolled
+  gradient wrong: 5 of 8 ring modes where the plain GAN had 6), and the fake term
+  non-saturating, -log D_k(G(z)), or the paper's minimax log(1 - D_k(G(z)))
+  (``generator_loss``; at k = 0 both are the plain GAN's). The unrolled updates are Adam steps (the
   paper's code unrolls through its optimizer) from D's current Adam moments and learning
   rate, on the same real batch and the fake batch G(z), taken on a copy of D's parameters
   with torch.func.functional_call and create_graph=True, so G's gradient includes how D
@@ -521,7 +525,9 @@ class WGANGP(DCGAN):
 
 class UnrolledGAN(GAN):
     """The unrolled GAN (see the module docstring): MLPs as GAN's, G trained through
-    ``unrolled_steps`` (k) unrolled Adam updates of D; k = 0 is the plain GAN."""
+    ``unrolled_steps`` (k) unrolled Adam updates of D on D's objective with its real term;
+    ``generator_loss`` "non_saturating" or "minimax" for the fake term; k = 0 is the plain
+    GAN."""
 
     def __init__(
         self,
@@ -531,10 +537,9 @@ class UnrolledGAN(GAN):
         unrolled_steps: int = 5,
         activation: str = "leaky_relu",
         data_shape: Sequence[int] = DIGITS,
+        generator_loss: str = "non_saturating",
     ) -> None:
-        super().__init__(
-            latent_dim, hidden_g, hidden_d, "non_saturating", 1, activation, data_shape
-        )
+        super().__init__(latent_dim, hidden_g, hidden_d, generator_loss, 1, activation, data_shape)
         self.unrolled_steps = check_int("unrolled_steps", unrolled_steps, 0, 100)
 
     def unrolled_parameters(
@@ -580,11 +585,17 @@ class UnrolledGAN(GAN):
         return params
 
     def generator_loss(self, z, real, labels, d_optimizer=None) -> torch.Tensor:
-        """-log D_k(G(z)) with D_k the k-step unrolled discriminator."""
+        """log D_k(real) - log D_k(G(z)) (non-saturating) or log D_k(real) +
+        log(1 - D_k(G(z))) (minimax, the paper's f(theta_G, theta_D^k)), D_k the k-step
+        unrolled discriminator."""
         fake = self.generate(z)
         params = self.unrolled_parameters(real, fake, d_optimizer)
-        logits = functional_call(self.discriminator, params, (fake.flatten(1),)).squeeze(1)
-        return F.softplus(-logits).mean()
+        fake_logits = functional_call(self.discriminator, params, (fake.flatten(1),)).squeeze(1)
+        real_logits = functional_call(self.discriminator, params, (real.flatten(1),)).squeeze(1)
+        real_term = -F.softplus(-real_logits).mean()
+        if self.loss_kind == "minimax":
+            return real_term - F.softplus(fake_logits).mean()
+        return real_term + F.softplus(-fake_logits).mean()
 
 
 # ----------------------------------------------------------------------------- the ring

@@ -11,6 +11,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mp3d.data.mnist import MNIST
 from mp3d.generative import GenerativeConfig, load_generative, models, train_generative
@@ -191,6 +192,54 @@ def test_the_unrolled_generator_gradient_is_the_plain_one_at_k_0_and_differs_at_
     other = generator_grad(unrolled, 3)
     assert torch.isfinite(other).all()
     assert (other - reference).norm() > 1e-3 * reference.norm()
+
+
+@pytest.mark.parametrize("loss_kind", ["non_saturating", "minimax"])
+def test_the_unrolled_generator_gradient_is_that_of_the_surrogate_with_its_real_term(loss_kind):
+    # G's loss is f(theta_G, theta_D^k(theta_G)): D's objective after k real Adam steps of a
+    # copy of D, real term included (it depends on G through the k steps); checked by central
+    # differences of that surrogate along a random direction of G's parameters.
+    torch.manual_seed(0)
+    model = UnrolledGAN(latent_dim=4, hidden_g=(16,), hidden_d=(16,), unrolled_steps=2,
+                        activation="tanh", data_shape=(2,), generator_loss=loss_kind)  # fmt: skip
+    model.double()
+    _, d_optimizer = model.configure_optimizers(1e-2)
+    real, z = torch.randn(32, 2, dtype=torch.float64), torch.randn(32, 4, dtype=torch.float64)
+    for _ in range(3):  # D's Adam has moments
+        loss, _ = model.discriminator_loss(real, model.generate(z).detach(), None)
+        d_optimizer.zero_grad()
+        loss.backward()
+        d_optimizer.step()
+    params = list(model.generator.parameters())
+    grads = torch.autograd.grad(model.generator_loss(z, real, None, d_optimizer), params)
+    direction = [torch.randn_like(p) for p in params]
+    analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
+
+    def surrogate(h, real_term=True):
+        twin = copy.deepcopy(model)
+        with torch.no_grad():
+            for p, d in zip(twin.generator.parameters(), direction):
+                p += h * d
+        fake = twin.generate(z).detach()
+        optimizer = torch.optim.Adam(twin.discriminator.parameters(), lr=1e-2, betas=(0.5, 0.999))
+        optimizer.load_state_dict(copy.deepcopy(d_optimizer.state_dict()))  # not shared
+        for _ in range(2):
+            loss, _ = twin.discriminator_loss(real, fake, None)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            real_logits, fake_logits = twin.discriminate(real), twin.discriminate(fake)
+        value = -F.softplus(-real_logits).mean() if real_term else 0.0
+        if loss_kind == "minimax":
+            return float(value - F.softplus(fake_logits).mean())
+        return float(value + F.softplus(-fake_logits).mean())
+
+    h = 1e-5
+    numeric = (surrogate(h) - surrogate(-h)) / (2 * h)
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+    without_real = (surrogate(h, False) - surrogate(-h, False)) / (2 * h)
+    assert abs(without_real - numeric) > 1e-2 * abs(numeric)  # the real term matters
 
 
 def test_cgan_samples_follow_their_labels():
