@@ -2,9 +2,10 @@
 
 Each ray [R,3] takes uniform steps of ``step_size`` through the scene box ``aabb`` [6],
 within [near, far]: the edges of ray r are entry + (k + offset_r - 1) * step_size (k = 0, 1,
-...), clamped into [entry, exit], so a jitter offset in (0, 1] shortens the first step and
-moves every later one. A step is kept when its midpoint lies in a True cell of ``occupied``
-[res,res,res] (indexed x, y, z over the box). The kept steps come packed in ray order, the
+...), clamped into [entry, exit], so a jitter offset in [0, 1] shortens the first step and
+moves every later one (0, which torch.rand can draw, empties the first step). A step is kept
+when its midpoint lies in a True cell of ``occupied`` [res,res,res] (indexed x, y, z over
+the box). The kept steps come packed in ray order, the
 layout of mp3d.ops.volume_rendering: (t_starts [S], t_ends [S], ray_indices [S] int64).
 
 The torch reference builds the midpoints of every step of every ray, [R, n_steps, 3], and
@@ -91,9 +92,9 @@ def march_occupancy(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Marches rays origins, directions [R,3] (float32) through occupied [res,res,res] (bool)
     over aabb [6] within [near, far] in steps of step_size (scene units), the first step of
-    ray r shortened by offsets [R] in (0, 1] (None: full steps) -> (t_starts [S], t_ends [S],
+    ray r shortened by offsets [R] in [0, 1] (None: full steps) -> (t_starts [S], t_ends [S],
     ray_indices [S]) of the kept steps, in ray order. validate: check that the rays and the
-    box are finite and the offsets in (0, 1] (None: the process-wide setting)."""
+    box are finite and the offsets in [0, 1] (None: the process-wide setting)."""
     check_tensor("origins", origins, (None, 3), (torch.float32,))
     n_rays = origins.shape[0]
     check_tensor("directions", directions, (n_rays, 3), (torch.float32,))
@@ -122,9 +123,9 @@ def march_occupancy(
         if (
             offsets is not None
             and offsets.numel()
-            and not bool(((offsets > 0) & (offsets <= 1)).all())
+            and not bool(((offsets >= 0) & (offsets <= 1)).all())
         ):
-            raise ValueError("offsets must lie in (0, 1]")
+            raise ValueError("offsets must lie in [0, 1]")
     entry, exit_ = ray_aabb(origins, directions, aabb)
     entry, exit_ = entry.clamp(min=near), exit_.clamp(max=far)
     if n_rays == 0:

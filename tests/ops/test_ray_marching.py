@@ -23,7 +23,8 @@ def scene(n_rays: int = 300, res: int = 12, fill: float = 0.3, seed: int = 0):
     directions = torch.nn.functional.normalize(targets - origins, dim=-1)
     directions[:5] = torch.tensor([1.0, 0.0, 0.0])  # parallel to the box's faces: misses
     occupied = torch.rand(res, res, res, generator=g) < fill
-    offsets = torch.rand(n_rays, generator=g).clamp(min=1e-3)
+    offsets = torch.rand(n_rays, generator=g)
+    offsets[5:8] = torch.tensor([0.0, 1.0, 0.5])  # torch.rand can draw 0: an empty first step
     return origins, directions, occupied, offsets
 
 
@@ -105,7 +106,8 @@ def test_bad_inputs_name_the_argument():
         ({"step_size": 0.0}, "step_size must be > 0"),
         ({"step_size": float("nan")}, "step_size must be a finite number"),
         ({"near": 6.0, "far": 2.0}, "near and far"),
-        ({"offsets": offsets * 2 + 0.1}, r"offsets must lie in \(0, 1\]"),
+        ({"offsets": offsets * 2 + 0.1}, r"offsets must lie in \[0, 1\]"),
+        ({"offsets": offsets - 1.0}, r"offsets must lie in \[0, 1\]"),
         ({"offsets": offsets[:3]}, r"offsets must have shape \[10\]"),
         ({"origins": origins.clone().index_fill_(0, torch.tensor([1]), float("nan"))}, "finite"),
     ]
