@@ -104,21 +104,20 @@ def profile_resolution(downscale: int, args, device) -> dict:
     model, optimizer = warm_model(data, config, args.warmup, generator, device)
     warm_s = time.perf_counter() - start
 
-    def steps():
-        for step in range(args.steps):
-            if step % config.grid_update_every == 0:
-                model.grid.update(model.field.density, model.step_size, generator=generator)
-            _train_step(model, optimizer, data, config, generator, device)
-
-    steps()  # not timed: first calls after warm-up
-    times = []
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    def steps() -> list[float]:
+        """args.steps training steps with the trainer's grid updates -> their wall times."""
+        times = []
         for step in range(args.steps):
             begin = time.perf_counter()
             if step % config.grid_update_every == 0:
                 model.grid.update(model.field.density, model.step_size, generator=generator)
             _train_step(model, optimizer, data, config, generator, device)
             times.append(time.perf_counter() - begin)
+        return times
+
+    steps()  # not timed: first calls after warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        times = steps()
     stages = stage_ms(prof, STEP_STAGES, args.steps)
     # One grid update per grid_update_every steps: charge each step its share.
     updates = len(range(0, args.steps, config.grid_update_every))
