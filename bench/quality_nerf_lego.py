@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,8 +22,11 @@ from mp3d.nerf.pipeline import fit_scene
 LEGO = Path(__file__).resolve().parents[2] / "shared" / "data" / "lego"
 
 
-def config_for(device: str, minutes: float, steps: int) -> TrainConfig:
-    """Hash-grid settings sized for the machine: small tables and grid on a 2-core CPU."""
+def config_for(device: str, minutes: float, steps: int, **overrides) -> TrainConfig:
+    """Hash-grid settings sized for the machine: small tables and grid on a 2-core CPU;
+    `overrides` (TrainConfig fields) replace them."""
+    if overrides:
+        return replace(config_for(device, minutes, steps), **overrides)
     if device == "cuda":
         return TrainConfig(
             model="hash",
@@ -53,6 +57,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
     parser.add_argument(
+        "--log2-table-size", type=int, default=None, help="hash table entries per level, log2"
+    )
+    parser.add_argument(
+        "--finest-resolution", type=int, default=None, help="the hash grid's finest level"
+    )
+    parser.add_argument(
         "--turntable-frames",
         type=int,
         default=12,
@@ -62,7 +72,12 @@ def main() -> None:
     if not (args.data / "transforms_train.json").is_file():
         raise SystemExit(f"lego scene not found at {args.data} (see shared/data/README.md)")
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-lego-"))
-    config = config_for(args.device, args.minutes, args.steps)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("log2_table_size", "finest_resolution")
+        if getattr(args, name) is not None
+    }
+    config = config_for(args.device, args.minutes, args.steps, **overrides)
     summary = fit_scene(
         args.data,
         out,
@@ -76,12 +91,20 @@ def main() -> None:
         f"lego {800 // args.downscale}px on {args.device} "
         f"({torch.get_num_threads()} threads), {args.minutes:g} min budget"
     )
-    print(f"train views {summary['train_views']}, held-back views {summary['eval_views']}")
+    print(
+        f"hash table 2^{config.log2_table_size} per level, finest level "
+        f"{config.finest_resolution}; train views {summary['train_views']}, held-back views "
+        f"{summary['eval_views']}"
+    )
     print(
         f"steps {summary['steps']} in {summary['seconds']:.0f} s, "
         f"{summary['rays_per_second']:.0f} training rays/s"
     )
     print(f"held-back PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
+    print(
+        f"rendering {summary['render_seconds']:.2f} s per held-back view "
+        f"({summary['render_rays_per_second']:.0f} rays/s)"
+    )
     print(f"outputs in {out}")
 
 

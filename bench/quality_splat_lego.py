@@ -157,6 +157,10 @@ def main() -> None:
         f"{summary['gaussians']}"
     )
     print(f"held-back PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}")
+    print(
+        f"rendering {summary['render_seconds']:.2f} s per held-back view "
+        f"({summary['render_rays_per_second']:.0f} rays/s)"
+    )
     print(f"outputs in {out}")
 
 

@@ -813,8 +813,12 @@ def gen_sample(args: argparse.Namespace) -> int:
     import torch
 
     from mp3d.generative import load_generative, sample_grid
+    from mp3d.generative.translation import TranslationModel
 
     model = load_generative(args.checkpoint, args.device)
+    translates = isinstance(model, TranslationModel)
+    if translates and args.temperature != 1.0:
+        raise ValueError(f"--temperature: {type(model).__name__} models do not take it")
     conditions = {}
     if args.label is not None:
         conditions["labels"] = torch.full((args.n,), args.label, dtype=torch.int64)
@@ -837,7 +841,10 @@ def gen_sample(args: argparse.Namespace) -> int:
     given = "".join(
         f", {option[k]} {v if k != 'labels' else args.label}" for k, v in conditions.items()
     )
-    print(f"samples     {path}  ({args.n} at temperature {args.temperature:g}{given})")
+    if translates:
+        print(f"translated  {path}  ({args.n} evaluation digits: source, translation, target)")
+    else:
+        print(f"samples     {path}  ({args.n} at temperature {args.temperature:g}{given})")
     return 0
 
 

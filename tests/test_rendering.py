@@ -10,7 +10,14 @@ from PIL import Image
 
 from mp3d.cameras import Orbit, intrinsics_from_fov
 from mp3d.data.blender import BlenderScene
-from mp3d.rendering import Rendering, depth_image, evaluate, render_turntable, turbo
+from mp3d.rendering import (
+    Rendering,
+    depth_image,
+    evaluate,
+    evaluation_summary,
+    render_turntable,
+    turbo,
+)
 
 
 class FlatModel(torch.nn.Module):
@@ -45,6 +52,20 @@ def test_evaluate_scores_and_writes_the_same_files_for_any_model(tmp_path):
     # A function camera -> Rendering works as well as a model, and wrong colours score low.
     grey = evaluate(lambda camera: FlatModel([0.0, 0.0, 0.0]).render(camera), views, progress=False)
     assert grey["psnr"] < 10
+
+
+def test_evaluate_times_the_render_alone_and_reports_rays_per_second(monkeypatch):
+    clock = iter([10.0, 10.5, 20.0, 21.5])  # renders of 0.5 s and 1.5 s
+    monkeypatch.setattr("mp3d.rendering.perf_counter", lambda: next(clock))
+    metrics = evaluate(FlatModel([0.5, 0.25, 0.75]), _views(n=2, size=16), progress=False)
+    assert [v["seconds"] for v in metrics["views"]] == [0.5, 1.5]
+    assert metrics["seconds"] == 1.0 and metrics["rays_per_second"] == 2 * 16 * 16 / 2.0
+    assert evaluation_summary(metrics) == {
+        "psnr": metrics["psnr"],
+        "ssim": metrics["ssim"],
+        "render_seconds": 1.0,
+        "render_rays_per_second": 256.0,
+    }
 
 
 def test_turntable_writes_every_frame(tmp_path):

@@ -1,6 +1,6 @@
 // C++ CPU kernels for Gaussian splatting: per-Gaussian work parallel over Gaussians,
 // rasterization parallel over 16x16 tiles (each tile's splats gathered once into a
-// contiguous buffer, then walked one row of pixels at a time).
+// contiguous buffer, then walked splat by splat over the rows and pixels each reaches).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/sort.h>
@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gaussians_host.h"
@@ -198,40 +199,66 @@ void gather_splats(const SplatInputs<T>& inputs, const int64_t* ids, int64_t beg
   for (int64_t k = begin; k < end; ++k) out[k - begin] = inputs[ids[k]];
 }
 
-// The CPU rasterizer walks a tile one row of pixels at a time: for each splat it visits only
-// the row's pixels on its ellipse's chord (row_span), instead of testing every pixel
-// against every splat. Per pixel, the order and arithmetic are those of rasterize_pixel and
-// rasterize_pixel_backward, so the results are the same.
+// Rows [y0, y1] (clipped to [row_begin, row_end)) whose pixel centres row_span can find
+// on the splat's ellipse: |dy| <= sqrt(m_cut a / det) plus a pixel for rounding, a superset
+// of the rows where row_span returns true. Every row when the conic is not an ellipse.
+template <typename T>
+bool row_range(const Splat<T>& s, int64_t row_begin, int64_t row_end, int64_t& y0,
+               int64_t& y1) {
+  if (s.m_cut < T(0)) return false;
+  y0 = row_begin;
+  y1 = row_end - 1;
+  const T det = s.a * s.c - s.b * s.b;
+  if (!(s.a > T(0)) || !(det > T(0))) return true;
+  const T half = std::sqrt(s.m_cut * s.a / det);
+  if (!std::isfinite(half)) return true;
+  const T lo = s.v - half - T(1.5);  // centre y + 0.5 >= v - half - 1
+  const T hi = s.v + half + T(0.5);  // centre y + 0.5 <= v + half + 1
+  if (hi < T(row_begin) || lo > T(row_end - 1)) return false;
+  if (lo > T(row_begin)) y0 = static_cast<int64_t>(std::ceil(lo));
+  if (hi < T(row_end - 1)) y1 = static_cast<int64_t>(hi);
+  return y0 <= y1;
+}
+
+// The CPU rasterizer walks a tile splat by splat, front to back: each splat visits only the
+// rows its ellipse reaches (row_range) and, in each, only the pixels on its chord
+// (row_span), instead of testing every pixel against every splat. Each pixel still sees
+// the splats in order with the arithmetic of rasterize_pixel and rasterize_pixel_backward,
+// so the results are the same.
 template <typename T>
 void rasterize_tile_forward(const std::vector<Splat<T>>& splats, const TileBounds& b,
                             int64_t width, T* out_rgb, T* out_alpha, T* out_depth, T* out_t,
                             int32_t* out_n) {
   const int64_t count = static_cast<int64_t>(splats.size());
-  const int64_t row_width = b.x1 - b.x0;
-  std::vector<PixelResult<T>> row(row_width);
-  std::vector<char> done(row_width);
-  for (int64_t y = b.y0; y < b.y1; ++y) {
-    const T py = static_cast<T>(y) + T(0.5);
-    for (int64_t i = 0; i < row_width; ++i) {
-      row[i] = {{T(0), T(0), T(0)}, T(0), T(0), T(1), static_cast<int32_t>(count)};
-      done[i] = 0;
-    }
-    int64_t n_done = 0;
-    for (int64_t k = 0; k < count && n_done < row_width; ++k) {
-      const Splat<T>& s = splats[k];
+  const int64_t tile_width = b.x1 - b.x0, tile_height = b.y1 - b.y0;
+  const int64_t n_pixels = tile_width * tile_height;
+  std::vector<PixelResult<T>> pixels(
+      n_pixels, {{T(0), T(0), T(0)}, T(0), T(0), T(1), static_cast<int32_t>(count)});
+  std::vector<char> done(n_pixels, 0);
+  std::vector<int64_t> row_done(tile_height, 0);
+  int64_t n_done = 0;
+  for (int64_t k = 0; k < count && n_done < n_pixels; ++k) {
+    const Splat<T>& s = splats[k];
+    int64_t y_first, y_last;
+    if (!row_range(s, b.y0, b.y1, y_first, y_last)) continue;
+    for (int64_t y = y_first; y <= y_last; ++y) {
+      const int64_t row = y - b.y0;
+      if (row_done[row] == tile_width) continue;
+      const T py = static_cast<T>(y) + T(0.5);
       int64_t x0, x1;
       if (!row_span(s, py, b.x0, b.x1, x0, x1)) continue;
       for (int64_t x = x0; x <= x1; ++x) {
-        const int64_t i = x - b.x0;
+        const int64_t i = row * tile_width + x - b.x0;
         if (done[i]) continue;
         T dx, dy, power;
         const T alpha = splat_alpha(s, static_cast<T>(x) + T(0.5), py, dx, dy, power);
         if (alpha < T(kAlphaMin)) continue;
-        PixelResult<T>& r = row[i];
+        PixelResult<T>& r = pixels[i];
         const T next = r.transmittance * (T(1) - alpha);
         if (next < T(kTransmittanceMin)) {
           r.n_visited = static_cast<int32_t>(k);
           done[i] = 1;
+          ++row_done[row];
           ++n_done;
           continue;
         }
@@ -242,53 +269,69 @@ void rasterize_tile_forward(const std::vector<Splat<T>>& splats, const TileBound
         r.transmittance = next;
       }
     }
-    for (int64_t i = 0; i < row_width; ++i) {
-      const int64_t pixel = y * width + b.x0 + i;
-      for (int c = 0; c < 3; ++c) out_rgb[3 * pixel + c] = row[i].rgb[c];
-      out_alpha[pixel] = row[i].alpha;
-      out_depth[pixel] = row[i].depth;
-      out_t[pixel] = row[i].transmittance;
-      out_n[pixel] = row[i].n_visited;
+  }
+  for (int64_t row = 0; row < tile_height; ++row) {
+    for (int64_t col = 0; col < tile_width; ++col) {
+      const PixelResult<T>& r = pixels[row * tile_width + col];
+      const int64_t pixel = (b.y0 + row) * width + b.x0 + col;
+      for (int c = 0; c < 3; ++c) out_rgb[3 * pixel + c] = r.rgb[c];
+      out_alpha[pixel] = r.alpha;
+      out_depth[pixel] = r.depth;
+      out_t[pixel] = r.transmittance;
+      out_n[pixel] = r.n_visited;
     }
   }
 }
 
-// Adds the tile's pixels' gradients to grads [count, kSplatGrads] (the tile's list entries).
+// Adds the tile's pixels' gradients to grads [count, kSplatGrads] (the tile's list entries),
+// walking the splats back to front.
 template <typename T>
 void rasterize_tile_backward(const std::vector<Splat<T>>& splats, const TileBounds& b,
                              int64_t width, const T* g_rgb, const T* g_alpha,
                              const T* g_depth, const T* final_t, const int32_t* visited,
                              T* grads) {
-  const int64_t row_width = b.x1 - b.x0;
-  std::vector<BackwardPixel<T>> row(row_width);
-  std::vector<int32_t> row_visited(row_width);
-  for (int64_t y = b.y0; y < b.y1; ++y) {
-    const T py = static_cast<T>(y) + T(0.5);
-    int64_t last = 0;
-    for (int64_t i = 0; i < row_width; ++i) {
-      const int64_t pixel = y * width + b.x0 + i;
-      row[i] = backward_pixel(final_t[pixel], g_rgb + 3 * pixel, g_alpha[pixel],
-                              g_depth[pixel]);
-      row_visited[i] = visited[pixel];
-      last = std::max<int64_t>(last, visited[pixel]);
+  const int64_t tile_width = b.x1 - b.x0, tile_height = b.y1 - b.y0;
+  std::vector<BackwardPixel<T>> pixels;
+  pixels.reserve(tile_width * tile_height);
+  std::vector<int32_t> pixel_visited(tile_width * tile_height);
+  std::vector<int64_t> row_last(tile_height, 0);  // splats any pixel of the row visited
+  int64_t last = 0;
+  for (int64_t row = 0; row < tile_height; ++row) {
+    for (int64_t col = 0; col < tile_width; ++col) {
+      const int64_t pixel = (b.y0 + row) * width + b.x0 + col;
+      pixels.push_back(backward_pixel(final_t[pixel], g_rgb + 3 * pixel, g_alpha[pixel],
+                                      g_depth[pixel]));
+      pixel_visited[row * tile_width + col] = visited[pixel];
+      row_last[row] = std::max<int64_t>(row_last[row], visited[pixel]);
     }
-    for (int64_t k = last - 1; k >= 0; --k) {
-      const Splat<T>& s = splats[k];
+    last = std::max(last, row_last[row]);
+  }
+  for (int64_t k = last - 1; k >= 0; --k) {
+    const Splat<T>& s = splats[k];
+    int64_t y_first, y_last;
+    if (!row_range(s, b.y0, b.y1, y_first, y_last)) continue;
+    T total[kSplatGrads] = {};
+    bool drawn = false;
+    for (int64_t y = y_first; y <= y_last; ++y) {
+      const int64_t row = y - b.y0;
+      if (k >= row_last[row]) continue;
+      const T py = static_cast<T>(y) + T(0.5);
       int64_t x0, x1;
       if (!row_span(s, py, b.x0, b.x1, x0, x1)) continue;
-      T total[kSplatGrads] = {};
       for (int64_t x = x0; x <= x1; ++x) {
-        const int64_t i = x - b.x0;
-        if (k >= row_visited[i]) continue;
+        const int64_t i = row * tile_width + x - b.x0;
+        if (k >= pixel_visited[i]) continue;
         T dx, dy, power;
         const T alpha = splat_alpha(s, static_cast<T>(x) + T(0.5), py, dx, dy, power);
         if (alpha < T(kAlphaMin)) continue;
         T grad[kSplatGrads];
-        backward_step(s, dx, dy, power, alpha, row[i], grad);
+        backward_step(s, dx, dy, power, alpha, pixels[i], grad);
         for (int c = 0; c < kSplatGrads; ++c) total[c] += grad[c];
+        drawn = true;
       }
-      for (int c = 0; c < kSplatGrads; ++c) grads[kSplatGrads * k + c] += total[c];
     }
+    if (drawn)
+      for (int c = 0; c < kSplatGrads; ++c) grads[kSplatGrads * k + c] += total[c];
   }
 }
 

@@ -18,7 +18,7 @@ from mp3d.mesh.marching_cubes import save_mesh
 from mp3d.nerf.checkpoint import load_checkpoint
 from mp3d.nerf.export import extract_mesh
 from mp3d.nerf.trainer import TrainConfig, train
-from mp3d.rendering import evaluate, render_turntable, write_json
+from mp3d.rendering import evaluate, evaluation_summary, render_turntable, write_json
 from mp3d.training import CHECKPOINT_NAME, check_int, check_out_dir, resolve_device
 
 
@@ -73,7 +73,7 @@ def fit_scene(
     render_turntable(
         model, cameras, paths["turntable"], background=train_views.background_rgb, progress=progress
     )
-    summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
+    summary.update(evaluation_summary(metrics))
     write_json(paths["metrics"], {**summary, "views": metrics["views"]})
     return {**summary, **paths, "model": model}
 
@@ -103,7 +103,7 @@ def render_checkpoint(
     }
     if eval_views is not None:
         metrics = evaluate(model, eval_views, out_dir / "test", progress=progress)
-        summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"], images=out_dir / "test")
+        summary.update(evaluation_summary(metrics), images=out_dir / "test")
     return summary
 
 

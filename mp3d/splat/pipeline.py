@@ -23,7 +23,7 @@ from mp3d.data.colmap import ColmapScene
 from mp3d.data.scene import DEFAULT_HOLDOUT, load_scene, scene_metadata
 from mp3d.data.views import PosedViews
 from mp3d.ops.gaussians import MAX_SH_DEGREE
-from mp3d.rendering import evaluate, render_turntable, write_json
+from mp3d.rendering import evaluate, evaluation_summary, render_turntable, write_json
 from mp3d.splat.export import orbit_of_gaussians
 from mp3d.splat.model import GaussianModel
 from mp3d.splat.trainer import CHECKPOINT_NAME, SplatConfig, train
@@ -178,7 +178,7 @@ def fit_scene(
     render_turntable(
         render(train_views.background_rgb), cameras, paths["turntable"], progress=progress
     )
-    summary.update(psnr=metrics["psnr"], ssim=metrics["ssim"])
+    summary.update(evaluation_summary(metrics))
     write_json(paths["metrics"], {**summary, "views": metrics["views"]})
     return {**summary, **paths, "model": model}
 

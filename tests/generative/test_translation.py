@@ -263,7 +263,7 @@ def test_bad_input_is_refused_naming_the_argument(digits, tmp_path, capsys):
                          progress=False, options=TINY_G)  # fmt: skip
 
 
-def test_registered_and_resumed_exactly_through_the_trainer(digits, tmp_path, monkeypatch):
+def test_registered_and_resumed_exactly_through_the_trainer(digits, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MP3D_CACHE", str(tmp_path / "no-classifier"))
     assert {"pix2pix", "cyclegan"} <= set(models())
     assert models()["pix2pix"].view == models()["cyclegan"].view == "grey"
@@ -300,6 +300,11 @@ def test_registered_and_resumed_exactly_through_the_trainer(digits, tmp_path, mo
     width, height = Image.open(grid).size
     # 5 digits of 6 panels each (two directions of source, translation, target): one a row
     assert (width, height) == (6 * 30, 5 * 30)
+    from mp3d.cli import main
+
+    argv = ["gen", "sample", str(out), "--out", str(tmp_path / "t.png"), "--temperature", "0.5"]
+    assert main(argv) == 2  # a translation has no temperature to sample at
+    assert "--temperature: CycleGAN models do not take it" in capsys.readouterr().err
     pix2pix = train_generative(digits, GenerativeConfig(model="pix2pix", steps=2, batch_size=4),
                                progress=False, options={**TINY_G, "task": "half"})  # fmt: skip
     assert pix2pix.task == "half" and pix2pix.train_stats["steps"] == 2
