@@ -556,11 +556,8 @@ class WaveNet(AutoregressiveImageModel):
             column = pad + d
             history[:, :, column] = h[:, :, 0]
             dilation, left = block.conv.dilation[0], block.conv.left
-            taps = history[:, :, column - left : column + 1 : dilation]  # what its kernel reads
-            a, b = F.conv1d(taps, block.conv.weight, block.conv.bias).chunk(2, dim=1)
-            gated = torch.tanh(a) * torch.sigmoid(b)  # WaveNetBlock.forward, at one column
-            h = h + block.residual(gated)
-            skips = skips + block.skip(gated)
+            h, skip = block.step(h, history[:, :, column - left : column + 1 : dilation])
+            skips = skips + skip
         return stack.head(skips)[:, 0, 0]
 
 
@@ -630,14 +627,7 @@ class PixelTransformer(AutoregressiveImageModel):
             token = self.pixel(2 * x[:, d - 1, None] - 1)
         token = token + positions[d]
         for block, (keys, values) in zip(self.blocks, caches):
-            attention = block.attention
-            q, k, v = attention.qkv(block.norm1(token)).view(n, 3, self.n_heads, -1).unbind(1)
-            keys[:, :, d], values[:, :, d] = k, v
-            y = F.scaled_dot_product_attention(
-                q[:, :, None], keys[:, :, : d + 1], values[:, :, : d + 1]
-            )  # [n, heads, 1, hd]: attends to positions 0 .. d
-            token = token + attention.proj(y.reshape(n, self.dim))
-            token = token + block.mlp(block.norm2(token))
+            token = block.step(token, keys, values, d)
         return self.head(self.norm(token))[:, 0]
 
 

@@ -32,6 +32,20 @@ class CausalSelfAttention(nn.Module):
         )
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, t, d)))
 
+    def step(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        """forward's output at position t alone, for incremental decoding: x [B,dim] is the
+        input at t; its key and value are written into the caches keys, values
+        [B,heads,T,dim/heads] at t, and the query attends to positions 0 .. t of them."""
+        b = x.shape[0]
+        q, k, v = self.qkv(x).view(b, 3, self.n_heads, -1).unbind(1)  # each [B, heads, hd]
+        keys[:, :, t], values[:, :, t] = k, v
+        y = F.scaled_dot_product_attention(
+            q[:, :, None], keys[:, :, : t + 1], values[:, :, : t + 1]
+        )
+        return self.resid_dropout(self.proj(y.reshape(b, self.dim)))
+
 
 class TransformerBlock(nn.Module):
     """[B,T,dim] -> [B,T,dim]: x + attn(LN(x)), then x + MLP(LN(x)) (GPT-2's pre-norm block)."""
@@ -52,4 +66,12 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+    def step(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        """forward's output [B,dim] at position t from the input x [B,dim] there, with this
+        block's key and value caches (CausalSelfAttention.step)."""
+        x = x + self.attention.step(self.norm1(x), keys, values, t)
         return x + self.mlp(self.norm2(x))

@@ -74,7 +74,18 @@ class WaveNetBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = self.conv(x)
+        return self._outputs(x, self.conv(x), cond)
+
+    def step(
+        self, x: torch.Tensor, taps: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward's outputs at one time t, for fast generation: x [B,R,1] is the input at t,
+        taps [B,R,kernel_size] the inputs its dilated kernel reads (t - dilation (k-1), ..,
+        t - dilation, t; zeros before the start)."""
+        pre = F.conv1d(taps, self.conv.weight, self.conv.bias)
+        return self._outputs(x, pre, cond)
+
+    def _outputs(self, x, pre, cond):
         if self.cond is not None:
             if cond is None:
                 raise ValueError("cond is required: this block was built with cond_dim")

@@ -340,6 +340,19 @@ def test_wavenet_block_is_causal_inclusive_and_takes_a_condition():
         block(x)
 
 
+def test_wavenet_block_step_gives_forward_at_each_time_from_its_taps():
+    block = WaveNetBlock(4, 6, kernel_size=3, dilation=2, cond_dim=2).double()
+    cond = torch.randn(2, 2, dtype=torch.float64)
+    x = torch.randn(2, 4, 9, generator=generator(), dtype=torch.float64)
+    residual, skip = block(x, cond)
+    padded = torch.nn.functional.pad(x, (4, 0))  # (kernel_size - 1) * dilation zeros in front
+    for t in range(9):
+        taps = padded[:, :, t : t + 5 : 2]  # t-4, t-2, t
+        step_residual, step_skip = block.step(x[:, :, t : t + 1], taps, cond)
+        torch.testing.assert_close(step_residual[:, :, 0], residual[:, :, t])
+        torch.testing.assert_close(step_skip[:, :, 0], skip[:, :, t])
+
+
 def test_causal_conv_refuses_bad_sizes_by_name():
     with pytest.raises(ValueError, match="kernel_size"):
         CausalConv1d(1, 1, 0)
@@ -368,6 +381,19 @@ def test_transformer_output_t_depends_on_exactly_the_inputs_up_to_t(kind):
     deps = sequence_dependencies(f, x)
     assert torch.equal(deps, torch.ones(n, n, dtype=torch.bool).tril())
     assert f(x).dtype == torch.float64
+
+
+def test_transformer_block_step_with_caches_gives_forward_at_each_position():
+    block = TransformerBlock(8, 2).double().eval()
+    x = torch.randn(3, 6, 8, generator=generator(), dtype=torch.float64)
+    full = block(x)
+    keys = torch.zeros(3, 2, 6, 4, dtype=torch.float64)  # [B, heads, T, head dim]
+    values = torch.zeros_like(keys)
+    for t in range(6):
+        torch.testing.assert_close(block.step(x[:, t], keys, values, t), full[:, t])
+    # The caches now hold every position's keys and values: a wrong one changes the output.
+    keys[:, :, 0] += 1.0
+    assert not torch.allclose(block.step(x[:, 5], keys, values, 5), full[:, 5])
 
 
 def test_causal_attention_matches_an_explicit_masked_softmax():
