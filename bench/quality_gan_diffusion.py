@@ -129,6 +129,13 @@ def main() -> None:
         default=None,
         help="samples of the 1,000-step ancestral row (default: --samples; 0: skip it)",
     )
+    parser.add_argument(
+        "--guidance-steps",
+        type=int,
+        default=None,
+        help="sampling steps of the guidance sweep (default: --eval-steps; 0: the full "
+        "ancestral sampler, 1,000 steps)",
+    )
     parser.add_argument("--ring-steps", type=int, default=5000, help="0: skip the ring")
     parser.add_argument("--ring-minutes", type=float, default=None, help="cap on each ring run")
     parser.add_argument("--data", type=Path, default=MNIST)
@@ -191,8 +198,12 @@ def main() -> None:
         steps = {"steps": args.eval_steps} if model.sampler_takes("steps") else {}
         if model.conditional and model.sampler_takes("guidance"):
             guidance_rows[name] = []
+            count = args.eval_steps if args.guidance_steps is None else args.guidance_steps
+            sweep = {"steps": count} if steps and count > 0 else {}
+            sampler = f"DDIM {count}" if sweep else "ancestral"
+            print(f"    guidance sweep, {sampler} sampling:")
             for weight in GUIDANCE:
-                s = sample_scores(model, data, args.samples, classifier, guidance=weight, **steps)
+                s = sample_scores(model, data, args.samples, classifier, guidance=weight, **sweep)
                 guidance_rows[name].append((weight, s["conditional_accuracy"], s["fd"]))
                 print(f"    guidance {weight:g}: {s['conditional_accuracy']:.1%}, FD {s['fd']:.1f}")
             plot_guidance(guidance_rows[name], args.out / f"{name}_guidance.png")

@@ -671,9 +671,11 @@ SPECS = [
         "gated-pixelcnn",
         GatedPixelCNN,
         "binarised",
-        "gated PixelCNN, 6 layers of 32, vertical and horizontal stacks (no blind spot)",
-        {"channels": 32, "n_layers": 6},
-        lr=2e-3,
+        "gated PixelCNN, 6 layers of 16, vertical and horizontal stacks (no blind spot)",
+        # 16 channels, not 32: a gated layer costs about 2.3x a PixelCNN layer, and in the
+        # 5-minute CPU budget the narrower stack's 2.6x more steps win (94.6 vs 97.2 nats).
+        {"channels": 16, "n_layers": 6},
+        lr=3e-3,
         batch_size=32,
     ),
     ModelSpec(
