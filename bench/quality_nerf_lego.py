@@ -22,11 +22,8 @@ from mp3d.nerf.pipeline import fit_scene
 LEGO = Path(__file__).resolve().parents[2] / "shared" / "data" / "lego"
 
 
-def config_for(device: str, minutes: float, steps: int, **overrides) -> TrainConfig:
-    """Hash-grid settings sized for the machine: small tables and grid on a 2-core CPU;
-    `overrides` (TrainConfig fields) replace them."""
-    if overrides:
-        return replace(config_for(device, minutes, steps), **overrides)
+def config_for(device: str, minutes: float, steps: int) -> TrainConfig:
+    """Hash-grid settings sized for the machine: small tables and grid on a 2-core CPU."""
     if device == "cuda":
         return TrainConfig(
             model="hash",
@@ -77,7 +74,7 @@ def main() -> None:
         for name in ("log2_table_size", "finest_resolution")
         if getattr(args, name) is not None
     }
-    config = config_for(args.device, args.minutes, args.steps, **overrides)
+    config = replace(config_for(args.device, args.minutes, args.steps), **overrides)
     summary = fit_scene(
         args.data,
         out,
