@@ -11,6 +11,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../parallel.h"
 #include "gaussians_host.h"
 
 namespace mp3d {
@@ -192,6 +193,17 @@ inline TileBounds tile_bounds(int64_t tile, int64_t width, int64_t height, int64
   return {x0, std::min(x0 + tile_size, width), y0, std::min(y0 + tile_size, height)};
 }
 
+// Tile indices by the length of their splat lists, longest first: the order in which
+// parallel_for_dynamic hands tiles to threads, so that the last tiles taken are short.
+std::vector<int64_t> tiles_busiest_first(const int64_t* offsets, int64_t n_tiles) {
+  std::vector<int64_t> order(n_tiles);
+  for (int64_t t = 0; t < n_tiles; ++t) order[t] = t;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) {
+    return offsets[i + 1] - offsets[i] > offsets[j + 1] - offsets[j];
+  });
+  return order;
+}
+
 template <typename T>
 void gather_splats(const SplatInputs<T>& inputs, const int64_t* ids, int64_t begin,
                    int64_t end, std::vector<Splat<T>>& out) {
@@ -358,13 +370,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd_cpu(
     scalar_t* out_depth = depth.data_ptr<scalar_t>();
     scalar_t* out_t = transmittance.data_ptr<scalar_t>();
     int32_t* out_n = n_visited.data_ptr<int32_t>();
-    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+    const std::vector<int64_t> order = tiles_busiest_first(offsets, n_tiles);
+    parallel_for_dynamic(n_tiles, [&](int64_t task) {
+      const int64_t tile = order[task];
       std::vector<Splat<scalar_t>> splats;
-      for (int64_t tile = begin; tile < end; ++tile) {
-        gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
-        rasterize_tile_forward(splats, tile_bounds(tile, width, height, tile_size), width,
-                               out_rgb, out_alpha, out_depth, out_t, out_n);
-      }
+      gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
+      rasterize_tile_forward(splats, tile_bounds(tile, width, height, tile_size), width,
+                             out_rgb, out_alpha, out_depth, out_t, out_n);
     });
   });
   return {rgb, alpha, depth, transmittance, n_visited};
@@ -402,14 +414,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_bwd_cpu(
     const scalar_t* final_t = transmittance.data_ptr<scalar_t>();
     const int32_t* visited = n_visited.data_ptr<int32_t>();
     scalar_t* grads = entry_grads.data_ptr<scalar_t>();
-    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
+    const std::vector<int64_t> order = tiles_busiest_first(offsets, n_tiles);
+    parallel_for_dynamic(n_tiles, [&](int64_t task) {
+      const int64_t tile = order[task];
       std::vector<Splat<scalar_t>> splats;
-      for (int64_t tile = begin; tile < end; ++tile) {
-        gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
-        rasterize_tile_backward(splats, tile_bounds(tile, width, height, tile_size), width,
-                                g_rgb, g_alpha, g_depth, final_t, visited,
-                                grads + kSplatGrads * offsets[tile]);
-      }
+      gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
+      rasterize_tile_backward(splats, tile_bounds(tile, width, height, tile_size), width,
+                              g_rgb, g_alpha, g_depth, final_t, visited,
+                              grads + kSplatGrads * offsets[tile]);
     });
   });
   Tensor grads = at::zeros({means2d.size(0), kSplatGrads}, means2d.options());
