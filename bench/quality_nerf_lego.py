@@ -60,6 +60,13 @@ def main() -> None:
         "--finest-resolution", type=int, default=None, help="the hash grid's finest level"
     )
     parser.add_argument(
+        "--march-steps",
+        type=int,
+        default=None,
+        help="ray-marching steps across the box (default: 1.5 per pixel, at most 512)",
+    )
+    parser.add_argument("--batch-rays", type=int, default=None, help="rays per training step")
+    parser.add_argument(
         "--turntable-frames",
         type=int,
         default=12,
@@ -71,7 +78,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="mp3d-lego-"))
     overrides = {
         name: getattr(args, name)
-        for name in ("log2_table_size", "finest_resolution")
+        for name in ("log2_table_size", "finest_resolution", "march_steps", "batch_rays")
         if getattr(args, name) is not None
     }
     config = replace(config_for(args.device, args.minutes, args.steps), **overrides)
@@ -90,7 +97,8 @@ def main() -> None:
     )
     print(
         f"hash table 2^{config.log2_table_size} per level, finest level "
-        f"{config.finest_resolution}; train views {summary['train_views']}, held-back views "
+        f"{config.finest_resolution}, {config.batch_rays} rays a step, march steps "
+        f"{config.march_steps or 'auto'}; train views {summary['train_views']}, held-back views "
         f"{summary['eval_views']}"
     )
     print(
