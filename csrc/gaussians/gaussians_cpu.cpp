@@ -371,9 +371,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_fwd_cpu(
     scalar_t* out_t = transmittance.data_ptr<scalar_t>();
     int32_t* out_n = n_visited.data_ptr<int32_t>();
     const std::vector<int64_t> order = tiles_busiest_first(offsets, n_tiles);
-    parallel_for_dynamic(n_tiles, [&](int64_t task) {
+    using Splats = std::vector<Splat<scalar_t>>;
+    parallel_for_dynamic<Splats>(n_tiles, [&](int64_t task, Splats& splats) {
       const int64_t tile = order[task];
-      std::vector<Splat<scalar_t>> splats;
       gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
       rasterize_tile_forward(splats, tile_bounds(tile, width, height, tile_size), width,
                              out_rgb, out_alpha, out_depth, out_t, out_n);
@@ -415,9 +415,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rasterize_bwd_cpu(
     const int32_t* visited = n_visited.data_ptr<int32_t>();
     scalar_t* grads = entry_grads.data_ptr<scalar_t>();
     const std::vector<int64_t> order = tiles_busiest_first(offsets, n_tiles);
-    parallel_for_dynamic(n_tiles, [&](int64_t task) {
+    using Splats = std::vector<Splat<scalar_t>>;
+    parallel_for_dynamic<Splats>(n_tiles, [&](int64_t task, Splats& splats) {
       const int64_t tile = order[task];
-      std::vector<Splat<scalar_t>> splats;
       gather_splats(inputs, ids, offsets[tile], offsets[tile + 1], splats);
       rasterize_tile_backward(splats, tile_bounds(tile, width, height, tile_size), width,
                               g_rgb, g_alpha, g_depth, final_t, visited,
