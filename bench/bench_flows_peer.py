@@ -7,6 +7,8 @@ exponential lr decay to 0.1x and gradient clipping of train_generative), logit t
     pip install normflows==1.7.3 torch==2.13.0     # pin torch on the same line
     python bench/bench_flows_peer.py                 # mp3d glow vs normflows glow, 5 min each
     python bench/bench_flows_peer.py --minutes 1 --ours glow realnvp --threads 1
+    python bench/bench_flows_peer.py --elementwise 16 0   # with and without mp3d's
+                                                          # per-pixel logistic-mixture CDF
 
 The peer is normflows' multi-scale Glow (GlowBlock: actnorm, LU 1x1 convolution, affine
 coupling with a sigmoid scale and a zero-initialised 3x3-1x1-3x3 ReLU network) with as many
@@ -20,6 +22,7 @@ the two rows of one run side by side, not against another run's.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import time
 from pathlib import Path
@@ -107,6 +110,14 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=glow.options["levels"])
     parser.add_argument("--steps", type=int, default=glow.options["steps"])
     parser.add_argument("--hidden", type=int, default=glow.options["hidden"])
+    parser.add_argument(
+        "--elementwise",
+        type=int,
+        nargs="+",
+        default=[glow.options.get("elementwise", 0)],
+        help="components of mp3d's per-pixel MixtureLogisticCDF, one run of ours per value "
+        "(0: none, the peer's architecture)",
+    )
     parser.add_argument("--batch-size", type=int, default=glow.batch_size)
     parser.add_argument("--lr", type=float, default=glow.lr)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -124,11 +135,12 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     rows = []
-    for name in args.ours:
+    for name, components in itertools.product(args.ours, args.elementwise):
         spec = model_spec(name)
-        options = dict(spec.options)
+        options = {**spec.options, "elementwise": components}
         if name == "glow":
             options.update(levels=args.levels, steps=args.steps, hidden=args.hidden)
+        label = f"mp3d {name}" + (f" K={components}" if components else "")
         config = GenerativeConfig(
             model=name, steps=None, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr
         )
@@ -136,10 +148,8 @@ def main() -> None:
         scores = evaluate_nll(model, data.test_images)
         stats = model.train_stats
         params = sum(p.numel() for p in model.parameters())
-        rows.append(
-            (f"mp3d {name}", params, stats["steps"], stats["seconds"], scores["bits_per_dim"])
-        )
-        print(f"  mp3d {name}: {scores['bits_per_dim']:.4f} bits/dim", flush=True)
+        rows.append((label, params, stats["steps"], stats["seconds"], scores["bits_per_dim"]))
+        print(f"  {label}: {scores['bits_per_dim']:.4f} bits/dim", flush=True)
     try:
         import normflows  # noqa: F401
     except ImportError:
@@ -153,11 +163,11 @@ def main() -> None:
         rows.append(("normflows glow", params, stats["steps"], stats["seconds"], bits))
         print(f"  normflows glow: {bits:.4f} bits/dim", flush=True)
     print()
-    print(f"{'model':<18}{'params':>9}{'steps':>7}{'epochs':>8}{'s/epoch':>9}{'test bits/dim':>15}")
+    print(f"{'model':<22}{'params':>9}{'steps':>7}{'epochs':>8}{'s/epoch':>9}{'test bits/dim':>15}")
     for label, params, steps, seconds, bits in rows:
         epochs = steps / per_epoch
         per = seconds / epochs if epochs else math.nan
-        print(f"{label:<18}{params:>9}{steps:>7}{epochs:>8.2f}{per:>9.1f}{bits:>15.4f}")
+        print(f"{label:<22}{params:>9}{steps:>7}{epochs:>8.2f}{per:>9.1f}{bits:>15.4f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from mp3d.generative.flows import (
     Glow,
     ImageFlow,
     InvConv1x1,
+    MixtureLogisticCDF,
     RealNVP,
     Scaling,
     Split,
@@ -123,6 +124,8 @@ LAYERS = {
         (1, 4, 4),
     ),
     "scaling": (lambda: Scaling(8), (8,)),
+    "mixture of logistics CDF (image)": (lambda: MixtureLogisticCDF((2, 3, 3), 4), (2, 3, 3)),
+    "mixture of logistics CDF (vector)": (lambda: MixtureLogisticCDF(5, 1), (5,)),
     "scaling with shift (image)": (lambda: Scaling((2, 3, 3), shift=True), (2, 3, 3)),
     "actnorm (image)": (lambda: ActNorm(3), (3, 4, 4)),
     "actnorm (vector)": (lambda: ActNorm(5), (5,)),
@@ -254,6 +257,41 @@ def test_scaling_data_dependent_init_standardises_each_entry_down_to_min_std():
     assert torch.all(y.pow(2).mean(0).sqrt() <= 1 + 1e-5)
 
 
+def test_mixture_cdf_init_makes_a_quantisation_bins_uniform_logistic():
+    # An always-background pixel: dequantised values uniform in the bottom bin, in logit
+    # space (what an affine coupling cannot reshape). After the data-dependent init,
+    # sigmoid(y) of fresh values is about uniform on (0, 1): y about standard logistic.
+    low, high = math.log(0.05 / 0.95), math.log(0.0535 / 0.9465)
+    batch = low + (high - low) * torch.rand(256, 1, generator=gen(), dtype=torch.float64)
+    fresh = low + (high - low) * torch.rand(4096, 1, generator=gen(1), dtype=torch.float64)
+    layer = MixtureLogisticCDF(1, components=8).double().requires_grad_(False)
+    before = torch.sigmoid(layer(fresh)[0]).flatten().sort().values
+    with data_dependent_init(layer):
+        layer(batch)
+    y, logdet = layer(fresh)
+    after = torch.sigmoid(y).flatten().sort().values
+    uniform = (torch.arange(4096, dtype=torch.float64) + 0.5) / 4096
+
+    def ks(values):  # Kolmogorov-Smirnov distance to Uniform(0, 1)
+        return float((values - uniform).abs().max())
+
+    assert ks(before) > 0.4 and ks(after) < 0.12, (ks(before), ks(after))
+    # the bin is 0.07 wide in logit units: stretching it to a unit logistic gains about
+    # log(1 / 0.07) nats, which the log-determinant carries
+    assert float(logdet.mean()) > 2.0
+    # a value far outside the batch (a stroke where the batch had none) stays finite and
+    # moderate, held by the broad component 0
+    far, _ = layer(torch.tensor([[2.9]], dtype=torch.float64))
+    assert math.isfinite(float(far)) and abs(float(far)) < 60.0
+
+
+def test_mixture_cdf_inverse_is_exact_in_float32_far_into_the_tails():
+    torch.manual_seed(0)
+    layer = randomise(MixtureLogisticCDF((3,), components=5), 1.0)
+    y = torch.tensor([[-30.0, 0.0, 25.0], [-3.0, 1e-3, 8.0]])
+    torch.testing.assert_close(layer(layer.inverse(y))[0], y, atol=1e-4, rtol=1e-5)
+
+
 def test_fresh_couplings_are_the_identity():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 28, 28, generator=gen())
@@ -300,6 +338,9 @@ def tiny_models() -> dict[str, ImageFlow]:
         "realnvp": RealNVP(
             scales=2, couplings=2, hidden=4, blocks=1, batch_norm=False, image_shape=(1, 4, 4)
         ),
+        "realnvp-elementwise": RealNVP(
+            scales=2, couplings=1, hidden=4, elementwise=3, image_shape=(1, 4, 4)
+        ).eval(),
         "realnvp-bn": RealNVP(
             scales=2, couplings=1, hidden=4, blocks=1, batch_norm=True, image_shape=(1, 4, 4)
         ).eval(),
@@ -480,6 +521,9 @@ def test_train_generative_runs_a_flow_and_scores_it_in_bits_per_dim():
         (lambda: NICE(image_shape=(28, 28)), "image_shape"),
         (lambda: NICE(shift=1), "shift"),
         (lambda: Scaling(4, min_std=0.0), "min_std"),
+        (lambda: MixtureLogisticCDF(4, components=0), "components"),
+        (lambda: MixtureLogisticCDF(4, min_scale=0.0), "min_scale"),
+        (lambda: RealNVP(elementwise=-1), "elementwise"),
         (lambda: RealNVP(scales=4), "scales"),
         (lambda: RealNVP(scales=0), "scales"),
         (lambda: RealNVP(blocks=-1), "blocks"),

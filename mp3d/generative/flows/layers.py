@@ -9,6 +9,7 @@ vectors), so a sequence of them maps the data to a latent of the same size.
   picked by a mask: over dim 1 (``half_mask`` / ``alternating_mask``: channels of images,
   features of vectors; the network sees only that part) or over the whole event
   (``checkerboard_mask``; the network sees x * mask);
+- ``MixtureLogisticCDF`` (Flow++'s elementwise logit of a mixture-of-logistics CDF);
 - ``Scaling`` (NICE's diagonal scaling), ``ActNorm`` (Glow; data-dependent initialisation
   through ``data_dependent_init``), ``InvConv1x1`` (Glow's invertible 1x1 convolution in LU
   form; a linear layer on vectors), ``BatchNormFlow`` (RealNVP's batch normalisation with
@@ -38,6 +39,7 @@ __all__ = [
     "Flow",
     "FlowSequence",
     "InvConv1x1",
+    "MixtureLogisticCDF",
     "Scaling",
     "Split",
     "Squeeze",
@@ -323,11 +325,110 @@ class ActNorm(Flow):
         return y * torch.exp(-_per_channel(self.log_scale, y)) - _per_channel(self.bias, y)
 
 
+class MixtureLogisticCDF(Flow):
+    """Flow++'s elementwise transform (Ho et al. 2019): y = logit(F(x)) with F the CDF of a
+    mixture of ``components`` logistics, its own weights, means and scales for every entry
+    of the event shape; a nonlinear monotone map of each entry.
+
+    Affine couplings move each entry by an affine map given the others, so a density they
+    shape stays as uniform within a pixel's quantisation bin as the dequantisation noise
+    that made it: for the digits' background (about 80% of the pixels, every one in the
+    bottom bin) a Gaussian latent then costs ln(2 pi e / 12) / 2 = 0.18 nats per entry.
+    This layer, first in a flow, can map each bin's uniform to a logistic instead.
+
+    Every component starts at mean 0, scale 1 and equal weight (with a little jitter in the
+    means, to break their symmetry): about the identity. Inside ``data_dependent_init``
+    the first forward instead places component k at the (k + 1/2)/K quantile of that batch's
+    values of each entry, with a standard deviation of half the distance between its
+    neighbouring quantiles (at least ``min_scale``), and keeps component 0 broad (the
+    batch's mean and standard deviation over all entries, at least 1), so that no value is
+    far out in every tail: the mixture starts as a smoothed empirical CDF of the batch. The
+    inverse bisects the monotone F in float64.
+    """
+
+    def __init__(
+        self, shape: int | Sequence[int], components: int = 8, min_scale: float = 1e-3
+    ) -> None:
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        for size in shape:
+            check_int("shape", size, 1)
+        check_int("components", components, 1, 256)
+        self.min_scale = check_float("min_scale", min_scale, 0.0, exclusive_minimum=True)
+        self.logits = nn.Parameter(torch.zeros(components, *shape))
+        self.means = nn.Parameter(0.01 * torch.randn(components, *shape))
+        self.log_scales = nn.Parameter(torch.zeros(components, *shape))
+        self.init_pending = False
+
+    @torch.no_grad()
+    def initialise(self, x: torch.Tensor) -> None:
+        """Sets the components from x [B,*shape] (see the class docstring)."""
+        k = len(self.means)
+        levels = (torch.arange(k + 2, dtype=x.dtype, device=x.device) - 0.5) / k
+        quantiles = torch.quantile(x, levels.clamp(0.0, 1.0), dim=0)  # [K+2,*shape]
+        self.means.copy_(quantiles[1:-1])
+        spread = 0.5 * (quantiles[2:] - quantiles[:-2])
+        self.log_scales.copy_(torch.log(spread.clamp_min(self.min_scale) * (3**0.5 / math.pi)))
+        self.means[0] = x.mean()
+        self.log_scales[0] = torch.log(x.std().clamp_min(1.0) * (3**0.5 / math.pi))
+        self.logits.zero_()
+
+    def _check(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != tuple(self.means.shape[1:]):
+            raise ValueError(
+                f"MixtureLogisticCDF expects x of shape "
+                f"[B, {', '.join(map(str, self.means.shape[1:]))}], got {list(x.shape)}"
+            )
+
+    def forward(self, x):
+        self._check(x)
+        if self.init_pending:
+            self.initialise(x)
+            self.init_pending = False
+        log_cdf, log_sf, log_pdf = _mixture_log_cdfs(self.logits, self.means, self.log_scales, x)
+        # y = logit(F) = log F - log(1 - F); dy/dx = F' / (F (1 - F))
+        return log_cdf - log_sf, _event_sum(log_pdf - log_cdf - log_sf)
+
+    @torch.no_grad()
+    def inverse(self, y, iterations: int = 100):
+        self._check(y)
+        logits, means, log_scales = (p.double() for p in (self.logits, self.means, self.log_scales))
+        target = y.double()
+        # F_k(x) <= sigmoid(y) exactly where x <= mean_k + scale_k y, and F is a convex
+        # combination of the F_k: the smallest and largest of these bracket the root.
+        crossings = means + torch.exp(log_scales) * target.unsqueeze(1)
+        low, high = crossings.amin(1), crossings.amax(1)
+        for _ in range(iterations):
+            middle = 0.5 * (low + high)
+            log_cdf, log_sf, _ = _mixture_log_cdfs(logits, means, log_scales, middle)
+            below = log_cdf - log_sf < target
+            low = torch.where(below, middle, low)
+            high = torch.where(below, high, middle)
+        return (0.5 * (low + high)).to(y.dtype)
+
+
+def _mixture_log_cdfs(
+    logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log F(x), log(1 - F(x)) and log F'(x), each [B,*shape], of the logistic mixtures
+    with parameters [K,*shape] at x [B,*shape]."""
+    log_weights = torch.log_softmax(logits, 0)
+    t = (x.unsqueeze(1) - means) * torch.exp(-log_scales)  # [B,K,*shape]
+    log_below, log_above = F.logsigmoid(t), F.logsigmoid(-t)
+    log_cdf = torch.logsumexp(log_weights + log_below, 1)
+    log_sf = torch.logsumexp(log_weights + log_above, 1)
+    log_pdf = torch.logsumexp(log_weights + log_below + log_above - log_scales, 1)
+    return log_cdf, log_sf, log_pdf
+
+
+DATA_INITIALISED = (ActNorm, Scaling, MixtureLogisticCDF)
+
+
 @contextlib.contextmanager
 def data_dependent_init(module: nn.Module) -> Iterator[None]:
-    """Inside: the next forward through each ActNorm and Scaling of module initialises it
-    from its input (data-dependent initialisation)."""
-    actnorms = [m for m in module.modules() if isinstance(m, ActNorm | Scaling)]
+    """Inside: the next forward through each ActNorm, Scaling and MixtureLogisticCDF of
+    module initialises it from its input (data-dependent initialisation)."""
+    actnorms = [m for m in module.modules() if isinstance(m, DATA_INITIALISED)]
     for m in actnorms:
         m.init_pending = True
     try:
