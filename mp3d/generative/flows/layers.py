@@ -414,7 +414,8 @@ def _mixture_log_cdfs(
     with parameters [K,*shape] at x [B,*shape]."""
     log_weights = torch.log_softmax(logits, 0)
     t = (x.unsqueeze(1) - means) * torch.exp(-log_scales)  # [B,K,*shape]
-    log_below, log_above = F.logsigmoid(t), F.logsigmoid(-t)
+    log_below = F.logsigmoid(t)
+    log_above = log_below - t  # log sigmoid(-t), without a second logsigmoid
     log_cdf = torch.logsumexp(log_weights + log_below, 1)
     log_sf = torch.logsumexp(log_weights + log_above, 1)
     log_pdf = torch.logsumexp(log_weights + log_below + log_above - log_scales, 1)
