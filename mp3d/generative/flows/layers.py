@@ -66,6 +66,14 @@ def _spatial(x: torch.Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
+def _check_event(x: torch.Tensor, shape: Sequence[int], what: str) -> None:
+    """x must be [B, *shape]."""
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"{what} expects x of shape [B, {', '.join(map(str, shape))}], got {list(x.shape)}"
+        )
+
+
 def _check_dim1(x: torch.Tensor, channels: int, what: str) -> None:
     if x.dim() < 2 or x.shape[1] != channels:
         raise ValueError(f"{what} expects x of shape [B, {channels}, ...], got {list(x.shape)}")
@@ -190,11 +198,8 @@ class Coupling(Flow):
     def _check(self, x: torch.Tensor) -> None:
         if self.gather:
             _check_dim1(x, len(self.mask), "Coupling")
-        elif tuple(x.shape[1:]) != tuple(self.mask.shape):
-            raise ValueError(
-                f"Coupling expects x of shape [B, {', '.join(map(str, self.mask.shape))}], "
-                f"got {list(x.shape)}"
-            )
+        else:
+            _check_event(x, self.mask.shape, "Coupling")
 
     def forward(self, x):
         self._check(x)
@@ -266,11 +271,7 @@ class Scaling(Flow):
         self.log_scale.copy_(-torch.log(std.clamp_min(self.min_std)))
 
     def _check(self, x: torch.Tensor) -> None:
-        if tuple(x.shape[1:]) != tuple(self.log_scale.shape):
-            raise ValueError(
-                f"Scaling expects x of shape [B, {', '.join(map(str, self.log_scale.shape))}], "
-                f"got {list(x.shape)}"
-            )
+        _check_event(x, self.log_scale.shape, "Scaling")
 
     def forward(self, x):
         self._check(x)
@@ -374,11 +375,7 @@ class MixtureLogisticCDF(Flow):
         self.logits.zero_()
 
     def _check(self, x: torch.Tensor) -> None:
-        if tuple(x.shape[1:]) != tuple(self.means.shape[1:]):
-            raise ValueError(
-                f"MixtureLogisticCDF expects x of shape "
-                f"[B, {', '.join(map(str, self.means.shape[1:]))}], got {list(x.shape)}"
-            )
+        _check_event(x, self.means.shape[1:], "MixtureLogisticCDF")
 
     def forward(self, x):
         self._check(x)
