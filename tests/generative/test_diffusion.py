@@ -284,10 +284,11 @@ def test_ddim_with_eta_0_is_deterministic_given_the_initial_noise():
 # ----------------------------------------------------------------------------- models
 
 
-def test_a_few_training_steps_lower_the_loss():
+@pytest.mark.parametrize(("prediction", "min_snr"), [("eps", 0.0), ("eps", 5.0), ("v", 0.0)])
+def test_a_few_training_steps_lower_the_loss(prediction, min_snr):
     torch.manual_seed(0)
     x, _ = bars(16)
-    model = DDPM(**TINY)
+    model = DDPM(**TINY, min_snr=min_snr, prediction=prediction)
     (optimizer,) = model.configure_optimizers(3e-3)
 
     def fixed_loss() -> float:
@@ -299,6 +300,65 @@ def test_a_few_training_steps_lower_the_loss():
         scalars = model.training_step(x, torch.zeros(16, dtype=torch.int64), [optimizer], 1.0)
     assert set(scalars) == {"loss", "mse"} and int(model.steps_done) == 15
     assert fixed_loss() < 0.8 * before
+
+
+def test_min_snr_weights_each_timestep_by_min_snr_gamma_over_snr():
+    model = DDPM(**{**TINY, "timesteps": 200}, min_snr=5.0)
+    t = torch.arange(200)
+    alpha_bar = model.schedule.alpha_bar
+    snr = alpha_bar / (1 - alpha_bar)
+    weights = model.loss_weights(t).double()
+    torch.testing.assert_close(weights, torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert weights[0] < 0.01 and weights[-1] == 1.0  # nearly clean t count least
+    assert torch.all(weights[snr <= 5.0] == 1.0) and torch.all(weights[snr > 5.0] < 1.0)
+    assert torch.equal(DDPM(**TINY).loss_weights(t), torch.ones(200))
+    # the loss is the weighted mean of the per-image squared errors at the drawn t
+    x, _ = bars(8)
+    x0 = model.to_space(x)
+    with torch.no_grad():
+        loss = model.diffusion_loss(x0, generator=torch.Generator().manual_seed(3))
+        g = torch.Generator().manual_seed(3)
+        t = torch.randint(0, 200, (8,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        eps = model.net(model.schedule.q_sample(x0, t, noise), t, None)
+        per_image = (eps - noise).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(loss, (model.loss_weights(t) * per_image).mean())
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_the_velocity_gives_back_the_noise_and_a_bounded_x0(kind):
+    schedule = NoiseSchedule.make(kind, 100)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 1, 30, 60, 98, 99])
+    xt = schedule.q_sample(x0, t, eps)
+    v = schedule.v_target(x0, t, eps)
+    torch.testing.assert_close(schedule.eps_from_v(xt, t, v), eps)
+    torch.testing.assert_close(schedule.predict_x0(xt, t, schedule.eps_from_v(xt, t, v)), x0)
+    # v is about eps near t = 0 (abar ~ 1) and about -x0 near t = T (abar ~ 0)
+    assert torch.allclose(v[0], eps[0], atol=0.1) and torch.allclose(v[-1], -x0[-1], atol=0.1)
+
+
+def test_v_prediction_guides_eps_and_weights_min_snr_over_snr_plus_one():
+    torch.manual_seed(0)
+    model = DDPM(**TINY, num_classes=10, prediction="v", min_snr=5.0).eval()
+    torch.nn.init.normal_(model.net.conv_out.weight, std=0.1)
+    x = torch.randn(4, 1, 28, 28)
+    t = torch.tensor([0, 3, 10, 19])
+    labels, null = torch.tensor([1, 2, 3, 9]), torch.full((4,), 10)
+    net = model.sampling_net
+    torch.testing.assert_close(
+        model.guided_eps(x, t, labels, 0.0), model.schedule.eps_from_v(x, t, net(x, t, labels))
+    )
+    cond, uncond = model.guided_eps(x, t, labels, 0.0), model.guided_eps(x, t, null, 0.0)
+    torch.testing.assert_close(
+        model.guided_eps(x, t, labels, 3.0), 4 * cond - 3 * uncond, atol=1e-5, rtol=1e-5
+    )
+    alpha_bar = model.schedule.alpha_bar[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / (snr + 1)
+    torch.testing.assert_close(model.loss_weights(t).double(), expected)
 
 
 def test_latent_diffusion_trains_the_autoencoder_then_diffuses_its_latents():
@@ -507,6 +567,8 @@ def test_bad_sampling_options_of_a_guided_model_are_refused(options, name):
         ({"clip": [1.0, -1.0]}, "clip"),
         ({"patch": 0}, "patch"),
         ({"num_classes": -1}, "num_classes"),
+        ({"min_snr": -1.0}, "min_snr"),
+        ({"prediction": "x0"}, "prediction"),
     ],
 )
 def test_bad_model_options_are_refused(options, name):

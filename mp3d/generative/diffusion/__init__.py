@@ -55,6 +55,7 @@ from mp3d.generative.base import ModelSpec
 from mp3d.generative.diffusion.ldm import LatentAutoencoder, LatentDiffusion
 from mp3d.generative.diffusion.models import DDPM, DiffusionModel, EpsilonNet
 from mp3d.generative.diffusion.schedule import (
+    PREDICTIONS,
     SCHEDULES,
     VARIANCES,
     NoiseSchedule,
@@ -67,6 +68,7 @@ from mp3d.generative.diffusion.schedule import (
 
 __all__ = [
     "DDPM",
+    "PREDICTIONS",
     "SCHEDULES",
     "SPECS",
     "VARIANCES",

@@ -7,7 +7,14 @@ Conventions (the package docstring has the whole list):
 - Images are grey digits in [0, 1]; the pixel model diffuses x_0 = 2 x - 1 in [-1, 1] and
   clips its predicted x_0 to [-1, 1] while sampling.
 - ``loss`` is the simple loss: E_{t, eps} |eps - eps_theta(x_t, t)|^2 (mean over pixels),
-  t uniform in 0..T-1.
+  t uniform in 0..T-1; with ``min_snr`` = gamma > 0 each t's term is weighted by
+  min(SNR_t, gamma) / SNR_t, SNR_t = alpha_bar_t / (1 - alpha_bar_t) (Hang et al. 2023's
+  Min-SNR weighting for an epsilon-predictor: the nearly clean timesteps, whose noise is
+  hard to tell and matters little, count less; gamma = 5 in the paper).
+- ``prediction``: "eps" (the network predicts the noise) or "v" (it predicts Salimans &
+  Ho's velocity v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0, the loss is on v, and the
+  samplers get eps from it: NoiseSchedule.eps_from_v). With min_snr, v's weight is
+  min(SNR_t, gamma) / (SNR_t + 1), the same per-t weight on x_0's error as eps's.
 - Classifier-free guidance (Ho & Salimans 2022): a model with ``num_classes > 0`` adds a
   learned label embedding to the timestep embedding; row ``num_classes`` of the table is
   the null label, put in place of the true one with probability ``cond_drop`` in training.
@@ -35,6 +42,7 @@ from torch import nn
 from mp3d.data.mnist import epoch_generator
 from mp3d.generative.base import GenerativeModel
 from mp3d.generative.diffusion.schedule import (
+    PREDICTIONS,
     SCHEDULES,
     VARIANCES,
     NoiseSchedule,
@@ -162,9 +170,13 @@ class DiffusionModel(GenerativeModel):
         variance: str = "posterior",
         clip: Sequence[float] | None = None,
         ema_decay: float = 0.995,
+        min_snr: float = 0.0,
+        prediction: str = "eps",
     ):
         super().__init__()
         check_int("timesteps", timesteps, 2, 100_000)
+        self.min_snr = check_float("min_snr", min_snr, 0.0, 1e6)
+        self.prediction = check_choice("prediction", prediction, PREDICTIONS)
         check_choice("schedule", schedule, SCHEDULES)
         check_choice("variance", variance, VARIANCES)
         self.cond_drop = check_float("cond_drop", cond_drop, 0.0, 1.0)
@@ -245,8 +257,23 @@ class DiffusionModel(GenerativeModel):
             drop = torch.rand(batch, generator=generator, device=device) < self.cond_drop
             labels = torch.where(drop.to(labels.device), self.net.null_label, labels)
         t = t.to(x0.device)
-        eps = self.net(self.schedule.q_sample(x0, t, noise), t, labels)
-        return F.mse_loss(eps, noise)
+        out = self.net(self.schedule.q_sample(x0, t, noise), t, labels)
+        target = noise if self.prediction == "eps" else self.schedule.v_target(x0, t, noise)
+        if not self.min_snr:
+            return F.mse_loss(out, target)
+        per_item = (out - target).pow(2).flatten(1).mean(1)
+        return (self.loss_weights(t) * per_item).mean()
+
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """The weight of each timestep's term in the loss [B] at t [B] (see the module
+        docstring): min(SNR_t, min_snr) / SNR_t (eps) or / (SNR_t + 1) (v), or 1 with
+        min_snr = 0."""
+        if not self.min_snr:
+            return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+        alpha_bar = self.schedule.alpha_bar.to(t.device)[t]
+        snr = alpha_bar / (1.0 - alpha_bar)
+        scale = snr if self.prediction == "eps" else snr + 1.0
+        return (snr.clamp_max(self.min_snr) / scale).float()
 
     def to_space(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B,1,28,28] in [0,1] -> the diffused tensors [B,*space]."""
@@ -333,12 +360,16 @@ class DiffusionModel(GenerativeModel):
         both evaluated in one batch."""
         net = net if net is not None else self.sampling_net
         if not self.conditional:
-            return net(x, t)
-        if guidance == 0:
-            return net(x, t, labels)
-        null = torch.full_like(labels, net.null_label)
-        cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-        return (1.0 + guidance) * cond - guidance * uncond
+            out = net(x, t)
+        elif guidance == 0:
+            out = net(x, t, labels)
+        else:
+            null = torch.full_like(labels, net.null_label)
+            both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
+            cond, uncond = both.chunk(2)
+            out = (1.0 + guidance) * cond - guidance * uncond
+        # eps is affine in v: guiding v and converting is guiding eps
+        return out if self.prediction == "eps" else self.schedule.eps_from_v(x, t, out)
 
     def _sampling_labels(self, labels, n: int, device: torch.device) -> torch.Tensor | None:
         if not self.conditional:

@@ -37,6 +37,7 @@ import torch
 from mp3d.training import check_choice, check_float, check_int
 
 __all__ = [
+    "PREDICTIONS",
     "SCHEDULES",
     "VARIANCES",
     "NoiseSchedule",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("eps", "v")  # what a diffusion network predicts (mp3d.generative.diffusion.models)
 VARIANCES = ("posterior", "beta")
 MAX_BETA = 0.999
 
@@ -156,6 +158,18 @@ class NoiseSchedule:
         """The noise implied by x_t and x_0 (predict_x0's inverse in eps)."""
         alpha_bar = self.at(self.alpha_bar, t, xt)
         return (xt - alpha_bar.sqrt() * x0) / (1.0 - alpha_bar).sqrt()
+
+    def v_target(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Salimans & Ho's velocity v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0."""
+        alpha_bar = self.at(self.alpha_bar, t, x0)
+        return alpha_bar.sqrt() * eps - (1.0 - alpha_bar).sqrt() * x0
+
+    def eps_from_v(self, xt: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The noise implied by x_t and a predicted velocity: sqrt(1 - abar_t) x_t +
+        sqrt(abar_t) v (then x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v stays bounded where
+        abar_t -> 0, unlike x_0 from a predicted eps, which divides by sqrt(abar_t))."""
+        alpha_bar = self.at(self.alpha_bar, t, xt)
+        return (1.0 - alpha_bar).sqrt() * xt + alpha_bar.sqrt() * v
 
 
 # ----------------------------------------------------------------------------- samplers
