@@ -31,7 +31,8 @@ budgets of minutes on 2 cores):
   10 minutes on 1 thread, two side by side (about 840 steps each), FD with 50 DDIM steps:
   eps 1753.7, v 364.8, with clean black backgrounds;
 - ``ddpm-cfg``: the same, class-conditional with classifier-free guidance (cond_drop 0.1,
-  default weight 1);
+  default weight 1); with v, 10 minutes on 1 thread (725 steps) and 50 DDIM steps: FD 79.1
+  and 99.8% conditional accuracy at weight 3 (the eps-predictor: about 1020 and 45%);
 - ``ldm``: unconditional latent diffusion: a 4x7x7 KL autoencoder (width 32, KL weight
   0.03) trained for the first 400 steps, then a latent U-Net of base 32, mults 1-2 (0.65M
   parameters), a few times cheaper a step than the pixel U-Net;
