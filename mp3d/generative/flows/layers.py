@@ -35,6 +35,7 @@ __all__ = [
     "ActNorm",
     "BatchNormFlow",
     "Coupling",
+    "DataInitialisedFlow",
     "Flatten",
     "Flow",
     "FlowSequence",
@@ -66,6 +67,14 @@ def _spatial(x: torch.Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
+def _event_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    """An int or a sequence of positive ints as a shape tuple."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    for size in shape:
+        check_int("shape", size, 1)
+    return shape
+
+
 def _check_event(x: torch.Tensor, shape: Sequence[int], what: str) -> None:
     """x must be [B, *shape]."""
     if tuple(x.shape[1:]) != tuple(shape):
@@ -87,6 +96,24 @@ class Flow(nn.Module):
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+class DataInitialisedFlow(Flow):
+    """A flow that ``data_dependent_init`` sets up from the first batch through it: its
+    forward calls ``_initialise_pending(x)`` first, which runs ``initialise(x)`` once when
+    asked to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.init_pending = False
+
+    def initialise(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _initialise_pending(self, x: torch.Tensor) -> None:
+        if self.init_pending:
+            self.initialise(x)
+            self.init_pending = False
 
 
 class FlowSequence(Flow):
@@ -238,7 +265,7 @@ class Coupling(Flow):
 # --- elementwise and channel-mixing layers -----------------------------------------------------
 
 
-class Scaling(Flow):
+class Scaling(DataInitialisedFlow):
     """NICE's diagonal scaling y = x * exp(s), one learned s per entry of the event shape;
     with ``shift``, y = (x + b) * exp(s) (an elementwise affine map: a learned diagonal
     Gaussian base written as a flow layer, as Glow's learned top prior).
@@ -252,13 +279,10 @@ class Scaling(Flow):
         self, shape: int | Sequence[int], shift: bool = False, min_std: float = 1e-2
     ) -> None:
         super().__init__()
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        for size in shape:
-            check_int("shape", size, 1)
+        shape = _event_shape(shape)
         self.min_std = check_float("min_std", min_std, 0.0, exclusive_minimum=True)
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.bias = nn.Parameter(torch.zeros(shape)) if shift else None
-        self.init_pending = False
 
     @torch.no_grad()
     def initialise(self, x: torch.Tensor) -> None:
@@ -275,9 +299,7 @@ class Scaling(Flow):
 
     def forward(self, x):
         self._check(x)
-        if self.init_pending:
-            self.initialise(x)
-            self.init_pending = False
+        self._initialise_pending(x)
         logdet = self.log_scale.sum().expand(x.shape[0])
         shifted = x if self.bias is None else x + self.bias
         return shifted * torch.exp(self.log_scale), logdet
@@ -288,7 +310,7 @@ class Scaling(Flow):
         return x if self.bias is None else x - self.bias
 
 
-class ActNorm(Flow):
+class ActNorm(DataInitialisedFlow):
     """Glow's activation normalisation y = (x + b) * exp(s), one b and s per channel.
 
     Both start at identity; inside ``data_dependent_init(model)`` the first forward sets
@@ -301,7 +323,6 @@ class ActNorm(Flow):
         self.eps = check_float("eps", eps, 0.0, exclusive_minimum=True)
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
-        self.init_pending = False
 
     @torch.no_grad()
     def initialise(self, x: torch.Tensor) -> None:
@@ -314,9 +335,7 @@ class ActNorm(Flow):
 
     def forward(self, x):
         _check_dim1(x, len(self.bias), "ActNorm")
-        if self.init_pending:
-            self.initialise(x)
-            self.init_pending = False
+        self._initialise_pending(x)
         y = (x + _per_channel(self.bias, x)) * torch.exp(_per_channel(self.log_scale, x))
         logdet = (self.log_scale.sum() * _spatial(x)).expand(x.shape[0])
         return y, logdet
@@ -326,7 +345,7 @@ class ActNorm(Flow):
         return y * torch.exp(-_per_channel(self.log_scale, y)) - _per_channel(self.bias, y)
 
 
-class MixtureLogisticCDF(Flow):
+class MixtureLogisticCDF(DataInitialisedFlow):
     """Flow++'s elementwise transform (Ho et al. 2019): y = logit(F(x)) with F the CDF of a
     mixture of ``components`` logistics, its own weights, means and scales for every entry
     of the event shape; a nonlinear monotone map of each entry.
@@ -351,15 +370,12 @@ class MixtureLogisticCDF(Flow):
         self, shape: int | Sequence[int], components: int = 8, min_scale: float = 1e-3
     ) -> None:
         super().__init__()
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        for size in shape:
-            check_int("shape", size, 1)
+        shape = _event_shape(shape)
         check_int("components", components, 1, 256)
         self.min_scale = check_float("min_scale", min_scale, 0.0, exclusive_minimum=True)
         self.logits = nn.Parameter(torch.zeros(components, *shape))
         self.means = nn.Parameter(0.01 * torch.randn(components, *shape))
         self.log_scales = nn.Parameter(torch.zeros(components, *shape))
-        self.init_pending = False
 
     @torch.no_grad()
     def initialise(self, x: torch.Tensor) -> None:
@@ -379,9 +395,7 @@ class MixtureLogisticCDF(Flow):
 
     def forward(self, x):
         self._check(x)
-        if self.init_pending:
-            self.initialise(x)
-            self.init_pending = False
+        self._initialise_pending(x)
         log_cdf, log_sf, log_pdf = _mixture_log_cdfs(self.logits, self.means, self.log_scales, x)
         # y = logit(F) = log F - log(1 - F); dy/dx = F' / (F (1 - F))
         return log_cdf - log_sf, _event_sum(log_pdf - log_cdf - log_sf)
@@ -419,20 +433,17 @@ def _mixture_log_cdfs(
     return log_cdf, log_sf, log_pdf
 
 
-DATA_INITIALISED = (ActNorm, Scaling, MixtureLogisticCDF)
-
-
 @contextlib.contextmanager
 def data_dependent_init(module: nn.Module) -> Iterator[None]:
-    """Inside: the next forward through each ActNorm, Scaling and MixtureLogisticCDF of
-    module initialises it from its input (data-dependent initialisation)."""
-    actnorms = [m for m in module.modules() if isinstance(m, DATA_INITIALISED)]
-    for m in actnorms:
+    """Inside: the next forward through each DataInitialisedFlow of module (ActNorm,
+    Scaling, MixtureLogisticCDF) initialises it from its input."""
+    layers = [m for m in module.modules() if isinstance(m, DataInitialisedFlow)]
+    for m in layers:
         m.init_pending = True
     try:
         yield
     finally:
-        for m in actnorms:
+        for m in layers:
             m.init_pending = False
 
 

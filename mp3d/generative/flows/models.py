@@ -22,10 +22,10 @@ from torch import nn
 from mp3d.data.mnist import DEFAULT_ALPHA, logit_inverse, logit_transform
 from mp3d.generative.base import ImageModel, check_image_shape
 from mp3d.generative.flows.layers import (
-    DATA_INITIALISED,
     ActNorm,
     BatchNormFlow,
     Coupling,
+    DataInitialisedFlow,
     Flatten,
     Flow,
     FlowSequence,
@@ -186,7 +186,7 @@ class ImageFlow(ImageModel):
     def on_train_start(self, batch: torch.Tensor) -> None:
         """Initialises every ActNorm, Scaling and MixtureLogisticCDF from this batch
         (data-dependent init)."""
-        if any(isinstance(m, DATA_INITIALISED) for m in self.modules()):
+        if any(isinstance(m, DataInitialisedFlow) for m in self.modules()):
             with data_dependent_init(self):
                 self.encode(batch)
 
