@@ -11,6 +11,7 @@ Gaussians; one table each, beside the goals of issue 14.
     python bench/quality_gan_diffusion.py                    # every model, 10 minutes each
     python bench/quality_gan_diffusion.py --models gan cgan --minutes 1 --ring-steps 500
     python bench/quality_gan_diffusion.py --models pix2pix cyclegan --ring-steps 0
+    python bench/quality_gan_diffusion.py --models ddpm ldm --eval-steps 50 --eta 1 --ring-steps 0
 
 Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled), the translation models
 (pix2pix on edge maps -> digits, cyclegan between digits and thickened digits: their
@@ -136,6 +137,13 @@ def main() -> None:
         help="sampling steps of the guidance sweep (default: --eval-steps; 0: the full "
         "ancestral sampler, 1,000 steps)",
     )
+    parser.add_argument(
+        "--eta",
+        type=float,
+        default=0.0,
+        help="> 0: the sampling-steps table also samples DDIM with this eta (1: stochastic, "
+        "as DDPM's sampler)",
+    )
     parser.add_argument("--ring-steps", type=int, default=5000, help="0: skip the ring")
     parser.add_argument("--ring-minutes", type=float, default=None, help="cap on each ring run")
     parser.add_argument("--data", type=Path, default=MNIST)
@@ -215,6 +223,11 @@ def main() -> None:
                 else:
                     s = sample_scores(model, data, args.samples, classifier, steps=count)
                 ddim_rows[name].append((f"DDIM {count}", s["fd_samples"], s))
+                if args.eta > 0:
+                    s = sample_scores(
+                        model, data, args.samples, classifier, steps=count, eta=args.eta
+                    )
+                    ddim_rows[name].append((f"DDIM {count} eta {args.eta:g}", s["fd_samples"], s))
             if ancestral > 0:
                 s = sample_scores(model, data, ancestral, classifier)
                 ddim_rows[name].append((f"DDPM {model.timesteps}", ancestral, s))
@@ -259,9 +272,9 @@ def main() -> None:
             print(f"goal: >= 95% at weight 3: {'met' if at3 >= 0.95 else 'NOT met'}")
     for name, table in ddim_rows.items():
         print(f"\n{name}: sampling steps")
-        print(f"{'sampler':<11}{'samples':>8}{'FD':>8}{'seconds':>9}")
+        print(f"{'sampler':<17}{'samples':>8}{'FD':>8}{'seconds':>9}")
         for sampler, count, s in table:
-            print(f"{sampler:<11}{count:>8}{s['fd']:>8.1f}{s['sample_seconds']:>9.1f}")
+            print(f"{sampler:<17}{count:>8}{s['fd']:>8.1f}{s['sample_seconds']:>9.1f}")
     gan_fds = [s["fd"] for n, _, s in rows if n in GANS and s["fd"] is not None]
     for name, _, scores in rows:
         if name in DIFFUSION and gan_fds and scores["fd"] is not None:
