@@ -107,6 +107,12 @@ TORCH_LIBRARY(mp3d, m) {
       "kinematics_bwd(Tensor grad_rot_mats, Tensor grad_world, Tensor grad_skin, "
       "Tensor rotations, Tensor joints, Tensor parents) -> (Tensor grad_rotations, "
       "Tensor grad_joints)");
+
+  // The training SSIM of images [H,W,C] (see csrc/ssim/ssim_cpu.cpp; CPU only): its mean over
+  // the valid region and, with need_grad, its gradient in `prediction` (else an empty tensor).
+  m.def(
+      "ssim_fwd(Tensor prediction, Tensor target, bool need_grad) -> (Tensor value, "
+      "Tensor grad)");
 }
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {

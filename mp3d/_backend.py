@@ -42,9 +42,10 @@ FAMILY_OPS: dict[str, tuple[str, ...]] = {
     "skinning": ("lbs_fwd", "lbs_bwd"),
     "kinematics": ("kinematics_fwd", "kinematics_bwd"),
     "ray_marching": ("march_occupancy",),
+    "ssim": ("ssim_fwd",),
 }
 # Families with a C++ CPU kernel only: their CUDA tensors run the torch reference by design.
-CPU_ONLY_FAMILIES = frozenset({"kinematics", "ray_marching"})
+CPU_ONLY_FAMILIES = frozenset({"kinematics", "ray_marching", "ssim"})
 
 
 class KernelsMissingError(RuntimeError):

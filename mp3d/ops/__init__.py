@@ -3,11 +3,20 @@ picked with ``impl="auto" | "cpp" | "cuda" | "torch"`` (see mp3d._backend), and 
 inputs: shapes, dtypes and devices always, values (finite, ranges, sortedness) unless turned
 off with ``validate=False`` or ``set_checks(False)``.
 
-mp3d.ops imports nothing from the rest of mp3d but mp3d._backend and mp3d.transforms (a
-leaf module of rotation conversions).
+mp3d.ops imports nothing from the rest of mp3d but mp3d._backend and two leaf modules,
+mp3d.transforms (rotation conversions) and mp3d.metrics (the reference SSIM of
+mp3d.ops.ssim, the training loss's SSIM kernel).
 """
 
-from mp3d.ops import gaussians, hash_encoding, ray_marching, sh, skinning, volume_rendering
+from mp3d.ops import (
+    gaussians,
+    hash_encoding,
+    ray_marching,
+    sh,
+    skinning,
+    ssim,
+    volume_rendering,
+)
 from mp3d.ops._validation import HostReads, checks, checks_enabled, set_checks
 from mp3d.ops.gaussians import (
     project_gaussians,
@@ -31,6 +40,7 @@ FAMILIES = {
     "skinning": skinning,
     "kinematics": skinning,  # forward_kinematics, beside lbs
     "ray_marching": ray_marching,
+    "ssim": ssim,
 }
 
 __all__ = [

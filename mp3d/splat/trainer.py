@@ -53,6 +53,7 @@ from mp3d._backend import IMPLS, Impl
 from mp3d.cameras import invert_rigid
 from mp3d.data.views import PosedViews
 from mp3d.metrics import mse_to_psnr
+from mp3d.ops.ssim import training_ssim
 from mp3d.splat.checkpoint import (
     FORMAT,
     VERSION,
@@ -68,7 +69,6 @@ from mp3d.splat.density import (
     DensityStats,
 )
 from mp3d.splat.model import GaussianModel
-from mp3d.splat.ssim import training_ssim
 from mp3d.training import (
     CHECKPOINT_NAME,
     TrainerConfig,

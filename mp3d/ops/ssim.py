@@ -15,19 +15,26 @@ same pass from its closed form,
 
 (S = A1 A2 / (B1 B2) with A1 = 2 mu_x mu_y + C1, A2 = 2 cov + C2, B1 = mu_x^2 + mu_y^2 + C1,
 B2 = var_x + var_y + C2; G^T the transposed blur), instead of differentiating every blur.
+
+On CPU tensors the same computation runs as one C++ kernel (csrc/ssim/ssim_cpu.cpp: the
+five maps blurred and combined row by row in cache, then the transposed blur gathered per
+input row), about 3x faster than these strips of torch ops, which stay its reference and the
+path of CUDA tensors (``impl``: "auto", "cpp" or "torch", as for the other op families).
 """
 
 from __future__ import annotations
 
 import torch
 
+from mp3d._backend import Impl, resolve_impl
 from mp3d.metrics import ssim
 
-__all__ = ["STRIP_BYTES", "ssim_loss_value", "training_ssim"]
+__all__ = ["FAMILY", "STRIP_BYTES", "ssim_loss_value", "training_ssim"]
 
 C1, C2 = 0.01**2, 0.03**2
 WINDOW, SIGMA = 11, 1.5
 STRIP_BYTES = 4 << 20  # a strip's five blurred maps: about the L2/L3 share of one core
+FAMILY = "ssim"  # the kernel family of mp3d._backend
 
 
 def _window(size: int, sigma: float) -> list[float]:
@@ -75,9 +82,51 @@ def ssim_loss_value(
     target: torch.Tensor,
     need_grad: bool = True,
     strip_bytes: int = STRIP_BYTES,
+    impl: Impl = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean SSIM (scalar tensor) of images [H,W,C] and, with need_grad, its gradient with
-    respect to `prediction` [H,W,C]; computed strip by strip (see the module docstring)."""
+    """Mean SSIM (scalar tensor) of images [H,W,C] (at least 11x11, the same floating dtype
+    and device) and, with need_grad, its gradient with respect to `prediction` [H,W,C]: the
+    C++ kernel on CPU tensors, else torch strips of strip_bytes (see the module docstring)."""
+    _check_images(prediction, target)
+    path = resolve_impl(impl, prediction.device, FAMILY)
+    if path == "cpp" and prediction.dtype not in (torch.float32, torch.float64):
+        if impl == "cpp":
+            raise ValueError(f"impl='cpp' takes float32 or float64 images, got {prediction.dtype}")
+        path = "torch"
+    if path == "cpp":
+        value, grad = torch.ops.mp3d.ssim_fwd(
+            prediction.contiguous(), target.contiguous(), bool(need_grad)
+        )
+        return value, grad if need_grad else None
+    return _ssim_strips(prediction, target, need_grad, strip_bytes)
+
+
+def _check_images(prediction: torch.Tensor, target: torch.Tensor) -> None:
+    if prediction.dim() != 3 or min(prediction.shape[:2]) < WINDOW:
+        raise ValueError(
+            f"prediction must be an image [H,W,C] of at least {WINDOW}x{WINDOW}, "
+            f"got shape {tuple(prediction.shape)}"
+        )
+    if target.shape != prediction.shape:
+        raise ValueError(
+            f"target must have the shape of prediction {tuple(prediction.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    if not prediction.dtype.is_floating_point or target.dtype != prediction.dtype:
+        raise ValueError(
+            "prediction and target must share a floating dtype, "
+            f"got {prediction.dtype} and {target.dtype}"
+        )
+    if target.device != prediction.device:
+        raise ValueError(
+            f"target must be on prediction's device {prediction.device}, got {target.device}"
+        )
+
+
+def _ssim_strips(
+    prediction: torch.Tensor, target: torch.Tensor, need_grad: bool, strip_bytes: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ssim_loss_value in torch ops, strip_bytes of blurred maps at a time."""
     height, width, channels = prediction.shape
     taps = _window(WINDOW, SIGMA)
     x = prediction.reshape(height, width * channels)
@@ -115,8 +164,8 @@ def ssim_loss_value(
 
 class _TrainingSSIM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, prediction, target):
-        value, grad = ssim_loss_value(prediction, target, ctx.needs_input_grad[0])
+    def forward(ctx, prediction, target, impl):
+        value, grad = ssim_loss_value(prediction, target, ctx.needs_input_grad[0], impl=impl)
         ctx.save_for_backward(grad)
         return value
 
@@ -124,13 +173,16 @@ class _TrainingSSIM(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_value):
         (grad,) = ctx.saved_tensors
-        return grad * grad_value, None
+        return grad * grad_value, None, None
 
 
-def training_ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def training_ssim(
+    prediction: torch.Tensor, target: torch.Tensor, impl: Impl = "auto"
+) -> torch.Tensor:
     """Mean SSIM (scalar tensor, differentiable in `prediction`) of images [H,W,C] in [0,1]:
-    mp3d.metrics.ssim's value, fast (see the module docstring); falls back to it when the
-    target needs a gradient or the images are not [H,W,C] of at least 11x11."""
+    mp3d.metrics.ssim's value, fast (see the module docstring; impl as in ssim_loss_value);
+    falls back to it when the target needs a gradient or the images are not [H,W,C] of at
+    least 11x11."""
     if (
         prediction.dim() != 3
         or prediction.shape != target.shape
@@ -139,4 +191,6 @@ def training_ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
         or not prediction.dtype.is_floating_point
     ):
         return ssim(prediction, target)
-    return _TrainingSSIM.apply(prediction.contiguous(), target.contiguous().to(prediction.dtype))
+    return _TrainingSSIM.apply(
+        prediction.contiguous(), target.contiguous().to(prediction.dtype), impl
+    )
