@@ -35,6 +35,10 @@ MAX_DEMO_VIEWS = 1000
 MAX_GRID_RESOLUTION = 1024  # marching-cubes grid side (1024^3 float32 values: 4 GiB)
 MAX_FRAMES = 3600  # turntable frames
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+ETA_HELP = (
+    "DDIM's noise level with --steps: 0 deterministic, 1 as stochastic as DDPM (diffusion "
+    "models; default: 0)"
+)
 
 # The command groups, each with its one-line help; _GROUPS maps them to their builders.
 COMMANDS = {
@@ -734,6 +738,8 @@ def _print_gen_scores(scores: dict) -> None:
         line += f" vs {scores['fd_reference_images']} test images"
         if scores.get("sampling_steps") is not None:
             line += f", {scores['sampling_steps']} sampling steps"
+        if scores.get("eta") is not None:
+            line += f" at eta {scores['eta']:g}"
         line += ")"
         if scores.get("conditional_accuracy") is not None:
             line += f", conditional accuracy {scores['conditional_accuracy']:.3f}"
@@ -795,7 +801,7 @@ def gen_eval(args: argparse.Namespace) -> int:
 
     model = load_generative(args.checkpoint, args.device)
     data = load_mnist(args.data)
-    scores = evaluate_model(model, data, steps=args.sampling_steps)
+    scores = evaluate_model(model, data, steps=args.sampling_steps, eta=args.eta)
     print(f"model       {type(model).__name__} ({args.checkpoint})")
     _print_gen_scores(scores)
     if args.json is not None:
@@ -815,6 +821,8 @@ def gen_sample(args: argparse.Namespace) -> int:
     from mp3d.generative import load_generative, sample_grid
     from mp3d.generative.translation import TranslationModel
 
+    if args.eta is not None and args.sampling_steps is None:
+        raise ValueError("--eta: DDIM's noise level needs --steps (without it: DDPM)")
     model = load_generative(args.checkpoint, args.device)
     translates = isinstance(model, TranslationModel)
     if translates and args.temperature != 1.0:
@@ -826,7 +834,9 @@ def gen_sample(args: argparse.Namespace) -> int:
         conditions["guidance"] = args.guidance
     if args.sampling_steps is not None:
         conditions["steps"] = args.sampling_steps
-    option = {"labels": "--label", "guidance": "--guidance", "steps": "--steps"}
+    if args.eta is not None:
+        conditions["eta"] = args.eta
+    option = {"labels": "--label", "guidance": "--guidance", "steps": "--steps", "eta": "--eta"}
     for name in conditions:
         if not model.sampler_takes(name):
             raise ValueError(f"{option[name]}: {type(model).__name__} models do not take it")
@@ -1808,6 +1818,7 @@ def add_gen_commands(commands) -> None:
         help="sampling steps of models that take them (diffusion: DDIM with this many; "
         "default: 100, as after training)",
     )
+    p.add_argument("--eta", type=number_in(0.0, 1.0), default=None, help=ETA_HELP)
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
 
     p = _add_command(gen_commands, "sample", gen_sample, "a grid of samples of a model")
@@ -1840,6 +1851,7 @@ def add_gen_commands(commands) -> None:
         default=None,
         help="sampling steps (diffusion models: DDIM with this many; default: all)",
     )
+    p.add_argument("--eta", type=number_in(0.0, 1.0), default=None, help=ETA_HELP)
     p.add_argument("--seed", type=int_in(0), default=0, help="random seed (default: 0)")
     p.add_argument("--device", type=device_type, default=None, help=DEVICE_HELP)
 

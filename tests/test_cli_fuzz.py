@@ -776,6 +776,21 @@ CASES = [
         "--temperature",
     ),
     (
+        "gen-sample-eta-two",
+        ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--steps", "5", "--eta", "2"],
+        "--eta",
+    ),
+    (
+        "gen-sample-eta-without-steps",
+        ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--eta", "0.5"],
+        "--eta",
+    ),
+    (
+        "gen-eval-eta-negative",
+        ["gen", "eval", "{out}/none.pt", "--data", "{empty_dir}", "--eta", "-1"],
+        "--eta",
+    ),
+    (
         "gen-sample-label-ten",
         ["gen", "sample", "{nerf_ckpt}", "--out", "{out}/s.png", "--label", "10"],
         "--label",

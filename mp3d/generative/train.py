@@ -236,7 +236,11 @@ def train_generative(
 
 
 def evaluate_model(
-    model: GenerativeModel, data: MNIST, batch_size: int = 500, steps: int | None = None
+    model: GenerativeModel,
+    data: MNIST,
+    batch_size: int = 500,
+    steps: int | None = None,
+    eta: float | None = None,
 ) -> dict:
     """The test scores of a model: its NLL (evaluate_nll) when it has a likelihood; for a
     translation model the scores of its translations of the evaluation digits
@@ -244,8 +248,9 @@ def evaluate_model(
     classifier's accuracy on them); else the scores of its samples
     (mp3d.generative.evaluation.sample_scores: the Fréchet distance of the repo's digit
     classifier's features, and more), drawn in ``steps`` sampling steps where the sampler
-    takes them and has more timesteps (else its default); the scores then say
-    "sampling_steps"."""
+    takes them and has more timesteps (else its default), with DDIM's ``eta`` where it
+    applies (steps taken, a sampler with eta); the scores then say "sampling_steps"
+    (and "eta")."""
     from mp3d.generative.translation import TranslationModel, translation_scores
 
     if isinstance(model, ImageModel):
@@ -255,6 +260,8 @@ def evaluate_model(
     from mp3d.generative.evaluation import sample_scores
 
     conditions = _sampling_steps(model, steps)
+    if conditions and eta is not None and model.sampler_takes("eta"):
+        conditions["eta"] = float(eta)
     scores = sample_scores(model, data, **conditions)
     if conditions:
         scores["sampling_steps"] = conditions["steps"]

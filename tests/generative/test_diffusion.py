@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mp3d.data.mnist import MNIST
 from mp3d.generative import (
@@ -505,9 +506,28 @@ def test_evaluation_samples_with_ddim_on_eval_steps_where_the_model_has_more(dig
     assert evaluate_model(model, digits, steps=5) == {"fd": 1.0, "sampling_steps": 5}
     assert evaluate_model(model, digits, steps=20) == {"fd": 1.0}  # no fewer: ancestral
     assert evaluate_model(model, digits) == {"fd": 1.0}
-    assert drawn == [{"steps": 5}, {}, {}]
+    assert evaluate_model(model, digits, steps=5, eta=1.0) == {"fd": 1.0, "sampling_steps": 5}
+    assert evaluate_model(model, digits, steps=20, eta=1.0) == {"fd": 1.0}  # ancestral: no eta
+    assert drawn == [{"steps": 5}, {}, {}, {"steps": 5, "eta": 1.0}, {}]
     assert model.sampler_takes("steps") and not model_spec("gan").make().sampler_takes("steps")
     assert model_spec("ddpm-cfg").make(**TINY).sampler_takes("guidance")
+
+
+def test_gen_sample_draws_ddim_at_the_eta_given(digits, tmp_path, monkeypatch, capsys):
+    from mp3d.cli import main
+
+    monkeypatch.setenv("MP3D_CACHE", str(tmp_path / "no-classifier"))
+    config = GenerativeConfig(model="ddpm", steps=2, batch_size=20)
+    train_generative(digits, config, tmp_path / "run", progress=False, options=TINY)
+    grids = {}
+    for eta in ("0", "1"):
+        out = tmp_path / f"eta{eta}.png"
+        argv = ["gen", "sample", str(tmp_path / "run"), "--out", str(out), "--n", "4"]
+        assert main([*argv, "--steps", "3", "--eta", eta]) == 0
+        assert f"--eta {eta}" in capsys.readouterr().out
+        grids[eta] = np.asarray(Image.open(out))
+    assert grids["0"].shape == grids["1"].shape
+    assert not np.array_equal(grids["0"], grids["1"])  # eta 1 adds fresh noise each step
 
 
 def test_latent_diffusion_trains_through_train_generative(digits):
