@@ -19,8 +19,8 @@ B2 = var_x + var_y + C2; G^T the transposed blur), instead of differentiating ev
 On CPU tensors the same computation runs as one C++ kernel (csrc/ssim/ssim_cpu.cpp: the
 five maps blurred and combined row by row in cache, then the transposed blur gathered per
 input row), 1.8-2.2x as fast as these strips of torch ops on 2 threads (bench/bench_ssim.py),
-which stay its reference and the
-path of CUDA tensors (``impl``: "auto", "cpp" or "torch", as for the other op families).
+which stay its reference and the path of CUDA tensors (``impl``: "auto", "cpp" or "torch",
+as for the other op families).
 """
 
 from __future__ import annotations
