@@ -9,13 +9,16 @@ the evaluation digits beside the floor at that count (real training digits).
     python bench/bench_diffusion_peer.py --minutes 1            # a short run
     python bench/bench_diffusion_peer.py --minutes 10 --fd-samples 1000
 
-Both sides: T = 1000, the linear schedule (1e-4..0.02), epsilon prediction with the simple
-loss, images scaled to [-1, 1] inside, predicted x_0 clipped to [-1, 1] while sampling.
-Rows: ``ours`` (the registered "ddpm": base 32, mults 1-2-2, one res block a level, the
-U-Net on 2x2 pixel-unshuffled images with a full-resolution head), ``ours-full`` (the same
-U-Net on full-resolution pixels), ``peer`` (Unet(dim=32, dim_mults=(1, 2, 2)): two res
-blocks a level, linear attention at every level and full attention in the middle, full
-resolution).
+Both sides: T = 1000, the linear schedule (1e-4..0.02), the registered spec's target
+(velocity v; the peer's objective="pred_v") and loss weight (Min-SNR with gamma 5; the
+peer's min_snr_loss_weight), images scaled to [-1, 1] inside, predicted x_0 clipped to
+[-1, 1] while sampling, DDIM with ``--eta`` (0: deterministic; 1: stochastic, the
+peer's ddim_sampling_eta). ``--prediction eps`` compares epsilon-predictors with the
+simple loss instead. Rows: ``ours`` (the registered "ddpm": base 32, mults 1-2-2, one
+res block a level, the U-Net on 2x2 pixel-unshuffled images with a full-resolution
+head), ``ours-full`` (the same U-Net on full-resolution pixels), ``peer``
+(Unet(dim=32, dim_mults=(1, 2, 2)): two res blocks a level, linear attention at every
+level and full attention in the middle, full resolution).
 
 denoising-diffusion-pytorch imports torchvision at the top of its module for its Trainer's
 datasets; the only torchvision the registry offers for torch 2.13 here is a CUDA build that
@@ -90,11 +93,12 @@ class PeerModel(nn.Module):
         self.diffusion = diffusion
 
     @torch.no_grad()
-    def sample(self, n, temperature=1.0, generator=None, steps=None, **conditions):
+    def sample(self, n, temperature=1.0, generator=None, steps=None, eta=None, **conditions):
         if generator is not None:
             torch.manual_seed(int(torch.randint(0, 2**31, (), generator=generator)))
         d = self.diffusion
         d.sampling_timesteps = d.num_timesteps if steps is None else steps
+        d.ddim_sampling_eta = 0.0 if eta is None else eta
         d.is_ddim_sampling = d.sampling_timesteps < d.num_timesteps
         return d.sample(batch_size=n).clamp(0, 1)
 
@@ -117,19 +121,26 @@ def train(step_fn, images, labels, batch_size: int, minutes: float, seed: int) -
         epoch += 1
 
 
-def samples_per_second(model, n: int, steps: int) -> float:
+def samples_per_second(model, n: int, steps: int, eta: float) -> float:
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    model.sample(n, 1.0, generator, steps=steps)
+    model.sample(n, 1.0, generator, steps=steps, eta=eta)
     return n / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=1.0, help="training budget per row")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the ddpm spec's")
+    parser.add_argument("--lr", type=float, default=None, help="default: the ddpm spec's")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps for sampling")
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM noise (0: deterministic)")
+    parser.add_argument(
+        "--prediction",
+        choices=["spec", "eps"],
+        default="spec",
+        help="spec: the registered ddpm's target and loss weight; eps: both predict noise",
+    )
     parser.add_argument("--rate-samples", type=int, default=64, help="samples timed for /s")
     parser.add_argument("--fd-samples", type=int, default=500, help="0: no FD")
     parser.add_argument("--rows", nargs="+", default=["ours", "ours-full", "peer"])
@@ -139,6 +150,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench_out/diffusion_peer"))
     args = parser.parse_args()
+    spec = model_spec("ddpm")
+    args.batch_size = args.batch_size or spec.batch_size
+    args.lr = args.lr or spec.lr
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load_mnist(MNIST)
@@ -153,11 +167,16 @@ def main() -> None:
         except FileNotFoundError as error:
             print(f"no FD: {error}")
     peer, why = import_peer()
+    spec_options = dict(spec.options)
+    if args.prediction == "eps":
+        spec_options.update(prediction="eps", min_snr=0.0)
+    objective = {"eps": "pred_noise", "v": "pred_v"}[spec_options["prediction"]]
+    min_snr = spec_options.get("min_snr") or None
     results = []
     for row in args.rows:
         torch.manual_seed(args.seed)
         if row in ("ours", "ours-full"):
-            options = dict(model_spec("ddpm").options)
+            options = dict(spec_options)
             if row == "ours-full":
                 options["patch"] = 1
             model = DDPM(**options)
@@ -175,7 +194,13 @@ def main() -> None:
             GaussianDiffusion, Unet = peer
             unet = Unet(dim=32, dim_mults=(1, 2, 2), channels=1, flash_attn=False)
             live = GaussianDiffusion(
-                unet, image_size=28, timesteps=1000, objective="pred_noise", beta_schedule="linear"
+                unet,
+                image_size=28,
+                timesteps=1000,
+                objective=objective,
+                beta_schedule="linear",
+                min_snr_loss_weight=min_snr is not None,
+                min_snr_gamma=min_snr or 5,
             )
             ema = copy.deepcopy(live).requires_grad_(False)
             optimizer = torch.optim.Adam(live.parameters(), lr=args.lr)
@@ -196,7 +221,7 @@ def main() -> None:
             step, data.train_images, data.train_labels, args.batch_size, args.minutes, args.seed
         )
         model.eval()
-        rate = samples_per_second(model, args.rate_samples, args.sample_steps)
+        rate = samples_per_second(model, args.rate_samples, args.sample_steps, args.eta)
         result = {
             "row": row,
             "params": params,
@@ -205,17 +230,21 @@ def main() -> None:
             "steps_per_second": steps / seconds,
             "samples_per_second": rate,
             "sample_steps": args.sample_steps,
+            "eta": args.eta,
+            "objective": objective,
+            "min_snr": min_snr,
         }
         if classifier is not None:
             scores = sample_scores(
-                model, data, args.fd_samples, classifier, steps=args.sample_steps
+                model, data, args.fd_samples, classifier, steps=args.sample_steps, eta=args.eta
             )
             result["fd"] = scores["fd"]
-        sample_grid(model, args.out / f"{row}.png", 64, steps=args.sample_steps)
+        sample_grid(model, args.out / f"{row}.png", 64, steps=args.sample_steps, eta=args.eta)
         results.append(result)
         print(json.dumps(result), flush=True)
     print(
-        f"\n{args.minutes:g} min per row, batch {args.batch_size}, DDIM {args.sample_steps} steps"
+        f"\n{args.minutes:g} min per row, batch {args.batch_size}, {objective}, min_snr {min_snr}, "
+        f"DDIM {args.sample_steps} steps at eta {args.eta:g}"
     )
     print(f"{'row':<10}{'params':>10}{'steps':>7}{'steps/s':>9}{'samples/s':>11}{'FD':>8}")
     for r in results:
