@@ -12,6 +12,8 @@ Gaussians; one table each, beside the goals of issue 14.
     python bench/quality_gan_diffusion.py --models gan cgan --minutes 1 --ring-steps 500
     python bench/quality_gan_diffusion.py --models pix2pix cyclegan --ring-steps 0
     python bench/quality_gan_diffusion.py --models ddpm ldm --eval-steps 50 --eta 1 --ring-steps 0
+    python bench/quality_gan_diffusion.py --models ddpm --batch-size 32 --eval-steps 50 --eta 1 \
+        --ddim-steps 50 --ancestral-samples 0 --ring-steps 0 --threads 1
 
 Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled), the translation models
 (pix2pix on edge maps -> digits, cyclegan between digits and thickened digits: their
@@ -22,7 +24,9 @@ A diffusion model's main row and its guidance sweep sample with DDIM on ``--eval
 timesteps (100 by default, as ``mp3d gen train`` scores them): ancestral sampling over all
 1,000 costs ten times as long, so it appears once, in the sampling-steps table of each
 unconditional model, on ``--ancestral-samples`` samples (FD grows as the sample count falls:
-compare that row with the others only at equal counts).
+compare that row with the others only at equal counts). With ``--eta`` > 0 the main row
+and the guidance sweep sample DDIM at that eta instead (1: stochastic, which gave the
+v-predicting specs their best FD), and the sampling-steps table has a row at each eta.
 Translations are scored per direction by L1 (mean per pixel, [0,1] units) and accuracy,
 beside what copying the input scores and the classifier's accuracy on the true targets.
 FD depends on the sample counts (see mp3d.generative.evaluation); the "real digits" row is
@@ -144,6 +148,16 @@ def main() -> None:
         help="> 0: the sampling-steps table also samples DDIM with this eta (1: stochastic, "
         "as DDPM's sampler)",
     )
+    parser.add_argument(
+        "--ddim-steps",
+        type=int,
+        nargs="+",
+        default=list(DDIM_STEPS),
+        help="DDIM step counts of the sampling-steps table",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="training batch (default: each model's)"
+    )
     parser.add_argument("--ring-steps", type=int, default=5000, help="0: skip the ring")
     parser.add_argument("--ring-minutes", type=float, default=None, help="cap on each ring run")
     parser.add_argument("--data", type=Path, default=MNIST)
@@ -182,12 +196,18 @@ def main() -> None:
             minutes=args.minutes,
             seed=args.seed,
             eval_steps=args.eval_steps,
+            batch_size=args.batch_size,
         )
         model = train_generative(
             data, config, args.out / name, device=args.device, progress=False, fresh=True
         )
         shutil.copyfile(args.out / name / "samples.png", args.out / f"{name}.png")
         scores = model.test_scores  # with --eval-steps sampling steps where a model takes them
+        steps = {"steps": args.eval_steps} if model.sampler_takes("steps") else {}
+        if steps and args.eta > 0:
+            steps["eta"] = args.eta
+            deterministic = scores
+            scores = sample_scores(model, data, args.samples, classifier, **steps)
         if "directions" in scores:  # a translation model: translation_scores
             translation_rows.append((name, model, scores))
             for direction, row in scores["directions"].items():
@@ -203,12 +223,11 @@ def main() -> None:
             f"{_fmt(scores.get('conditional_accuracy'), '.1%')}, "
             f"{model.train_stats['steps']} steps"
         )
-        steps = {"steps": args.eval_steps} if model.sampler_takes("steps") else {}
         if model.conditional and model.sampler_takes("guidance"):
             guidance_rows[name] = []
             count = args.eval_steps if args.guidance_steps is None else args.guidance_steps
-            sweep = {"steps": count} if steps and count > 0 else {}
-            sampler = f"DDIM {count}" if sweep else "ancestral"
+            sweep = {**steps, "steps": count} if steps and count > 0 else {}
+            sampler = f"DDIM {count} eta {sweep.get('eta', 0):g}" if sweep else "ancestral"
             print(f"    guidance sweep, {sampler} sampling:")
             for weight in GUIDANCE:
                 s = sample_scores(model, data, args.samples, classifier, guidance=weight, **sweep)
@@ -217,16 +236,19 @@ def main() -> None:
             plot_guidance(guidance_rows[name], args.out / f"{name}_guidance.png")
         if steps and not model.conditional:
             ddim_rows[name] = []
-            for count in DDIM_STEPS:
+            for count in args.ddim_steps:
                 if count == args.eval_steps:
-                    s = scores
+                    s = deterministic if args.eta > 0 else scores
                 else:
                     s = sample_scores(model, data, args.samples, classifier, steps=count)
                 ddim_rows[name].append((f"DDIM {count}", s["fd_samples"], s))
                 if args.eta > 0:
-                    s = sample_scores(
-                        model, data, args.samples, classifier, steps=count, eta=args.eta
-                    )
+                    if count == args.eval_steps:
+                        s = scores
+                    else:
+                        s = sample_scores(
+                            model, data, args.samples, classifier, steps=count, eta=args.eta
+                        )
                     ddim_rows[name].append((f"DDIM {count} eta {args.eta:g}", s["fd_samples"], s))
             if ancestral > 0:
                 s = sample_scores(model, data, ancestral, classifier)
