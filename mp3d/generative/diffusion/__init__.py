@@ -20,33 +20,24 @@ eps(x,null), w = 0 the plain conditional model; the guided specs default to w = 
 one int or [n] ints in 0..9, -1 for the null label; None gives arange(n) % 10.
 
 SPECS (T = 1000 steps and the linear schedule for all, EMA decay 0.995; sized for CPU
-budgets of minutes on 2 cores):
+budgets of minutes on 2 cores; the measurements behind each choice are in the README):
 
 - ``ddpm``: unconditional pixel DDPM; U-Net base 32, mults 1-2-2, one res block a level,
   run on 2x2 pixel-unshuffled images (4x14x14) with a full-resolution two-conv head
   (1.08M parameters; 3x the steps per second of the same U-Net at full resolution,
-  ``patch=1``), predicting the velocity v (``prediction="v"``): the eps-predictor's x_0,
-  (x_t - sqrt(1 - abar) eps) / sqrt(abar), magnifies its errors ~150x at high noise, the
-  sampler clips it, and a third of its samples ended on grey, noise-filled backgrounds;
-  10 minutes on 1 thread, two side by side (about 840 steps each), FD with 50 DDIM steps:
-  eps 1753.7, v 364.8, with clean black backgrounds; and with Min-SNR weighting
-  (``min_snr=5``, the paper's gamma), which down-weights the nearly clean timesteps: two
-  runs side by side under the same load, FD with 50 DDIM steps at eta 1 (eta 0): v 341.7
-  (398.6) in 876 steps, v with min_snr 202.0 (252.1) in 943; 150.2 (191.0) in 1,445 steps
-  beside a lighter job;
+  ``patch=1``), predicting the velocity v (``prediction="v"``: an eps-predictor's x_0,
+  (x_t - sqrt(1 - abar) eps) / sqrt(abar), magnifies its errors ~150x at high noise, and
+  a third of its samples ended on grey, noise-filled backgrounds), the loss weighted by
+  Min-SNR (``min_snr=5``, Hang et al.'s gamma: takes weight off the nearly clean
+  timesteps), batches of 32 (in a 10-minute CPU budget more steps beat bigger batches);
+  sample it with DDIM at eta 1 (``steps=50, eta=1``), its best FD per second;
 - ``ddpm-cfg``: the same, class-conditional with classifier-free guidance (cond_drop 0.1,
-  default weight 1); with v, 10 minutes on 1 thread (725 steps) and 50 DDIM steps: FD 79.1
-  and 99.8% conditional accuracy at weight 3 (the eps-predictor: about 1020 and 45%); with
-  v and min_snr (1,470 steps, 50 DDIM steps at eta 1): FD 71.8 and 100% at weight 3, 59.6
-  and 93.0% at weight 0;
+  default weight 1);
 - ``ldm``: unconditional latent diffusion: a 4x7x7 KL autoencoder (width 32, KL weight
   0.03) trained for the first 400 steps, then a latent U-Net of base 32, mults 1-2 (0.65M
-  parameters), a few times cheaper a step than the pixel U-Net, predicting v: 10 minutes
-  on 1 thread (2,674 steps, beside another job), FD 133.4 with 50 DDIM steps and 113.5
-  with 50 DDIM steps at eta 1 (the eps-predictor, 4,510 steps on a faster machine: 306.0
-  and, with all 1,000 ancestral steps on 500 samples, 134.3);
-- ``ldm-cfg``: the same, class-conditional with classifier-free guidance; still an
-  eps-predictor (v is not yet measured on it).
+  parameters), a few times cheaper a step than the pixel U-Net, predicting v;
+- ``ldm-cfg``: the same, class-conditional with classifier-free guidance; an
+  eps-predictor.
 
 Short CPU runs (one thread each; figures of one session):
 
@@ -125,13 +116,21 @@ LATENT_OPTIONS = {
 GUIDED = {"num_classes": 10, "cond_drop": 0.1, "guidance": 1.0}
 
 SPECS = [
-    ModelSpec("ddpm", DDPM, "grey", "DDPM on the pixels (DDIM with steps=k)", PIXEL_OPTIONS),
+    ModelSpec(
+        "ddpm",
+        DDPM,
+        "grey",
+        "DDPM on the pixels (DDIM with steps=k)",
+        PIXEL_OPTIONS,
+        batch_size=32,
+    ),
     ModelSpec(
         "ddpm-cfg",
         DDPM,
         "grey",
         "class-conditional DDPM with classifier-free guidance",
         {**PIXEL_OPTIONS, **GUIDED},
+        batch_size=32,
     ),
     ModelSpec(
         "ldm",
