@@ -12,8 +12,8 @@ Gaussians; one table each, beside the goals of issue 14.
     python bench/quality_gan_diffusion.py --models gan cgan --minutes 1 --ring-steps 500
     python bench/quality_gan_diffusion.py --models pix2pix cyclegan --ring-steps 0
     python bench/quality_gan_diffusion.py --models ddpm ldm --eval-steps 50 --eta 1 --ring-steps 0
-    python bench/quality_gan_diffusion.py --models ddpm --batch-size 32 --eval-steps 50 --eta 1 \
-        --ddim-steps 50 --ancestral-samples 0 --ring-steps 0 --threads 1
+    python bench/quality_gan_diffusion.py --models ddpm --eval-steps 50 --eta 1 --ddim-steps 50 \
+        --ancestral-samples 0 --ring-steps 0 --threads 1     # one README row
 
 Models: the GAN family (gan, dcgan, wgan-gp, cgan, unrolled), the translation models
 (pix2pix on edge maps -> digits, cyclegan between digits and thickened digits: their
