@@ -230,7 +230,16 @@ def main() -> None:
             sampler = f"DDIM {count} eta {sweep.get('eta', 0):g}" if sweep else "ancestral"
             print(f"    guidance sweep, {sampler} sampling:")
             for weight in GUIDANCE:
-                s = sample_scores(model, data, args.samples, classifier, guidance=weight, **sweep)
+                if (
+                    weight == getattr(model, "guidance", None)
+                    and sweep == steps
+                    and scores["fd_samples"] == args.samples
+                ):
+                    s = scores  # the main row drew these samples already
+                else:
+                    s = sample_scores(
+                        model, data, args.samples, classifier, guidance=weight, **sweep
+                    )
                 guidance_rows[name].append((weight, s["conditional_accuracy"], s["fd"]))
                 print(f"    guidance {weight:g}: {s['conditional_accuracy']:.1%}, FD {s['fd']:.1f}")
             plot_guidance(guidance_rows[name], args.out / f"{name}_guidance.png")
